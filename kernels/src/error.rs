@@ -1,0 +1,59 @@
+//! The one error type of the crate: every bad input is reported, never a panic.
+
+use std::fmt;
+
+/// What was wrong with a call, and what was expected instead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Error {
+    /// The descriptor itself is invalid (a zero size, no layers...).
+    InvalidDesc(String),
+    /// A buffer has the wrong number of elements.
+    Shape {
+        what: &'static str,
+        expected: usize,
+        got: usize,
+    },
+    /// A sequence length is 0 or above the padded length.
+    Length {
+        index: usize,
+        length: usize,
+        max: usize,
+    },
+    /// The call does not fit the state it was given (a workspace of another shape or mode...).
+    Mismatch(String),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::InvalidDesc(msg) => write!(f, "invalid RNN descriptor: {msg}"),
+            Error::Shape {
+                what,
+                expected,
+                got,
+            } => write!(f, "{what} has {got} elements, expected {expected}"),
+            Error::Length { index, length, max } => write!(
+                f,
+                "lengths[{index}] = {length}, expected a length in 1..={max}"
+            ),
+            Error::Mismatch(msg) => f.write_str(msg),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// Checks that a buffer has `expected` elements.
+pub(crate) fn check_len<T>(what: &'static str, buf: &[T], expected: usize) -> Result<()> {
+    if buf.len() == expected {
+        Ok(())
+    } else {
+        Err(Error::Shape {
+            what,
+            expected,
+            got: buf.len(),
+        })
+    }
+}

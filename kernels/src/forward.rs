@@ -1,0 +1,323 @@
+//! The forward sequence driver: layers, directions, time steps, variable lengths.
+//!
+//! Per layer and direction: one GEMM projects the input of every time step at once (hoisted out
+//! of the recurrence), then each step runs one GEMM of the state with W_hh for all gates and
+//! the cell's elementwise math. Directions run in parallel; within a step the batch rows are
+//! shared across the pool. Rows past their sequence's length hold their state, so h_n is
+//! simply the last slot and the reverse direction starts at each sequence's own last step.
+
+use crate::cell::{self, row, FwdRow, FwdStep};
+use crate::desc::RnnDesc;
+use crate::error::{Error, Result};
+use crate::gemm::{par_gemm, MatRef};
+use crate::rows::{grain_for, par_rows};
+use crate::seq::{Outputs, SeqBatch};
+use crate::weights::PackedWeights;
+use crate::workspace::{Mode, Workspace};
+use rayon::prelude::*;
+
+/// Runs the network forward without saving anything for a backward.
+///
+/// `ws` may be of either mode; it must have been made for this descriptor, `seq_len` and batch.
+/// `out` must be sized as [`Outputs::zeros`] sizes it; it is overwritten.
+pub fn forward_inference(
+    weights: &PackedWeights,
+    ws: &mut Workspace,
+    input: &SeqBatch<'_, f32>,
+    out: &mut Outputs<f32>,
+) -> Result<()> {
+    run(weights, ws, input, out, false)
+}
+
+/// Runs the network forward and saves in `ws` what [`crate::backward`] needs.
+///
+/// `ws` must be a [`Mode::Training`] workspace.
+pub fn forward_training(
+    weights: &PackedWeights,
+    ws: &mut Workspace,
+    input: &SeqBatch<'_, f32>,
+    out: &mut Outputs<f32>,
+) -> Result<()> {
+    if ws.mode != Mode::Training {
+        return Err(Error::Mismatch(
+            "forward_training needs a workspace made with Mode::Training".into(),
+        ));
+    }
+    run(weights, ws, input, out, true)
+}
+
+/// The buffers one direction of one layer works in.
+pub(crate) struct DirBufs<'a> {
+    pub gates: &'a mut [f32],
+    pub states: &'a mut [f32],
+    pub cells: &'a mut [f32],
+    pub hn: &'a mut [f32],
+    pub gh: &'a mut [f32],
+}
+
+/// Slot `p` of a `(T+1, B, H)` buffer to read, slot `q` to write; both empty for an unused buffer.
+pub(crate) fn slot_pair(buf: &mut [f32], p: usize, q: usize, len: usize) -> (&[f32], &mut [f32]) {
+    if buf.is_empty() {
+        return (&[], &mut []);
+    }
+    if p < q {
+        let (lo, hi) = buf.split_at_mut(q * len);
+        (&lo[p * len..(p + 1) * len], &mut hi[..len])
+    } else {
+        let (lo, hi) = buf.split_at_mut(p * len);
+        (&hi[..len], &mut lo[q * len..(q + 1) * len])
+    }
+}
+
+/// Slots (before, after) step `t` in direction `dir`.
+#[inline]
+pub(crate) fn slots(dir: usize, t: usize) -> (usize, usize) {
+    if dir == 0 {
+        (t, t + 1)
+    } else {
+        (t + 1, t)
+    }
+}
+
+/// The step index of processing step `step` in direction `dir`.
+#[inline]
+pub(crate) fn time_of(dir: usize, step: usize, seq_len: usize) -> usize {
+    if dir == 0 {
+        step
+    } else {
+        seq_len - 1 - step
+    }
+}
+
+/// Rows `i` of width `w` of a per-row buffer (empty when `w == 0`).
+#[inline]
+pub(crate) fn sub(buf: &mut [f32], i: usize, w: usize) -> &mut [f32] {
+    &mut buf[i * w..(i + 1) * w]
+}
+
+fn run(
+    weights: &PackedWeights,
+    ws: &mut Workspace,
+    input: &SeqBatch<'_, f32>,
+    out: &mut Outputs<f32>,
+    training: bool,
+) -> Result<()> {
+    let desc = *weights.desc();
+    input.validate(&desc)?;
+    ws.check(&desc, input.seq_len, input.batch)?;
+    out.validate(&desc, input.seq_len, input.batch)?;
+    ws.saved = false;
+    for (b, len) in ws.lengths.iter_mut().enumerate() {
+        *len = input.length(b);
+    }
+    if training {
+        ws.x.copy_from_slice(input.x);
+    }
+    let (t_len, batch) = (input.seq_len, input.batch);
+    let (nd, bh) = (desc.directions(), batch * desc.hidden_size);
+    let Workspace {
+        lengths,
+        inter,
+        gates,
+        states,
+        cells,
+        hn,
+        gh,
+        ..
+    } = ws;
+    let lengths: &[usize] = lengths;
+    let inter_index = |l: usize| if training { l } else { l % 2 };
+    for l in 0..desc.num_layers {
+        let top = l + 1 == desc.num_layers;
+        // This layer's input and output: the user's buffers at the ends, the workspace between.
+        let (x_l, y_l): (&[f32], &mut [f32]) = match (l, top) {
+            (0, true) => (input.x, &mut out.output),
+            (0, false) => (input.x, &mut inter[inter_index(0)]),
+            (_, true) => (&inter[inter_index(l - 1)], &mut out.output),
+            (_, false) => {
+                let (r, w) = (inter_index(l - 1), inter_index(l));
+                let (lo, hi) = inter.split_at_mut(r.max(w));
+                if r < w {
+                    (&lo[r], &mut hi[0])
+                } else {
+                    (&hi[0], &mut lo[w])
+                }
+            }
+        };
+        let s0 = if training { l * nd } else { 0 };
+        let mut dirs = gates[s0..s0 + nd]
+            .iter_mut()
+            .zip(&mut states[s0..s0 + nd])
+            .zip(&mut cells[s0..s0 + nd])
+            .zip(&mut hn[s0..s0 + nd])
+            .zip(gh.iter_mut())
+            .map(|((((gates, states), cells), hn), gh)| DirBufs {
+                gates,
+                states,
+                cells,
+                hn,
+                gh,
+            });
+        let run_dir = |d: usize, bufs: DirBufs<'_>| {
+            let k = l * nd + d;
+            let h0 = input.h0.map(|v| &v[k * bh..(k + 1) * bh]);
+            let c0 = input.c0.map(|v| &v[k * bh..(k + 1) * bh]);
+            let init = (h0, c0);
+            direction(&desc, weights, l, d, x_l, lengths, init, bufs, training, t_len, batch)
+        };
+        let fwd = dirs.next().expect("one direction at least");
+        match dirs.next() {
+            Some(rev) => {
+                rayon::join(|| run_dir(0, fwd), || run_dir(1, rev));
+            }
+            None => run_dir(0, fwd),
+        }
+        let slots = &states[s0..s0 + nd];
+        gather_output(&desc, slots, lengths, t_len, batch, y_l);
+        for d in 0..nd {
+            let k = l * nd + d;
+            let last = if d == 0 { t_len } else { 0 };
+            out.h_n[k * bh..][..bh].copy_from_slice(&slots[d][last * bh..][..bh]);
+            if desc.cell.has_cell_state() {
+                out.c_n[k * bh..][..bh].copy_from_slice(&cells[s0 + d][last * bh..][..bh]);
+            }
+        }
+    }
+    ws.saved = training;
+    Ok(())
+}
+
+/// One direction of one layer over the whole sequence.
+#[allow(clippy::too_many_arguments)]
+fn direction(
+    desc: &RnnDesc,
+    weights: &PackedWeights,
+    l: usize,
+    d: usize,
+    x_l: &[f32],
+    lengths: &[usize],
+    (h0, c0): (Option<&[f32]>, Option<&[f32]>),
+    bufs: DirBufs<'_>,
+    training: bool,
+    t_len: usize,
+    batch: usize,
+) {
+    let (h, g) = (desc.hidden_size, desc.gates() * desc.hidden_size);
+    let i_l = desc.layer_input_size(l);
+    let bh = batch * h;
+    let lp = weights.layer(l, d);
+    let DirBufs {
+        gates,
+        states,
+        cells,
+        hn,
+        gh,
+    } = bufs;
+
+    // The input projection of every step at once: gates = X W_ihᵀ + b_ih.
+    let rows = t_len * batch;
+    if desc.bias {
+        gates
+            .par_chunks_mut(g * 64)
+            .for_each(|c| c.chunks_exact_mut(g).for_each(|r| r.copy_from_slice(&lp.b_ih)));
+    }
+    let beta = if desc.bias { 1.0 } else { 0.0 };
+    let (x, w_ih) = (MatRef::rows(x_l, i_l), MatRef::rows(&lp.w_ih, i_l).t());
+    par_gemm(rows, g, i_l, x, w_ih, beta, gates, g, 4);
+
+    // Initial state in the slot before the first step.
+    let first = if d == 0 { 0 } else { t_len };
+    let init = |buf: &mut [f32], v: Option<&[f32]>| {
+        if !buf.is_empty() {
+            let slot = &mut buf[first * bh..][..bh];
+            match v {
+                Some(v) => slot.copy_from_slice(v),
+                None => slot.fill(0.0),
+            }
+        }
+    };
+    init(states, h0);
+    init(cells, c0);
+
+    let (cw, hw) = (if cells.is_empty() { 0 } else { h }, if hn.is_empty() { 0 } else { h });
+    let grain = grain_for(batch);
+    let w_hh = MatRef::rows(&lp.w_hh, h).t();
+    for step in 0..t_len {
+        let t = time_of(d, step, t_len);
+        let (p, q) = slots(d, t);
+        let (h_prev, h_new) = slot_pair(states, p, q, bh);
+        let (c_prev, c_new) = slot_pair(cells, p, q, bh);
+        par_gemm(batch, g, h, MatRef::rows(h_prev, h), w_hh, 0.0, gh, g, 1);
+        let gates_t = &mut gates[t * batch * g..(t + 1) * batch * g];
+        let hn_t: &mut [f32] = match (hw, training) {
+            (0, _) => &mut [],
+            (_, true) => &mut hn[t * bh..(t + 1) * bh],
+            (_, false) => hn,
+        };
+        let s = FwdStep {
+            hidden: h,
+            gh,
+            b_hh: &lp.b_hh,
+            h_prev,
+            c_prev,
+        };
+        par_rows(
+            [gates_t, h_new, c_new, hn_t],
+            [g, h, cw, hw],
+            batch,
+            grain,
+            &|start, n, [gr, hr, cr, nr]: [&mut [f32]; 4]| {
+                for i in 0..n {
+                    let b = start + i;
+                    if t < lengths[b] {
+                        let row_out = FwdRow {
+                            gates: sub(gr, i, g),
+                            h: sub(hr, i, h),
+                            c: sub(cr, i, cw),
+                            hn: sub(nr, i, hw),
+                        };
+                        cell::forward_row(desc.cell, &s, b, row_out);
+                    } else {
+                        // Past the end of this sequence: hold the state.
+                        sub(hr, i, h).copy_from_slice(row(h_prev, b, h));
+                        sub(cr, i, cw).copy_from_slice(row(c_prev, b, cw));
+                    }
+                }
+            },
+        );
+    }
+}
+
+/// Writes the layer output `(T, B, D*H)` from the direction's state slots, zero where padded.
+fn gather_output(
+    desc: &RnnDesc,
+    slots: &[Vec<f32>],
+    lengths: &[usize],
+    t_len: usize,
+    batch: usize,
+    y: &mut [f32],
+) {
+    let (h, dh) = (desc.hidden_size, desc.output_size());
+    let bh = batch * h;
+    y.par_chunks_mut(batch * dh)
+        .enumerate()
+        .for_each(|(t, y_t)| {
+            for (d, states) in slots.iter().enumerate() {
+                let q = slots_after(d, t);
+                for b in 0..batch {
+                    let dst = &mut y_t[b * dh + d * h..][..h];
+                    if t < lengths[b] {
+                        dst.copy_from_slice(&states[q * bh + b * h..][..h]);
+                    } else {
+                        dst.fill(0.0);
+                    }
+                }
+            }
+        });
+    debug_assert_eq!(y.len(), t_len * batch * dh);
+}
+
+#[inline]
+fn slots_after(d: usize, t: usize) -> usize {
+    slots(d, t).1
+}

@@ -1,0 +1,60 @@
+//! Fused CPU kernels for RNN, LSTM and GRU, forward and BPTT, with PyTorch's exact semantics.
+//!
+//! The crate stands alone (rayon, matrixmultiply and wide only), so an engine can embed it.
+//!
+//! - [`RnnDesc`] says what network runs; [`Params`] holds its weights in PyTorch's layout.
+//! - [`PackedWeights`] prepares them once; a [`Workspace`] holds every buffer for one
+//!   (T, B, mode), so calls allocate nothing in the time loop.
+//! - [`forward_inference`], [`forward_training`] and [`backward`] run on the current rayon pool:
+//!   pick the thread count with `pool.install(..)`. Results are bit-identical at any count.
+//! - [`reference`] is the scalar implementation, generic over f32 / f64, that tests check
+//!   everything against.
+//!
+//! Sequences are time-major `(T, B, features)`; `lengths` gives variable lengths in any order.
+//! Dropout between layers is not part of the crate.
+//!
+//! ```
+//! use recur_kernels::*;
+//!
+//! let desc = RnnDesc::new(CellKind::Lstm, 8, 16).layers(2).bidirectional(true);
+//! let params = Params::<f32>::random(&desc, 42);
+//! let weights = PackedWeights::new(&params)?;
+//! let (t, b) = (5, 3);
+//! let x = vec![0.5f32; t * b * 8];
+//! let lengths = [5, 2, 4];
+//! let input = SeqBatch::new(t, b, &x).with_lengths(&lengths);
+//!
+//! let mut ws = Workspace::new(&desc, t, b, Mode::Training)?;
+//! let mut out = Outputs::zeros(&desc, t, b);
+//! forward_training(&weights, &mut ws, &input, &mut out)?;
+//!
+//! let grad_output = vec![1.0f32; out.output.len()];
+//! let mut grads = Gradients::zeros(&desc, t, b);
+//! backward(&weights, &mut ws, &OutputGrads::new(&grad_output), &mut grads)?;
+//! assert_eq!(grads.input.len(), x.len());
+//! # Ok::<(), recur_kernels::Error>(())
+//! ```
+
+mod backward;
+mod cell;
+pub mod desc;
+pub mod error;
+pub mod float;
+mod forward;
+mod gemm;
+pub mod params;
+pub mod reference;
+mod rows;
+pub mod seq;
+mod weights;
+mod workspace;
+
+pub use backward::backward;
+pub use desc::{CellKind, RnnDesc};
+pub use error::{Error, Result};
+pub use float::Float;
+pub use forward::{forward_inference, forward_training};
+pub use params::{LayerParams, Params, SplitMix64};
+pub use seq::{Gradients, OutputGrads, Outputs, SeqBatch};
+pub use weights::PackedWeights;
+pub use workspace::{Mode, Workspace};

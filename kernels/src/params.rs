@@ -1,0 +1,155 @@
+//! Weights and biases in PyTorch's layout, one set per (layer, direction).
+
+use crate::desc::RnnDesc;
+use crate::error::{check_len, Error, Result};
+use crate::float::Float;
+
+/// The parameters of one layer in one direction, exactly as PyTorch's state_dict holds them:
+/// `w_ih` is `(G*H, I_l)` row-major, `w_hh` is `(G*H, H)`, the biases `(G*H)`, gate blocks in
+/// PyTorch's order (LSTM i, f, g, o; GRU r, z, n).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LayerParams<T> {
+    pub w_ih: Vec<T>,
+    pub w_hh: Vec<T>,
+    /// Always `G*H` long; zero (and ignored) when the descriptor has no bias.
+    pub b_ih: Vec<T>,
+    pub b_hh: Vec<T>,
+}
+
+/// All parameters of a stack, indexed by `layer * D + direction` (direction 1 is `_reverse`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Params<T> {
+    pub desc: RnnDesc,
+    pub layers: Vec<LayerParams<T>>,
+}
+
+impl<T: Float> Params<T> {
+    /// All zeros, with every buffer at its size.
+    pub fn zeros(desc: &RnnDesc) -> Self {
+        let gh = desc.gates() * desc.hidden_size;
+        let layers = (0..desc.num_layers)
+            .flat_map(|l| (0..desc.directions()).map(move |_| l))
+            .map(|l| LayerParams {
+                w_ih: vec![T::ZERO; gh * desc.layer_input_size(l)],
+                w_hh: vec![T::ZERO; gh * desc.hidden_size],
+                b_ih: vec![T::ZERO; gh],
+                b_hh: vec![T::ZERO; gh],
+            })
+            .collect();
+        Params {
+            desc: *desc,
+            layers,
+        }
+    }
+
+    /// PyTorch's default initialisation, U(-1/sqrt(H), 1/sqrt(H)), from a seeded generator
+    /// (not PyTorch's stream). Biases stay zero when the descriptor has none.
+    pub fn random(desc: &RnnDesc, seed: u64) -> Self {
+        let mut p = Self::zeros(desc);
+        let bound = 1.0 / (desc.hidden_size as f64).sqrt();
+        let mut rng = SplitMix64(seed);
+        for lp in &mut p.layers {
+            for w in [&mut lp.w_ih, &mut lp.w_hh] {
+                rng.fill_uniform(w, bound);
+            }
+            if desc.bias {
+                rng.fill_uniform(&mut lp.b_ih, bound);
+                rng.fill_uniform(&mut lp.b_hh, bound);
+            }
+        }
+        p
+    }
+
+    /// The parameters of `layer` in direction `dir` (0 forward, 1 reverse).
+    pub fn get(&self, layer: usize, dir: usize) -> &LayerParams<T> {
+        &self.layers[layer * self.desc.directions() + dir]
+    }
+
+    pub fn get_mut(&mut self, layer: usize, dir: usize) -> &mut LayerParams<T> {
+        let d = self.desc.directions();
+        &mut self.layers[layer * d + dir]
+    }
+
+    /// Checks every buffer against the descriptor.
+    pub fn validate(&self) -> Result<()> {
+        self.desc.validate()?;
+        if self.layers.len() != self.desc.stacks() {
+            return Err(Error::Shape {
+                what: "params.layers",
+                expected: self.desc.stacks(),
+                got: self.layers.len(),
+            });
+        }
+        let gh = self.desc.gates() * self.desc.hidden_size;
+        for (k, lp) in self.layers.iter().enumerate() {
+            let l = k / self.desc.directions();
+            check_len("weight_ih", &lp.w_ih, gh * self.desc.layer_input_size(l))?;
+            check_len("weight_hh", &lp.w_hh, gh * self.desc.hidden_size)?;
+            check_len("bias_ih", &lp.b_ih, gh)?;
+            check_len("bias_hh", &lp.b_hh, gh)?;
+        }
+        Ok(())
+    }
+
+    /// Every parameter value in a fixed order (layer, direction, w_ih, w_hh, b_ih, b_hh).
+    pub fn iter(&self) -> impl Iterator<Item = &T> {
+        self.layers
+            .iter()
+            .flat_map(|lp| lp.w_ih.iter().chain(&lp.w_hh).chain(&lp.b_ih).chain(&lp.b_hh))
+    }
+
+    /// Mutable access in the same order as [`Params::iter`].
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut T> {
+        self.layers.iter_mut().flat_map(|lp| {
+            lp.w_ih
+                .iter_mut()
+                .chain(lp.w_hh.iter_mut())
+                .chain(lp.b_ih.iter_mut())
+                .chain(lp.b_hh.iter_mut())
+        })
+    }
+
+    /// Converts every value to another float type (f64 -> f32 for the optimized path...).
+    pub fn cast<U: Float>(&self) -> Params<U> {
+        let conv = |v: &Vec<T>| v.iter().map(|x| U::from_f64(x.to_f64())).collect();
+        Params {
+            desc: self.desc,
+            layers: self
+                .layers
+                .iter()
+                .map(|lp| LayerParams {
+                    w_ih: conv(&lp.w_ih),
+                    w_hh: conv(&lp.w_hh),
+                    b_ih: conv(&lp.b_ih),
+                    b_hh: conv(&lp.b_hh),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// A tiny deterministic generator for weights and test data (SplitMix64).
+#[derive(Debug, Clone)]
+pub struct SplitMix64(pub u64);
+
+impl SplitMix64 {
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [-bound, bound).
+    pub fn uniform(&mut self, bound: f64) -> f64 {
+        let unit = (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+        (2.0 * unit - 1.0) * bound
+    }
+
+    pub fn fill_uniform<T: Float>(&mut self, buf: &mut [T], bound: f64) {
+        for v in buf {
+            *v = T::from_f64(self.uniform(bound));
+        }
+    }
+}

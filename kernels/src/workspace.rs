@@ -1,0 +1,155 @@
+//! Buffers sized once per (descriptor, T, B, mode) and reused across calls.
+
+use crate::desc::RnnDesc;
+use crate::error::{Error, Result};
+
+/// Whether a workspace serves inference only or the training forward plus backward.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Forward only: buffers are shared across layers, nothing is saved.
+    Inference,
+    /// The forward saves what the backward needs: every layer's gate activations and states.
+    Training,
+}
+
+/// Every buffer a forward or backward call needs, so that the time loop allocates nothing.
+///
+/// Per (layer, direction) "slot" (shared across layers in inference):
+/// - `gates`: `(T, B, G*H)`, the hoisted input projection, then the gate activations;
+/// - `states`: `(T+1, B, H)`, slot `t` / `t+1` hold the state before / after step `t` going
+///   forward, and the other way round going backward (so h0 sits in slot 0 or slot T);
+/// - `cells` (LSTM): the same for c; `hn` (GRU): W_hn h_prev + b_hn per step.
+#[derive(Debug)]
+pub struct Workspace {
+    pub(crate) desc: RnnDesc,
+    pub(crate) seq_len: usize,
+    pub(crate) batch: usize,
+    pub(crate) mode: Mode,
+    pub(crate) lengths: Vec<usize>,
+    /// Training: a copy of the input, for dW_ih of layer 0.
+    pub(crate) x: Vec<f32>,
+    /// Outputs of the layers below the top: all of them in training, two alternating otherwise.
+    pub(crate) inter: Vec<Vec<f32>>,
+    pub(crate) gates: Vec<Vec<f32>>,
+    pub(crate) states: Vec<Vec<f32>>,
+    pub(crate) cells: Vec<Vec<f32>>,
+    pub(crate) hn: Vec<Vec<f32>>,
+    /// Per direction: `(B, G*H)`, h_prev W_hhᵀ of the current step.
+    pub(crate) gh: Vec<Vec<f32>>,
+    /// Backward, per direction: gate gradients `(T, B, G*H)` input side and (GRU) hidden side.
+    pub(crate) dgi: Vec<Vec<f32>>,
+    pub(crate) dgh: Vec<Vec<f32>>,
+    /// Backward, per direction: the carried d loss / d h and d loss / d c, `(B, H)`.
+    pub(crate) dh: Vec<Vec<f32>>,
+    pub(crate) dc: Vec<Vec<f32>>,
+    /// Backward: d loss / d output of the layer below, two alternating `(T, B, D*H)`.
+    pub(crate) dy: Vec<Vec<f32>>,
+    /// Set by a training forward, which the backward needs first.
+    pub(crate) saved: bool,
+}
+
+fn bufs(count: usize, len: usize) -> Vec<Vec<f32>> {
+    (0..count).map(|_| vec![0.0; len]).collect()
+}
+
+impl Workspace {
+    /// Sizes every buffer for `seq_len` padded steps of `batch` sequences.
+    pub fn new(desc: &RnnDesc, seq_len: usize, batch: usize, mode: Mode) -> Result<Self> {
+        desc.validate()?;
+        if seq_len == 0 || batch == 0 {
+            return Err(Error::Mismatch(format!(
+                "workspace for seq_len {seq_len} and batch {batch}, expected both >= 1"
+            )));
+        }
+        let (t, b, h, d) = (seq_len, batch, desc.hidden_size, desc.directions());
+        let gh = desc.gates() * h;
+        let training = mode == Mode::Training;
+        let slots = if training { desc.stacks() } else { d };
+        let lstm = desc.cell.has_cell_state();
+        let gru = desc.cell == crate::CellKind::Gru;
+        let below = desc.num_layers - 1;
+        let inter = if training { below } else { below.min(2) };
+        let per_dir = |on: bool, len: usize| bufs(if training { d } else { 0 }, if on { len } else { 0 });
+        Ok(Workspace {
+            desc: *desc,
+            seq_len,
+            batch,
+            mode,
+            lengths: vec![t; b],
+            x: vec![0.0; if training { t * b * desc.input_size } else { 0 }],
+            inter: bufs(inter, t * b * desc.output_size()),
+            gates: bufs(slots, t * b * gh),
+            states: bufs(slots, (t + 1) * b * h),
+            // Unused buffers stay as empty Vecs, so per-slot code can zip over all of them.
+            cells: bufs(slots, if lstm { (t + 1) * b * h } else { 0 }),
+            hn: bufs(
+                slots,
+                match (gru, training) {
+                    (false, _) => 0,
+                    (true, true) => t * b * h,
+                    (true, false) => b * h,
+                },
+            ),
+            gh: bufs(d, b * gh),
+            dgi: per_dir(true, t * b * gh),
+            dgh: per_dir(gru, t * b * gh),
+            dh: per_dir(true, b * h),
+            dc: per_dir(lstm, b * h),
+            dy: bufs(if training { below.min(2) } else { 0 }, t * b * desc.output_size()),
+            saved: false,
+        })
+    }
+
+    pub fn desc(&self) -> &RnnDesc {
+        &self.desc
+    }
+
+    pub fn seq_len(&self) -> usize {
+        self.seq_len
+    }
+
+    pub fn batch(&self) -> usize {
+        self.batch
+    }
+
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// Bytes held by the workspace's buffers.
+    pub fn bytes(&self) -> usize {
+        let all = [
+            &self.inter,
+            &self.gates,
+            &self.states,
+            &self.cells,
+            &self.hn,
+            &self.gh,
+            &self.dgi,
+            &self.dgh,
+            &self.dh,
+            &self.dc,
+            &self.dy,
+        ];
+        let floats: usize = all.iter().flat_map(|v| v.iter()).map(Vec::len).sum();
+        (floats + self.x.len()) * std::mem::size_of::<f32>()
+    }
+
+    /// Checks that a call's descriptor and sizes are the ones this workspace was made for.
+    pub(crate) fn check(&self, desc: &RnnDesc, seq_len: usize, batch: usize) -> Result<()> {
+        if *desc != self.desc {
+            return Err(Error::Mismatch(format!(
+                "weights are for {desc:?}, but the workspace was made for {:?}",
+                self.desc
+            )));
+        }
+        if (seq_len, batch) != (self.seq_len, self.batch) {
+            return Err(Error::Mismatch(format!(
+                "input has seq_len {seq_len} and batch {batch}, but the workspace was made for \
+                 seq_len {} and batch {}",
+                self.seq_len, self.batch
+            )));
+        }
+        Ok(())
+    }
+}

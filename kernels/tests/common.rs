@@ -1,0 +1,172 @@
+//! Shared helpers of the kernels' integration tests: random cases and comparisons.
+#![allow(dead_code)]
+
+use recur_kernels::*;
+
+/// One random problem: a descriptor, its parameters (f64, cast to f32 for the kernels) and data.
+#[derive(Debug, Clone)]
+pub struct Case {
+    pub desc: RnnDesc,
+    pub seq_len: usize,
+    pub batch: usize,
+    pub params: Params<f64>,
+    pub x: Vec<f64>,
+    pub lengths: Option<Vec<usize>>,
+    pub h0: Option<Vec<f64>>,
+    pub c0: Option<Vec<f64>>,
+    pub grad_output: Vec<f64>,
+    pub grad_h_n: Option<Vec<f64>>,
+    pub grad_c_n: Option<Vec<f64>>,
+}
+
+pub fn random_vec(rng: &mut SplitMix64, n: usize, bound: f64) -> Vec<f64> {
+    (0..n).map(|_| rng.uniform(bound)).collect()
+}
+
+/// Rounds through f32 so the f32 kernels and the f64 reference see the same values.
+pub fn round_f32(v: &[f64]) -> Vec<f64> {
+    v.iter().map(|&x| x as f32 as f64).collect()
+}
+
+pub fn to_f32(v: &[f64]) -> Vec<f32> {
+    v.iter().map(|&x| x as f32).collect()
+}
+
+impl Case {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        desc: RnnDesc,
+        seq_len: usize,
+        batch: usize,
+        seed: u64,
+        varlen: bool,
+        with_h0: bool,
+        with_grad_state: bool,
+    ) -> Case {
+        let mut rng = SplitMix64(seed);
+        let p = Params::<f64>::random(&desc, seed ^ 0x5eed);
+        let params = p.cast::<f32>().cast::<f64>();
+        let state = desc.stacks() * batch * desc.hidden_size;
+        let lstm = desc.cell.has_cell_state();
+        let lengths = varlen.then(|| {
+            (0..batch)
+                .map(|_| 1 + (rng.next_u64() as usize) % seq_len)
+                .collect()
+        });
+        let mut v = |n: usize| round_f32(&random_vec(&mut rng, n, 1.0));
+        let x = v(seq_len * batch * desc.input_size);
+        let h0 = with_h0.then(|| v(state));
+        let c0 = (with_h0 && lstm).then(|| v(state));
+        let grad_output = v(seq_len * batch * desc.output_size());
+        let grad_h_n = with_grad_state.then(|| v(state));
+        let grad_c_n = (with_grad_state && lstm).then(|| v(state));
+        Case {
+            desc,
+            seq_len,
+            batch,
+            params,
+            x,
+            lengths,
+            h0,
+            c0,
+            grad_output,
+            grad_h_n,
+            grad_c_n,
+        }
+    }
+
+    pub fn reference(&self) -> (Outputs<f64>, Gradients<f64>) {
+        let mut input = SeqBatch::new(self.seq_len, self.batch, &self.x[..]);
+        input.lengths = self.lengths.as_deref();
+        input.h0 = self.h0.as_deref();
+        input.c0 = self.c0.as_deref();
+        let mut g = OutputGrads::new(&self.grad_output[..]);
+        g.h_n = self.grad_h_n.as_deref();
+        g.c_n = self.grad_c_n.as_deref();
+        reference::backward(&self.params, &input, &g).expect("reference backward")
+    }
+
+    /// The optimized f32 path: inference forward, training forward and backward.
+    pub fn optimized(&self) -> (Outputs<f32>, Outputs<f32>, Gradients<f32>) {
+        let (x, h0, c0) = (
+            to_f32(&self.x),
+            self.h0.as_deref().map(to_f32),
+            self.c0.as_deref().map(to_f32),
+        );
+        let mut input = SeqBatch::new(self.seq_len, self.batch, &x[..]);
+        input.lengths = self.lengths.as_deref();
+        input.h0 = h0.as_deref();
+        input.c0 = c0.as_deref();
+        let weights = PackedWeights::new(&self.params.cast::<f32>()).unwrap();
+        let (t, b) = (self.seq_len, self.batch);
+
+        let mut ws = Workspace::new(&self.desc, t, b, Mode::Inference).unwrap();
+        let mut infer = Outputs::zeros(&self.desc, t, b);
+        forward_inference(&weights, &mut ws, &input, &mut infer).unwrap();
+
+        let mut ws = Workspace::new(&self.desc, t, b, Mode::Training).unwrap();
+        let mut train = Outputs::zeros(&self.desc, t, b);
+        forward_training(&weights, &mut ws, &input, &mut train).unwrap();
+        let (go, gh, gc) = (
+            to_f32(&self.grad_output),
+            self.grad_h_n.as_deref().map(to_f32),
+            self.grad_c_n.as_deref().map(to_f32),
+        );
+        let mut og = OutputGrads::new(&go[..]);
+        og.h_n = gh.as_deref();
+        og.c_n = gc.as_deref();
+        let mut grads = Gradients::zeros(&self.desc, t, b);
+        backward(&weights, &mut ws, &og, &mut grads).unwrap();
+        (infer, train, grads)
+    }
+}
+
+/// Largest |a - b| over the largest |b| (at least 1): the tests' error measure.
+pub fn rel_err(a: &[f32], b: &[f64]) -> f64 {
+    assert_eq!(a.len(), b.len(), "length mismatch");
+    let scale = b.iter().fold(1.0f64, |m, v| m.max(v.abs()));
+    let diff = a
+        .iter()
+        .zip(b)
+        .fold(0.0f64, |m, (x, y)| m.max((*x as f64 - y).abs()));
+    diff / scale
+}
+
+/// Every output and gradient of the optimized path, named, beside the reference's.
+pub fn compare_all(case: &Case, tol: f64) -> std::result::Result<(), String> {
+    let (r_out, r_grad) = case.reference();
+    let (infer, train, grads) = case.optimized();
+    let mut pairs: Vec<(String, &[f32], &[f64])> = vec![
+        ("output (inference)".into(), &infer.output, &r_out.output),
+        ("h_n (inference)".into(), &infer.h_n, &r_out.h_n),
+        ("c_n (inference)".into(), &infer.c_n, &r_out.c_n),
+        ("output (training)".into(), &train.output, &r_out.output),
+        ("h_n (training)".into(), &train.h_n, &r_out.h_n),
+        ("c_n (training)".into(), &train.c_n, &r_out.c_n),
+        ("grad input".into(), &grads.input, &r_grad.input),
+        ("grad h0".into(), &grads.h0, &r_grad.h0),
+        ("grad c0".into(), &grads.c0, &r_grad.c0),
+    ];
+    for (k, (a, b)) in grads
+        .params
+        .layers
+        .iter()
+        .zip(&r_grad.params.layers)
+        .enumerate()
+    {
+        pairs.push((format!("grad w_ih[{k}]"), &a.w_ih, &b.w_ih));
+        pairs.push((format!("grad w_hh[{k}]"), &a.w_hh, &b.w_hh));
+        pairs.push((format!("grad b_ih[{k}]"), &a.b_ih, &b.b_ih));
+        pairs.push((format!("grad b_hh[{k}]"), &a.b_hh, &b.b_hh));
+    }
+    for (name, a, b) in pairs {
+        if a.len() != b.len() {
+            return Err(format!("{name}: {} values, reference {}", a.len(), b.len()));
+        }
+        let e = rel_err(a, b);
+        if !(e <= tol) {
+            return Err(format!("{name}: relative error {e:.3e} > {tol:.0e}"));
+        }
+    }
+    Ok(())
+}

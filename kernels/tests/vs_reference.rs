@@ -1,0 +1,71 @@
+//! The optimized path against the scalar reference, over random shapes (proptest).
+
+mod common;
+
+use common::{compare_all, Case};
+use proptest::prelude::*;
+use recur_kernels::{CellKind, RnnDesc};
+
+/// 1, small primes, non-multiples of 16, and values up to about 70.
+const SIZES: &[usize] = &[1, 2, 3, 5, 7, 13, 16, 17, 31, 37, 64, 67, 70];
+const CELLS: &[CellKind] = &[
+    CellKind::RnnTanh,
+    CellKind::RnnRelu,
+    CellKind::Lstm,
+    CellKind::Gru,
+];
+
+/// Scalar multiply-adds of the reference's forward: keeps each case well under a second.
+fn work(c: &Case) -> usize {
+    let d = c.desc;
+    c.seq_len * c.batch * d.stacks() * d.gates() * d.hidden_size * (d.output_size() + d.hidden_size + d.input_size)
+}
+
+fn case() -> impl Strategy<Value = Case> {
+    (
+        (
+            prop::sample::select(CELLS),
+            prop::sample::select(SIZES),
+            prop::sample::select(SIZES),
+            prop::sample::select(SIZES),
+            prop::sample::select(SIZES),
+        ),
+        (1usize..=3, any::<bool>(), any::<bool>()),
+        (any::<bool>(), any::<bool>(), any::<bool>(), any::<u64>()),
+    )
+        .prop_map(
+            |((cell, t, b, i, h), (layers, bidir, bias), (varlen, h0, gstate, seed))| {
+                let desc = RnnDesc::new(cell, i, h)
+                    .layers(layers)
+                    .bidirectional(bidir)
+                    .bias(bias);
+                Case::new(desc, t, b, seed, varlen, h0, gstate)
+            },
+        )
+        .prop_filter("keep the reference cheap", |c| work(c) <= 6_000_000)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+
+    #[test]
+    fn optimized_matches_reference(c in case()) {
+        // f32 against f64 over up to 70 recurrent steps: 1e-4 of the largest magnitude.
+        if let Err(e) = compare_all(&c, 1e-4) {
+            return Err(TestCaseError::fail(format!(
+                "{e}\n  cell {:?} T {} B {} I {} H {} layers {} bidir {} bias {} lengths {:?} h0 {}",
+                c.desc.cell, c.seq_len, c.batch, c.desc.input_size, c.desc.hidden_size,
+                c.desc.num_layers, c.desc.bidirectional, c.desc.bias, c.lengths, c.h0.is_some()
+            )));
+        }
+    }
+}
+
+#[test]
+fn every_cell_stacked_bidirectional_varlen() {
+    for (n, &cell) in CELLS.iter().enumerate() {
+        let desc = RnnDesc::new(cell, 7, 13).layers(3).bidirectional(true);
+        let case = Case::new(desc, 9, 5, 100 + n as u64, true, true, true);
+        compare_all(&case, 1e-4).unwrap_or_else(|e| panic!("{cell:?}: {e}"));
+    }
+}

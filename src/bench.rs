@@ -1,0 +1,179 @@
+//! `recur bench`: times the kernels on random weights, warm-up then the median of runs.
+
+use crate::error::Result;
+use crate::model::thread_pool;
+use recur_kernels::{
+    backward, forward_inference, forward_training, CellKind, Gradients, Mode, OutputGrads,
+    Outputs, PackedWeights, Params, RnnDesc, SeqBatch, SplitMix64, Workspace,
+};
+use std::time::{Duration, Instant};
+
+/// What one bench run times.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BenchMode {
+    /// The forward pass without saved activations.
+    Infer,
+    /// The training forward plus the full backward.
+    Train,
+}
+
+impl BenchMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            BenchMode::Infer => "infer",
+            BenchMode::Train => "train",
+        }
+    }
+}
+
+/// One shape to time.
+#[derive(Debug, Clone, Copy)]
+pub struct BenchCase {
+    pub desc: RnnDesc,
+    pub seq: usize,
+    pub batch: usize,
+}
+
+/// The reference cases of ../shared/anchors/torch_rnn.py: (cell, T, B, I=H).
+pub fn reference_cases() -> Vec<BenchCase> {
+    [
+        (CellKind::Lstm, 100, 1, 256),
+        (CellKind::Lstm, 100, 16, 512),
+        (CellKind::Lstm, 100, 64, 512),
+        (CellKind::Lstm, 50, 64, 1024),
+        (CellKind::Gru, 100, 16, 512),
+        (CellKind::Gru, 100, 64, 512),
+        (CellKind::RnnTanh, 100, 64, 512),
+    ]
+    .into_iter()
+    .map(|(cell, seq, batch, h)| BenchCase {
+        desc: RnnDesc::new(cell, h, h),
+        seq,
+        batch,
+    })
+    .collect()
+}
+
+/// The timing of one (case, mode, threads).
+#[derive(Debug, Clone)]
+pub struct BenchResult {
+    pub case: BenchCase,
+    pub mode: BenchMode,
+    pub threads: usize,
+    /// Median wall time of one run.
+    pub ms: f64,
+    pub gflops: f64,
+}
+
+impl BenchResult {
+    /// One JSON line: {"cell","mode","seq","batch","input","hidden","layers","threads","ms","gflops"}.
+    pub fn json(&self) -> String {
+        let d = &self.case.desc;
+        let cell = match d.cell {
+            CellKind::RnnTanh | CellKind::RnnRelu => "rnn",
+            CellKind::Lstm => "lstm",
+            CellKind::Gru => "gru",
+        };
+        format!(
+            "{{\"cell\":\"{cell}\",\"mode\":\"{}\",\"seq\":{},\"batch\":{},\"input\":{},\"hidden\":{},\
+             \"layers\":{},\"bidirectional\":{},\"threads\":{},\"ms\":{:.4},\"gflops\":{:.2}}}",
+            self.mode.name(),
+            self.case.seq,
+            self.case.batch,
+            d.input_size,
+            d.hidden_size,
+            d.num_layers,
+            d.bidirectional,
+            self.threads,
+            self.ms,
+            self.gflops
+        )
+    }
+
+    pub fn table_header() -> String {
+        format!(
+            "{:<6} {:<6} {:>5} {:>5} {:>6} {:>6} {:>3} {:>3} {:>3} {:>10} {:>9}",
+            "cell", "mode", "T", "B", "I", "H", "L", "D", "thr", "ms", "GFLOP/s"
+        )
+    }
+
+    pub fn table_row(&self) -> String {
+        let d = &self.case.desc;
+        format!(
+            "{:<6} {:<6} {:>5} {:>5} {:>6} {:>6} {:>3} {:>3} {:>3} {:>10.3} {:>9.1}",
+            d.cell.name().trim_end_matches("_tanh"),
+            self.mode.name(),
+            self.case.seq,
+            self.case.batch,
+            d.input_size,
+            d.hidden_size,
+            d.num_layers,
+            d.directions(),
+            self.threads,
+            self.ms,
+            self.gflops
+        )
+    }
+}
+
+/// Times one case: one warm-up run, then runs until `budget` has passed (at least `min_runs`),
+/// and reports the median. Workspaces and weights are made once, outside the timing.
+pub fn run_case(
+    case: BenchCase,
+    mode: BenchMode,
+    threads: usize,
+    budget: Duration,
+    min_runs: usize,
+) -> Result<BenchResult> {
+    let desc = case.desc;
+    let (t, b) = (case.seq, case.batch);
+    let params = Params::<f32>::random(&desc, 1);
+    let weights = PackedWeights::new(&params)?;
+    let mut rng = SplitMix64(2);
+    let mut x = vec![0.0f32; t * b * desc.input_size];
+    rng.fill_uniform(&mut x, 1.0);
+    let mut go = vec![0.0f32; t * b * desc.output_size()];
+    rng.fill_uniform(&mut go, 1.0);
+    let input = SeqBatch::new(t, b, &x);
+    let ws_mode = match mode {
+        BenchMode::Infer => Mode::Inference,
+        BenchMode::Train => Mode::Training,
+    };
+    let mut ws = Workspace::new(&desc, t, b, ws_mode)?;
+    let mut out = Outputs::zeros(&desc, t, b);
+    let mut grads = Gradients::zeros(&desc, t, b);
+    let pool = thread_pool(threads)?;
+    let mut once = || -> Result<Duration> {
+        let start = Instant::now();
+        match mode {
+            BenchMode::Infer => forward_inference(&weights, &mut ws, &input, &mut out)?,
+            BenchMode::Train => {
+                forward_training(&weights, &mut ws, &input, &mut out)?;
+                backward(&weights, &mut ws, &OutputGrads::new(&go), &mut grads)?;
+            }
+        }
+        Ok(start.elapsed())
+    };
+    let mut times = pool.install(|| -> Result<Vec<Duration>> {
+        once()?;
+        let start = Instant::now();
+        let mut times = Vec::new();
+        while times.len() < min_runs || start.elapsed() < budget {
+            times.push(once()?);
+        }
+        Ok(times)
+    })?;
+    times.sort();
+    let median = times[times.len() / 2].as_secs_f64();
+    let factor = match mode {
+        BenchMode::Infer => 1.0,
+        BenchMode::Train => 3.0,
+    };
+    Ok(BenchResult {
+        case,
+        mode,
+        threads,
+        ms: median * 1e3,
+        gflops: factor * desc.forward_flops(t, b) / median / 1e9,
+    })
+}

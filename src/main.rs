@@ -1,0 +1,237 @@
+//! The `recur` command line: `infer`, `grad` and `bench`.
+//!
+//! Every failure prints one line on stderr and exits with code 2, leaving no output file.
+
+use clap::{Parser, Subcommand, ValueEnum};
+use recur::bench::{reference_cases, run_case, BenchCase, BenchMode, BenchResult};
+use recur::error::{Error, Result};
+use recur::model::{thread_pool, Model};
+use recur::state_dict::{self, CellFamily};
+use recur::tensors::{write_f32, TensorFile};
+use recur_kernels::{CellKind, RnnDesc};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(name = "recur", version, about = "RNN / LSTM / GRU on hand-optimized CPU kernels")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Forward pass: writes output, h_n (and c_n for LSTM).
+    Infer(IoArgs),
+    /// Forward and backward: also writes grad_input, grad_h0 (grad_c0) and grad.<weight key>.
+    Grad(IoArgs),
+    /// Times the kernels; with no shape, the reference cases as a table.
+    Bench(BenchArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum CellArg {
+    Lstm,
+    Gru,
+    Rnn,
+}
+
+impl From<CellArg> for CellFamily {
+    fn from(c: CellArg) -> Self {
+        match c {
+            CellArg::Lstm => CellFamily::Lstm,
+            CellArg::Gru => CellFamily::Gru,
+            CellArg::Rnn => CellFamily::Rnn,
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Nonlinearity {
+    Tanh,
+    Relu,
+}
+
+#[derive(clap::Args)]
+struct IoArgs {
+    /// A PyTorch state_dict saved with safetensors.torch.save_file.
+    #[arg(long)]
+    weights: PathBuf,
+    /// input (T,B,I), optional h0 / c0 (L*D,B,H), lengths (int64, B); for grad also
+    /// grad_output and optional grad_h_n / grad_c_n.
+    #[arg(long)]
+    input: PathBuf,
+    /// Where to write the results (safetensors).
+    #[arg(long)]
+    out: PathBuf,
+    /// The cell; by default read from the weights' shapes (4*H rows lstm, 3*H gru, H rnn).
+    #[arg(long, value_enum)]
+    cell: Option<CellArg>,
+    /// The RNN's nonlinearity (rnn only).
+    #[arg(long, value_enum)]
+    nonlinearity: Option<Nonlinearity>,
+    /// Sequences as (B, T, F) instead of (T, B, F).
+    #[arg(long)]
+    batch_first: bool,
+    /// Threads (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ModeArg {
+    Infer,
+    Train,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Format {
+    Json,
+    Table,
+}
+
+#[derive(clap::Args)]
+struct BenchArgs {
+    #[arg(long, value_enum)]
+    cell: Option<CellArg>,
+    #[arg(long)]
+    seq: Option<usize>,
+    #[arg(long)]
+    batch: Option<usize>,
+    #[arg(long)]
+    input: Option<usize>,
+    #[arg(long)]
+    hidden: Option<usize>,
+    #[arg(long, default_value_t = 1)]
+    layers: usize,
+    #[arg(long)]
+    bidirectional: bool,
+    /// Threads (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// What to time; both when absent.
+    #[arg(long, value_enum)]
+    mode: Option<ModeArg>,
+    #[arg(long, value_enum, default_value = "table")]
+    format: Format,
+    /// Seconds of timed runs per case (after one warm-up run).
+    #[arg(long, default_value_t = 1.0)]
+    seconds: f64,
+}
+
+fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+fn run_io(args: &IoArgs, grad: bool) -> Result<()> {
+    let mut wfile = TensorFile::read(&args.weights)?;
+    let relu = args.nonlinearity == Some(Nonlinearity::Relu);
+    let params = state_dict::load(&mut wfile, args.cell.map(Into::into), relu)?;
+    let model = Model::new(params)?;
+    let mut infile = TensorFile::read(&args.input)?;
+    let (inputs, out_grads) = model.read_inputs(&mut infile, args.batch_first, grad)?;
+    let pool = thread_pool(args.threads.unwrap_or_else(default_threads))?;
+    let named = pool.install(|| -> Result<_> {
+        match out_grads {
+            Some(og) => {
+                let (out, grads) = model.grad(&inputs, &og)?;
+                Ok(model.named_results(&inputs, out, Some(grads), args.batch_first))
+            }
+            None => {
+                let out = model.infer(&inputs)?;
+                Ok(model.named_results(&inputs, out, None, args.batch_first))
+            }
+        }
+    })?;
+    write_f32(&args.out, &named)
+}
+
+fn run_bench(args: &BenchArgs) -> Result<()> {
+    let threads = args.threads.unwrap_or_else(default_threads);
+    if !(args.seconds > 0.0 && args.seconds < 3600.0) {
+        return Err(Error::new(format!(
+            "--seconds {}, expected a duration in (0, 3600)",
+            args.seconds
+        )));
+    }
+    let shape = [args.seq, args.batch, args.input, args.hidden];
+    let cases = match (args.cell, shape) {
+        (None, [None, None, None, None]) => reference_cases()
+            .into_iter()
+            .map(|c| BenchCase {
+                desc: c.desc.layers(args.layers).bidirectional(args.bidirectional),
+                ..c
+            })
+            .collect(),
+        (Some(cell), [Some(seq), Some(batch), Some(input), Some(hidden)]) => {
+            let kind = match cell {
+                CellArg::Lstm => CellKind::Lstm,
+                CellArg::Gru => CellKind::Gru,
+                CellArg::Rnn => CellKind::RnnTanh,
+            };
+            let desc = RnnDesc::new(kind, input, hidden)
+                .layers(args.layers)
+                .bidirectional(args.bidirectional);
+            desc.validate()?;
+            if seq == 0 || batch == 0 {
+                return Err(Error::new("--seq and --batch must be at least 1"));
+            }
+            vec![BenchCase { desc, seq, batch }]
+        }
+        _ => {
+            return Err(Error::new(
+                "give all of --cell, --seq, --batch, --input, --hidden, or none of them for \
+                 the reference cases",
+            ))
+        }
+    };
+    let modes: &[BenchMode] = match args.mode {
+        Some(ModeArg::Infer) => &[BenchMode::Infer],
+        Some(ModeArg::Train) => &[BenchMode::Train],
+        None => &[BenchMode::Infer, BenchMode::Train],
+    };
+    let budget = Duration::from_secs_f64(args.seconds);
+    if args.format == Format::Table {
+        println!("{}", BenchResult::table_header());
+    }
+    for case in cases {
+        for &mode in modes {
+            let r = run_case(case, mode, threads, budget, 3)?;
+            match args.format {
+                Format::Json => println!("{}", r.json()),
+                Format::Table => println!("{}", r.table_row()),
+            }
+        }
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => {
+            // --help and --version.
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            let msg = e.to_string();
+            let first = msg.lines().find(|l| !l.trim().is_empty()).unwrap_or("bad arguments");
+            eprintln!("{first} (see recur --help)");
+            return ExitCode::from(2);
+        }
+    };
+    let result = match &cli.command {
+        Command::Infer(a) => run_io(a, false),
+        Command::Grad(a) => run_io(a, true),
+        Command::Bench(a) => run_bench(a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,171 @@
+//! Reading and writing safetensors files: f32 tensors plus int64 `lengths`.
+//!
+//! Writes go to a temporary file beside the target and are renamed into place, so a failed
+//! run never leaves a half-written output.
+
+use crate::bail;
+use crate::error::{Error, Result};
+use safetensors::{Dtype, SafeTensors};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// The values of one tensor.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Data {
+    F32(Vec<f32>),
+    I64(Vec<i64>),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tensor {
+    pub shape: Vec<usize>,
+    pub data: Data,
+}
+
+/// Every tensor of a file by name, and the file's string metadata.
+#[derive(Debug, Clone, Default)]
+pub struct TensorFile {
+    /// The file's path, for messages.
+    pub path: String,
+    pub tensors: BTreeMap<String, Tensor>,
+    pub metadata: BTreeMap<String, String>,
+}
+
+impl TensorFile {
+    /// Reads and checks a whole safetensors file (f32 and int64 tensors only).
+    pub fn read(path: &Path) -> Result<Self> {
+        let name = path.display().to_string();
+        let bytes =
+            std::fs::read(path).map_err(|e| Error(format!("cannot read {name}: {e}")))?;
+        Self::parse(&name, &bytes)
+    }
+
+    /// Parses the bytes of a safetensors file; `name` is used in messages.
+    pub fn parse(name: &str, bytes: &[u8]) -> Result<Self> {
+        let bad = |e: safetensors::SafeTensorError| {
+            Error(format!(
+                "{name} is not a valid safetensors file ({e}); expected a file written by \
+                 safetensors.torch.save_file"
+            ))
+        };
+        let (_, meta) = SafeTensors::read_metadata(bytes).map_err(bad)?;
+        let st = SafeTensors::deserialize(bytes).map_err(bad)?;
+        let mut tensors = BTreeMap::new();
+        for (key, view) in st.tensors() {
+            let raw = view.data();
+            let data = match view.dtype() {
+                Dtype::F32 => Data::F32(
+                    raw.chunks_exact(4)
+                        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                        .collect(),
+                ),
+                Dtype::I64 => Data::I64(
+                    raw.chunks_exact(8)
+                        .map(|b| i64::from_le_bytes(b.try_into().expect("8 bytes")))
+                        .collect(),
+                ),
+                other => bail!(
+                    "{name}: tensor '{key}' has dtype {other:?}, expected float32 (int64 for \
+                     lengths)"
+                ),
+            };
+            let shape = view.shape().to_vec();
+            tensors.insert(key, Tensor { shape, data });
+        }
+        let metadata = meta
+            .metadata()
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+        Ok(TensorFile {
+            path: name.to_string(),
+            tensors,
+            metadata,
+        })
+    }
+
+    /// Removes and returns an f32 tensor, checking its shape; `None` if absent.
+    pub fn take_f32(&mut self, key: &str, shape: &[usize]) -> Result<Option<Vec<f32>>> {
+        let Some(t) = self.tensors.remove(key) else {
+            return Ok(None);
+        };
+        if t.shape != shape {
+            bail!(
+                "{}: '{key}' has shape {:?}, expected {:?}",
+                self.path,
+                t.shape,
+                shape
+            );
+        }
+        match t.data {
+            Data::F32(v) => Ok(Some(v)),
+            Data::I64(_) => bail!("{}: '{key}' is int64, expected float32", self.path),
+        }
+    }
+
+    /// Like [`TensorFile::take_f32`], but the tensor must be there.
+    pub fn require_f32(&mut self, key: &str, shape: &[usize]) -> Result<Vec<f32>> {
+        match self.take_f32(key, shape)? {
+            Some(v) => Ok(v),
+            None => bail!(
+                "{}: missing tensor '{key}', expected float32 of shape {shape:?}",
+                self.path
+            ),
+        }
+    }
+
+    /// The shape of a tensor, if present.
+    pub fn shape(&self, key: &str) -> Option<&[usize]> {
+        self.tensors.get(key).map(|t| t.shape.as_slice())
+    }
+
+    /// Fails on any tensor left over after the known ones were taken.
+    pub fn expect_empty(&self, known: &str) -> Result<()> {
+        if let Some(key) = self.tensors.keys().next() {
+            bail!(
+                "{}: unexpected tensor '{key}', expected only {known}",
+                self.path
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Writes f32 tensors to `path` atomically (a temporary file beside it, then a rename).
+pub fn write_f32(path: &Path, tensors: &[(String, Vec<usize>, Vec<f32>)]) -> Result<()> {
+    let name = path.display();
+    let bytes: Vec<Vec<u8>> = tensors
+        .iter()
+        .map(|(_, _, v)| v.iter().flat_map(|x| x.to_le_bytes()).collect())
+        .collect();
+    let views = tensors
+        .iter()
+        .zip(&bytes)
+        .map(|((key, shape, _), b)| {
+            safetensors::tensor::TensorView::new(Dtype::F32, shape.clone(), b)
+                .map(|v| (key.clone(), v))
+                .map_err(|e| Error(format!("cannot encode '{key}' for {name}: {e}")))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let encoded = safetensors::serialize(views, None)
+        .map_err(|e| Error(format!("cannot encode {name}: {e}")))?;
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let file_name = path
+        .file_name()
+        .ok_or_else(|| Error(format!("cannot write {name}: expected a file path")))?;
+    let tmp = dir.join(format!(
+        ".{}.{}.tmp",
+        file_name.to_string_lossy(),
+        std::process::id()
+    ));
+    let cleanup = |e: std::io::Error| {
+        let _ = std::fs::remove_file(&tmp);
+        Error(format!("cannot write {name}: {e}"))
+    };
+    std::fs::write(&tmp, &encoded).map_err(cleanup)?;
+    std::fs::rename(&tmp, path).map_err(cleanup)
+}

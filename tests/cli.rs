@@ -1,0 +1,389 @@
+//! The `recur` binary end to end: good runs, and bad input that must give one line on stderr,
+//! exit code 2 and no output file.
+
+use safetensors::tensor::TensorView;
+use safetensors::Dtype;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const T: usize = 5;
+const B: usize = 3;
+const I: usize = 3;
+const H: usize = 4;
+
+/// A tensor to write: name, dtype, shape, little-endian bytes.
+type Entry = (String, Dtype, Vec<usize>, Vec<u8>);
+
+fn f32s(name: &str, shape: &[usize]) -> Entry {
+    let n: usize = shape.iter().product();
+    let bytes = (0..n)
+        .flat_map(|i| (((i * 7919) % 13) as f32 / 13.0 - 0.5).to_le_bytes())
+        .collect();
+    (name.into(), Dtype::F32, shape.to_vec(), bytes)
+}
+
+fn i64s(name: &str, v: &[i64]) -> Entry {
+    let bytes = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+    (name.into(), Dtype::I64, vec![v.len()], bytes)
+}
+
+fn write(path: &Path, entries: &[Entry]) {
+    let views: Vec<_> = entries
+        .iter()
+        .map(|(n, d, s, b)| (n.clone(), TensorView::new(*d, s.clone(), b).unwrap()))
+        .collect();
+    std::fs::write(path, safetensors::serialize(views, None).unwrap()).unwrap();
+}
+
+/// A one-layer LSTM state_dict with biases.
+fn lstm_weights() -> Vec<Entry> {
+    vec![
+        f32s("weight_ih_l0", &[4 * H, I]),
+        f32s("weight_hh_l0", &[4 * H, H]),
+        f32s("bias_ih_l0", &[4 * H]),
+        f32s("bias_hh_l0", &[4 * H]),
+    ]
+}
+
+fn lstm_inputs() -> Vec<Entry> {
+    vec![f32s("input", &[T, B, I]), i64s("lengths", &[5, 2, 4])]
+}
+
+struct Run {
+    code: i32,
+    stderr: String,
+    out: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+/// Writes the files and runs `recur <cmd> --weights W --input IN --out OUT <extra...>`.
+fn run(cmd: &str, weights: &[Entry], inputs: &[Entry], extra: &[&str]) -> Run {
+    let dir = tempfile::tempdir().unwrap();
+    let (w, i, o) = (
+        dir.path().join("w.safetensors"),
+        dir.path().join("in.safetensors"),
+        dir.path().join("out.safetensors"),
+    );
+    write(&w, weights);
+    write(&i, inputs);
+    run_paths(cmd, &w, &i, &o, extra, dir)
+}
+
+fn run_paths(
+    cmd: &str,
+    w: &Path,
+    i: &Path,
+    o: &Path,
+    extra: &[&str],
+    dir: tempfile::TempDir,
+) -> Run {
+    let output = Command::new(env!("CARGO_BIN_EXE_recur"))
+        .arg(cmd)
+        .arg("--weights")
+        .arg(w)
+        .arg("--input")
+        .arg(i)
+        .arg("--out")
+        .arg(o)
+        .args(extra)
+        .output()
+        .unwrap();
+    Run {
+        code: output.status.code().unwrap_or(-1),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        out: o.to_path_buf(),
+        _dir: dir,
+    }
+}
+
+/// Exit code 2, one line on stderr containing `needle`, no output file, no temporary left.
+fn assert_rejected(r: &Run, needle: &str) {
+    assert_eq!(r.code, 2, "stderr: {}", r.stderr);
+    let lines: Vec<_> = r.stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "expected one line, got: {}", r.stderr);
+    assert!(
+        r.stderr.contains(needle),
+        "expected '{needle}' in: {}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
+    assert!(!r.out.exists(), "an output file was written");
+    let dir = r.out.parent().unwrap();
+    if dir.exists() {
+        let left: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".tmp"))
+            .collect();
+        assert!(left.is_empty(), "temporary files left: {left:?}");
+    }
+}
+
+fn keys(path: &Path) -> Vec<(String, Vec<usize>)> {
+    let bytes = std::fs::read(path).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut k: Vec<_> = st
+        .tensors()
+        .into_iter()
+        .map(|(n, v)| (n, v.shape().to_vec()))
+        .collect();
+    k.sort();
+    k
+}
+
+#[test]
+fn infer_writes_outputs() {
+    let r = run("infer", &lstm_weights(), &lstm_inputs(), &["--threads", "2"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let k = keys(&r.out);
+    assert_eq!(
+        k,
+        vec![
+            ("c_n".into(), vec![1, B, H]),
+            ("h_n".into(), vec![1, B, H]),
+            ("output".into(), vec![T, B, H]),
+        ]
+    );
+}
+
+#[test]
+fn grad_writes_every_gradient_with_pytorch_names() {
+    let mut inputs = lstm_inputs();
+    inputs.push(f32s("grad_output", &[B, T, H]));
+    inputs[0] = f32s("input", &[B, T, I]);
+    let r = run("grad", &lstm_weights(), &inputs, &["--batch-first", "--cell", "lstm"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let names: Vec<String> = keys(&r.out).into_iter().map(|(n, _)| n).collect();
+    for want in [
+        "output",
+        "h_n",
+        "c_n",
+        "grad_input",
+        "grad_h0",
+        "grad_c0",
+        "grad.weight_ih_l0",
+        "grad.weight_hh_l0",
+        "grad.bias_ih_l0",
+        "grad.bias_hh_l0",
+    ] {
+        assert!(names.contains(&want.to_string()), "{want} missing from {names:?}");
+    }
+    let shapes = keys(&r.out);
+    let gi = shapes.iter().find(|(n, _)| n == "grad_input").unwrap();
+    assert_eq!(gi.1, vec![B, T, I], "batch-first layout kept");
+}
+
+#[test]
+fn weights_not_safetensors() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = dir.path().join("w.safetensors");
+    let i = dir.path().join("in.safetensors");
+    std::fs::write(&w, b"this is not a safetensors file at all").unwrap();
+    write(&i, &lstm_inputs());
+    let o = dir.path().join("out.safetensors");
+    let r = run_paths("infer", &w, &i, &o, &[], dir);
+    assert_rejected(&r, "not a valid safetensors file");
+}
+
+#[test]
+fn truncated_input_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (w, i) = (dir.path().join("w.st"), dir.path().join("in.st"));
+    write(&w, &lstm_weights());
+    write(&i, &lstm_inputs());
+    let bytes = std::fs::read(&i).unwrap();
+    std::fs::write(&i, &bytes[..bytes.len() - 9]).unwrap();
+    let o = dir.path().join("out.st");
+    let r = run_paths("infer", &w, &i, &o, &[], dir);
+    assert_rejected(&r, "not a valid safetensors file");
+}
+
+#[test]
+fn missing_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = dir.path().join("nope.safetensors");
+    let o = dir.path().join("out.safetensors");
+    let r = run_paths("infer", &w, &w, &o, &[], dir);
+    assert_rejected(&r, "cannot read");
+}
+
+#[test]
+fn missing_input_key() {
+    let r = run("infer", &lstm_weights(), &[i64s("lengths", &[1, 2, 3])], &[]);
+    assert_rejected(&r, "missing tensor 'input'");
+}
+
+#[test]
+fn missing_grad_output() {
+    let r = run("grad", &lstm_weights(), &lstm_inputs(), &[]);
+    assert_rejected(&r, "missing tensor 'grad_output'");
+}
+
+#[test]
+fn unexpected_input_key() {
+    let mut inputs = lstm_inputs();
+    inputs.push(f32s("bogus", &[2]));
+    let r = run("infer", &lstm_weights(), &inputs, &[]);
+    assert_rejected(&r, "unexpected tensor 'bogus'");
+}
+
+#[test]
+fn grad_key_in_infer_is_unexpected() {
+    let mut inputs = lstm_inputs();
+    inputs.push(f32s("grad_output", &[T, B, H]));
+    let r = run("infer", &lstm_weights(), &inputs, &[]);
+    assert_rejected(&r, "unexpected tensor 'grad_output'");
+}
+
+#[test]
+fn unexpected_weight_key() {
+    let mut w = lstm_weights();
+    w.push(f32s("running_mean", &[4]));
+    let r = run("infer", &w, &lstm_inputs(), &[]);
+    assert_rejected(&r, "unexpected key 'running_mean'");
+}
+
+#[test]
+fn wrong_input_shape() {
+    let r = run("infer", &lstm_weights(), &[f32s("input", &[T, B, I + 1])], &[]);
+    assert_rejected(&r, "expected (T, B, I) with I = 3");
+}
+
+#[test]
+fn wrong_h0_shape() {
+    let mut inputs = lstm_inputs();
+    inputs.push(f32s("h0", &[2, B, H]));
+    let r = run("infer", &lstm_weights(), &inputs, &[]);
+    assert_rejected(&r, "'h0' has shape [2, 3, 4], expected [1, 3, 4]");
+}
+
+#[test]
+fn c0_for_gru_is_unexpected() {
+    let w = vec![
+        f32s("weight_ih_l0", &[3 * H, I]),
+        f32s("weight_hh_l0", &[3 * H, H]),
+    ];
+    let inputs = vec![f32s("input", &[T, B, I]), f32s("c0", &[1, B, H])];
+    let r = run("infer", &w, &inputs, &[]);
+    assert_rejected(&r, "unexpected tensor 'c0'");
+}
+
+#[test]
+fn wrong_dtype() {
+    let mut inputs = lstm_inputs();
+    let n = T * B * I;
+    inputs[0] = ("input".into(), Dtype::F64, vec![T, B, I], vec![0u8; n * 8]);
+    let r = run("infer", &lstm_weights(), &inputs, &[]);
+    assert_rejected(&r, "expected float32");
+}
+
+#[test]
+fn float_lengths() {
+    let inputs = vec![f32s("input", &[T, B, I]), f32s("lengths", &[B])];
+    let r = run("infer", &lstm_weights(), &inputs, &[]);
+    assert_rejected(&r, "expected int64");
+}
+
+#[test]
+fn zero_length() {
+    let inputs = vec![f32s("input", &[T, B, I]), i64s("lengths", &[5, 0, 4])];
+    let r = run("infer", &lstm_weights(), &inputs, &[]);
+    assert_rejected(&r, "lengths[1] = 0, expected a length in 1..=5");
+}
+
+#[test]
+fn length_above_t() {
+    let inputs = vec![f32s("input", &[T, B, I]), i64s("lengths", &[5, 6, 4])];
+    let r = run("grad", &lstm_weights(), &inputs, &[]);
+    assert_rejected(&r, "lengths[1] = 6");
+}
+
+#[test]
+fn layer_gap_is_not_a_stack() {
+    let mut w = lstm_weights();
+    w.push(f32s("weight_ih_l2", &[4 * H, H]));
+    w.push(f32s("weight_hh_l2", &[4 * H, H]));
+    w.push(f32s("bias_ih_l2", &[4 * H]));
+    w.push(f32s("bias_hh_l2", &[4 * H]));
+    let r = run("infer", &w, &lstm_inputs(), &[]);
+    assert_rejected(&r, "missing 'weight_ih_l1'");
+}
+
+#[test]
+fn partial_biases() {
+    let mut w = lstm_weights();
+    w.remove(3);
+    let r = run("infer", &w, &lstm_inputs(), &[]);
+    assert_rejected(&r, "missing 'bias_hh_l0'");
+}
+
+#[test]
+fn reverse_without_forward_layer_shape() {
+    let mut w = lstm_weights();
+    w.push(f32s("weight_ih_l0_reverse", &[4 * H, I]));
+    w.push(f32s("weight_hh_l0_reverse", &[4 * H, H + 1]));
+    w.push(f32s("bias_ih_l0_reverse", &[4 * H]));
+    w.push(f32s("bias_hh_l0_reverse", &[4 * H]));
+    let r = run("infer", &w, &lstm_inputs(), &[]);
+    assert_rejected(&r, "'weight_hh_l0_reverse' has shape [16, 5], expected [16, 4]");
+}
+
+#[test]
+fn cell_mismatch() {
+    let r = run("infer", &lstm_weights(), &lstm_inputs(), &["--cell", "gru"]);
+    assert_rejected(&r, "--cell gru needs 3*H rows");
+}
+
+#[test]
+fn nonlinearity_on_lstm() {
+    let r = run("infer", &lstm_weights(), &lstm_inputs(), &["--nonlinearity", "relu"]);
+    assert_rejected(&r, "--nonlinearity applies to rnn only");
+}
+
+#[test]
+fn unknown_flag() {
+    let r = run("infer", &lstm_weights(), &lstm_inputs(), &["--frobnicate"]);
+    assert_rejected(&r, "--frobnicate");
+}
+
+#[test]
+fn zero_threads() {
+    let r = run("infer", &lstm_weights(), &lstm_inputs(), &["--threads", "0"]);
+    assert_rejected(&r, "--threads 0");
+}
+
+#[test]
+fn unwritable_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let (w, i) = (dir.path().join("w.st"), dir.path().join("in.st"));
+    write(&w, &lstm_weights());
+    write(&i, &lstm_inputs());
+    let o = dir.path().join("no/such/dir/out.safetensors");
+    let r = run_paths("infer", &w, &i, &o, &[], dir);
+    assert_rejected(&r, "cannot write");
+}
+
+#[test]
+fn bench_json_line() {
+    let out = Command::new(env!("CARGO_BIN_EXE_recur"))
+        .args(["bench", "--cell", "gru", "--seq", "3", "--batch", "2", "--input", "5"])
+        .args(["--hidden", "7", "--mode", "train", "--format", "json", "--seconds", "0.01"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let line = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(line.lines().count(), 1);
+    for key in ["\"cell\":\"gru\"", "\"mode\":\"train\"", "\"seq\":3", "\"ms\":", "\"gflops\":"] {
+        assert!(line.contains(key), "{key} missing in {line}");
+    }
+}
+
+#[test]
+fn bench_partial_shape_is_rejected() {
+    let out = Command::new(env!("CARGO_BIN_EXE_recur"))
+        .args(["bench", "--cell", "gru", "--seq", "3"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("give all of --cell"));
+}

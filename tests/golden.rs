@@ -1,0 +1,143 @@
+//! Golden fixtures from PyTorch autograd (tests/fixtures/generate.py): every output and
+//! gradient of `recur` within 1e-5 of PyTorch's, relative to the largest magnitude.
+
+use recur::model::{thread_pool, Model};
+use recur::state_dict::{self, CellFamily};
+use recur::tensors::{Data, TensorFile};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+const TOL: f64 = 1e-5;
+
+struct Fixture {
+    name: String,
+    weights: TensorFile,
+    inputs: TensorFile,
+    expect: BTreeMap<String, Vec<f32>>,
+    family: CellFamily,
+    relu: bool,
+    batch_first: bool,
+}
+
+fn load(path: &Path) -> Fixture {
+    let name = path.file_name().unwrap().to_string_lossy().to_string();
+    let file = TensorFile::read(path).unwrap_or_else(|e| panic!("{e}"));
+    let meta = |k: &str| {
+        file.metadata
+            .get(k)
+            .unwrap_or_else(|| panic!("{name}: no metadata '{k}'"))
+            .clone()
+    };
+    let (family, relu) = match meta("cell").as_str() {
+        "lstm" => (CellFamily::Lstm, false),
+        "gru" => (CellFamily::Gru, false),
+        "rnn_tanh" => (CellFamily::Rnn, false),
+        "rnn_relu" => (CellFamily::Rnn, true),
+        other => panic!("{name}: unknown cell {other}"),
+    };
+    let batch_first = meta("batch_first") == "true";
+    let mut weights = TensorFile {
+        path: format!("{name} (weights)"),
+        ..TensorFile::default()
+    };
+    let mut inputs = TensorFile {
+        path: format!("{name} (inputs)"),
+        ..TensorFile::default()
+    };
+    let mut expect = BTreeMap::new();
+    for (k, t) in file.tensors {
+        if let Some(e) = k.strip_prefix("expect.") {
+            let Data::F32(v) = t.data else {
+                panic!("{name}: {k} is not f32")
+            };
+            expect.insert(e.to_string(), v);
+        } else if k.starts_with("weight_") || k.starts_with("bias_") {
+            weights.tensors.insert(k, t);
+        } else {
+            inputs.tensors.insert(k, t);
+        }
+    }
+    Fixture {
+        name,
+        weights,
+        inputs,
+        expect,
+        family,
+        relu,
+        batch_first,
+    }
+}
+
+fn fixtures() -> Vec<Fixture> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let mut paths: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "safetensors"))
+        .collect();
+    paths.sort();
+    assert!(paths.len() >= 10, "expected about a dozen fixtures in {dir:?}");
+    paths.iter().map(|p| load(p)).collect()
+}
+
+fn rel_err(got: &[f32], want: &[f32]) -> f64 {
+    let scale = want.iter().fold(1e-30f64, |m, v| m.max(v.abs() as f64));
+    let diff = got
+        .iter()
+        .zip(want)
+        .fold(0.0f64, |m, (a, b)| m.max((*a as f64 - *b as f64).abs()));
+    diff / scale
+}
+
+#[test]
+fn grad_matches_pytorch_on_every_fixture() {
+    for mut f in fixtures() {
+        let params = state_dict::load(&mut f.weights, Some(f.family), f.relu)
+            .unwrap_or_else(|e| panic!("{}: {e}", f.name));
+        let model = Model::new(params).unwrap();
+        for threads in [1, 2] {
+            let mut inputs = f.inputs.clone();
+            let (inp, og) = model
+                .read_inputs(&mut inputs, f.batch_first, true)
+                .unwrap_or_else(|e| panic!("{}: {e}", f.name));
+            let pool = thread_pool(threads).unwrap();
+            let (out, grads) = pool.install(|| model.grad(&inp, &og.unwrap())).unwrap();
+            let named = model.named_results(&inp, out, Some(grads), f.batch_first);
+            assert_eq!(
+                named.len(),
+                f.expect.len(),
+                "{}: recur gives {:?}, the fixture expects {:?}",
+                f.name,
+                named.iter().map(|n| &n.0).collect::<Vec<_>>(),
+                f.expect.keys().collect::<Vec<_>>()
+            );
+            for (key, _, got) in &named {
+                let want = f
+                    .expect
+                    .get(key)
+                    .unwrap_or_else(|| panic!("{}: no expect.{key}", f.name));
+                assert_eq!(got.len(), want.len(), "{}: {key} length", f.name);
+                let e = rel_err(got, want);
+                assert!(e <= TOL, "{} ({threads} threads): {key} off by {e:.2e}", f.name);
+            }
+        }
+    }
+}
+
+#[test]
+fn infer_matches_pytorch_on_every_fixture() {
+    for mut f in fixtures() {
+        let params = state_dict::load(&mut f.weights, None, f.relu).unwrap();
+        let model = Model::new(params).unwrap();
+        let mut inputs = f.inputs.clone();
+        for k in ["grad_output", "grad_h_n", "grad_c_n"] {
+            inputs.tensors.remove(k);
+        }
+        let (inp, _) = model.read_inputs(&mut inputs, f.batch_first, false).unwrap();
+        let out = model.infer(&inp).unwrap();
+        for (key, _, got) in model.named_results(&inp, out, None, f.batch_first) {
+            let e = rel_err(&got, &f.expect[&key]);
+            assert!(e <= TOL, "{}: {key} off by {e:.2e}", f.name);
+        }
+    }
+}
