@@ -3,8 +3,8 @@
 use crate::error::Result;
 use crate::model::thread_pool;
 use recur_kernels::{
-    backward, forward_inference, forward_training, CellKind, Gradients, Mode, OutputGrads,
-    Outputs, PackedWeights, Params, RnnDesc, SeqBatch, SplitMix64, Workspace,
+    backward, forward_inference, forward_training, CellKind, Gradients, Mode, OutputGrads, Outputs,
+    PackedWeights, Params, RnnDesc, SeqBatch, SplitMix64, Workspace,
 };
 use std::time::{Duration, Instant};
 

@@ -14,7 +14,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 #[derive(Parser)]
-#[command(name = "recur", version, about = "RNN / LSTM / GRU on hand-optimized CPU kernels")]
+#[command(
+    name = "recur",
+    version,
+    about = "RNN / LSTM / GRU on hand-optimized CPU kernels"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -217,7 +221,10 @@ fn main() -> ExitCode {
         }
         Err(e) => {
             let msg = e.to_string();
-            let first = msg.lines().find(|l| !l.trim().is_empty()).unwrap_or("bad arguments");
+            let first = msg
+                .lines()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("bad arguments");
             eprintln!("{first} (see recur --help)");
             return ExitCode::from(2);
         }

@@ -67,7 +67,11 @@ impl Model {
     ) -> Result<(Inputs, Option<OutputGradients>)> {
         let desc = *self.desc();
         let path = file.path.clone();
-        let layout = if batch_first { "(B, T, I)" } else { "(T, B, I)" };
+        let layout = if batch_first {
+            "(B, T, I)"
+        } else {
+            "(T, B, I)"
+        };
         let Some(shape) = file.shape("input").map(<[usize]>::to_vec) else {
             bail!("{path}: missing tensor 'input', expected float32 of shape {layout}");
         };
@@ -91,7 +95,11 @@ impl Model {
         let state = [desc.stacks(), batch, desc.hidden_size];
         let lstm = desc.cell.has_cell_state();
         let h0 = file.take_f32("h0", &state)?;
-        let c0 = if lstm { file.take_f32("c0", &state)? } else { None };
+        let c0 = if lstm {
+            file.take_f32("c0", &state)?
+        } else {
+            None
+        };
         let lengths = match file.tensors.remove("lengths") {
             None => None,
             Some(t) => {

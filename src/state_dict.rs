@@ -39,7 +39,9 @@ impl CellFamily {
 /// One parameter's key: `weight_ih_l0_reverse` -> ("weight_ih", 0, 1).
 fn parse_key(key: &str) -> Option<(&'static str, usize, usize)> {
     const KINDS: [&str; 4] = ["weight_ih", "weight_hh", "bias_ih", "bias_hh"];
-    let kind = KINDS.into_iter().find(|k| key.starts_with(&format!("{k}_l")))?;
+    let kind = KINDS
+        .into_iter()
+        .find(|k| key.starts_with(&format!("{k}_l")))?;
     let rest = &key[kind.len() + 2..];
     let (num, dir) = match rest.strip_suffix("_reverse") {
         Some(n) => (n, 1),
@@ -99,10 +101,8 @@ pub fn load(file: &mut TensorFile, cell: Option<CellFamily>, relu: bool) -> Resu
     // Sizes from layer 0: weight_hh is (G*H, H), weight_ih is (G*H, I).
     let whh = file.shape("weight_hh_l0").unwrap_or_default().to_vec();
     let wih = file.shape("weight_ih_l0").unwrap_or_default().to_vec();
-    if whh.len() != 2 || whh[1] == 0 || whh[0] % whh[1] != 0 {
-        bail!(
-            "{path}: weight_hh_l0 has shape {whh:?}, expected (G*H, H) with G = 1, 3 or 4"
-        );
+    if whh.len() != 2 || whh[1] == 0 || !whh[0].is_multiple_of(whh[1]) {
+        bail!("{path}: weight_hh_l0 has shape {whh:?}, expected (G*H, H) with G = 1, 3 or 4");
     }
     let hidden = whh[1];
     let gates = whh[0] / hidden;
@@ -110,9 +110,9 @@ pub fn load(file: &mut TensorFile, cell: Option<CellFamily>, relu: bool) -> Resu
         1 => CellFamily::Rnn,
         3 => CellFamily::Gru,
         4 => CellFamily::Lstm,
-        g => bail!(
-            "{path}: weight_hh_l0 has {g}*H rows, expected 4*H (lstm), 3*H (gru) or H (rnn)"
-        ),
+        g => {
+            bail!("{path}: weight_hh_l0 has {g}*H rows, expected 4*H (lstm), 3*H (gru) or H (rnn)")
+        }
     };
     if let Some(c) = cell {
         if c != family {
@@ -173,8 +173,16 @@ pub fn named(params: &Params<f32>) -> Vec<(String, Vec<usize>, Vec<f32>)> {
     for l in 0..desc.num_layers {
         for d in 0..desc.directions() {
             let lp = params.get(l, d);
-            out.push((key("weight_ih", l, d), vec![gh, desc.layer_input_size(l)], lp.w_ih.clone()));
-            out.push((key("weight_hh", l, d), vec![gh, desc.hidden_size], lp.w_hh.clone()));
+            out.push((
+                key("weight_ih", l, d),
+                vec![gh, desc.layer_input_size(l)],
+                lp.w_ih.clone(),
+            ));
+            out.push((
+                key("weight_hh", l, d),
+                vec![gh, desc.hidden_size],
+                lp.w_hh.clone(),
+            ));
             if desc.bias {
                 out.push((key("bias_ih", l, d), vec![gh], lp.b_ih.clone()));
                 out.push((key("bias_hh", l, d), vec![gh], lp.b_hh.clone()));

@@ -35,8 +35,7 @@ impl TensorFile {
     /// Reads and checks a whole safetensors file (f32 and int64 tensors only).
     pub fn read(path: &Path) -> Result<Self> {
         let name = path.display().to_string();
-        let bytes =
-            std::fs::read(path).map_err(|e| Error(format!("cannot read {name}: {e}")))?;
+        let bytes = std::fs::read(path).map_err(|e| Error(format!("cannot read {name}: {e}")))?;
         Self::parse(&name, &bytes)
     }
 

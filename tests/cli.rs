@@ -133,7 +133,12 @@ fn keys(path: &Path) -> Vec<(String, Vec<usize>)> {
 
 #[test]
 fn infer_writes_outputs() {
-    let r = run("infer", &lstm_weights(), &lstm_inputs(), &["--threads", "2"]);
+    let r = run(
+        "infer",
+        &lstm_weights(),
+        &lstm_inputs(),
+        &["--threads", "2"],
+    );
     assert_eq!(r.code, 0, "{}", r.stderr);
     let k = keys(&r.out);
     assert_eq!(
@@ -151,7 +156,12 @@ fn grad_writes_every_gradient_with_pytorch_names() {
     let mut inputs = lstm_inputs();
     inputs.push(f32s("grad_output", &[B, T, H]));
     inputs[0] = f32s("input", &[B, T, I]);
-    let r = run("grad", &lstm_weights(), &inputs, &["--batch-first", "--cell", "lstm"]);
+    let r = run(
+        "grad",
+        &lstm_weights(),
+        &inputs,
+        &["--batch-first", "--cell", "lstm"],
+    );
     assert_eq!(r.code, 0, "{}", r.stderr);
     let names: Vec<String> = keys(&r.out).into_iter().map(|(n, _)| n).collect();
     for want in [
@@ -166,7 +176,10 @@ fn grad_writes_every_gradient_with_pytorch_names() {
         "grad.bias_ih_l0",
         "grad.bias_hh_l0",
     ] {
-        assert!(names.contains(&want.to_string()), "{want} missing from {names:?}");
+        assert!(
+            names.contains(&want.to_string()),
+            "{want} missing from {names:?}"
+        );
     }
     let shapes = keys(&r.out);
     let gi = shapes.iter().find(|(n, _)| n == "grad_input").unwrap();
@@ -209,7 +222,12 @@ fn missing_file() {
 
 #[test]
 fn missing_input_key() {
-    let r = run("infer", &lstm_weights(), &[i64s("lengths", &[1, 2, 3])], &[]);
+    let r = run(
+        "infer",
+        &lstm_weights(),
+        &[i64s("lengths", &[1, 2, 3])],
+        &[],
+    );
     assert_rejected(&r, "missing tensor 'input'");
 }
 
@@ -245,7 +263,12 @@ fn unexpected_weight_key() {
 
 #[test]
 fn wrong_input_shape() {
-    let r = run("infer", &lstm_weights(), &[f32s("input", &[T, B, I + 1])], &[]);
+    let r = run(
+        "infer",
+        &lstm_weights(),
+        &[f32s("input", &[T, B, I + 1])],
+        &[],
+    );
     assert_rejected(&r, "expected (T, B, I) with I = 3");
 }
 
@@ -325,7 +348,10 @@ fn reverse_without_forward_layer_shape() {
     w.push(f32s("bias_ih_l0_reverse", &[4 * H]));
     w.push(f32s("bias_hh_l0_reverse", &[4 * H]));
     let r = run("infer", &w, &lstm_inputs(), &[]);
-    assert_rejected(&r, "'weight_hh_l0_reverse' has shape [16, 5], expected [16, 4]");
+    assert_rejected(
+        &r,
+        "'weight_hh_l0_reverse' has shape [16, 5], expected [16, 4]",
+    );
 }
 
 #[test]
@@ -336,7 +362,12 @@ fn cell_mismatch() {
 
 #[test]
 fn nonlinearity_on_lstm() {
-    let r = run("infer", &lstm_weights(), &lstm_inputs(), &["--nonlinearity", "relu"]);
+    let r = run(
+        "infer",
+        &lstm_weights(),
+        &lstm_inputs(),
+        &["--nonlinearity", "relu"],
+    );
     assert_rejected(&r, "--nonlinearity applies to rnn only");
 }
 
@@ -348,7 +379,12 @@ fn unknown_flag() {
 
 #[test]
 fn zero_threads() {
-    let r = run("infer", &lstm_weights(), &lstm_inputs(), &["--threads", "0"]);
+    let r = run(
+        "infer",
+        &lstm_weights(),
+        &lstm_inputs(),
+        &["--threads", "0"],
+    );
     assert_rejected(&r, "--threads 0");
 }
 
@@ -366,14 +402,31 @@ fn unwritable_output() {
 #[test]
 fn bench_json_line() {
     let out = Command::new(env!("CARGO_BIN_EXE_recur"))
-        .args(["bench", "--cell", "gru", "--seq", "3", "--batch", "2", "--input", "5"])
-        .args(["--hidden", "7", "--mode", "train", "--format", "json", "--seconds", "0.01"])
+        .args([
+            "bench", "--cell", "gru", "--seq", "3", "--batch", "2", "--input", "5",
+        ])
+        .args([
+            "--hidden",
+            "7",
+            "--mode",
+            "train",
+            "--format",
+            "json",
+            "--seconds",
+            "0.01",
+        ])
         .output()
         .unwrap();
     assert!(out.status.success());
     let line = String::from_utf8(out.stdout).unwrap();
     assert_eq!(line.lines().count(), 1);
-    for key in ["\"cell\":\"gru\"", "\"mode\":\"train\"", "\"seq\":3", "\"ms\":", "\"gflops\":"] {
+    for key in [
+        "\"cell\":\"gru\"",
+        "\"mode\":\"train\"",
+        "\"seq\":3",
+        "\"ms\":",
+        "\"gflops\":",
+    ] {
         assert!(line.contains(key), "{key} missing in {line}");
     }
 }

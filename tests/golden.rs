@@ -76,7 +76,10 @@ fn fixtures() -> Vec<Fixture> {
         .filter(|p| p.extension().is_some_and(|e| e == "safetensors"))
         .collect();
     paths.sort();
-    assert!(paths.len() >= 10, "expected about a dozen fixtures in {dir:?}");
+    assert!(
+        paths.len() >= 10,
+        "expected about a dozen fixtures in {dir:?}"
+    );
     paths.iter().map(|p| load(p)).collect()
 }
 
@@ -118,7 +121,11 @@ fn grad_matches_pytorch_on_every_fixture() {
                     .unwrap_or_else(|| panic!("{}: no expect.{key}", f.name));
                 assert_eq!(got.len(), want.len(), "{}: {key} length", f.name);
                 let e = rel_err(got, want);
-                assert!(e <= TOL, "{} ({threads} threads): {key} off by {e:.2e}", f.name);
+                assert!(
+                    e <= TOL,
+                    "{} ({threads} threads): {key} off by {e:.2e}",
+                    f.name
+                );
             }
         }
     }
@@ -133,7 +140,9 @@ fn infer_matches_pytorch_on_every_fixture() {
         for k in ["grad_output", "grad_h_n", "grad_c_n"] {
             inputs.tensors.remove(k);
         }
-        let (inp, _) = model.read_inputs(&mut inputs, f.batch_first, false).unwrap();
+        let (inp, _) = model
+            .read_inputs(&mut inputs, f.batch_first, false)
+            .unwrap();
         let out = model.infer(&inp).unwrap();
         for (key, _, got) in model.named_results(&inp, out, None, f.batch_first) {
             let e = rel_err(&got, &f.expect[&key]);

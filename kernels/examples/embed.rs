@@ -30,7 +30,12 @@ fn main() -> Result<()> {
         .expect("a 2-thread pool");
     pool.install(|| -> Result<()> {
         forward_training(&weights, &mut ws, &input, &mut out)?;
-        backward(&weights, &mut ws, &OutputGrads::new(&grad_output), &mut grads)
+        backward(
+            &weights,
+            &mut ws,
+            &OutputGrads::new(&grad_output),
+            &mut grads,
+        )
     })?;
 
     let norm: f32 = grads.params.iter().map(|g| g * g).sum::<f32>().sqrt();

@@ -250,12 +250,32 @@ fn weight_grads(
     let dgh = if dgh.is_empty() { dgi } else { dgh };
     // dW_ih = dG_inᵀ X.
     let dgi_t = MatRef::rows(dgi, g).t();
-    par_gemm(g, i_l, rows, dgi_t, MatRef::rows(x_l, i_l), 0.0, &mut pg.w_ih, i_l, 4);
+    par_gemm(
+        g,
+        i_l,
+        rows,
+        dgi_t,
+        MatRef::rows(x_l, i_l),
+        0.0,
+        &mut pg.w_ih,
+        i_l,
+        4,
+    );
     // dW_hh = dG_hᵀ H_prev, where the state before step t sits in slot t (forward) or t+1.
     let first = if d == 0 { 0 } else { 1 };
     let h_prev = &saved.states[first * batch * h..(first + t_len) * batch * h];
     let dgh_t = MatRef::rows(dgh, g).t();
-    par_gemm(g, h, rows, dgh_t, MatRef::rows(h_prev, h), 0.0, &mut pg.w_hh, h, 4);
+    par_gemm(
+        g,
+        h,
+        rows,
+        dgh_t,
+        MatRef::rows(h_prev, h),
+        0.0,
+        &mut pg.w_hh,
+        h,
+        4,
+    );
     if desc.bias {
         column_sums(dgi, g, &mut pg.b_ih);
         column_sums(dgh, g, &mut pg.b_hh);

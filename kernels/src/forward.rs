@@ -163,7 +163,9 @@ fn run(
             let h0 = input.h0.map(|v| &v[k * bh..(k + 1) * bh]);
             let c0 = input.c0.map(|v| &v[k * bh..(k + 1) * bh]);
             let init = (h0, c0);
-            direction(&desc, weights, l, d, x_l, lengths, init, bufs, training, t_len, batch)
+            direction(
+                &desc, weights, l, d, x_l, lengths, init, bufs, training, t_len, batch,
+            )
         };
         let fwd = dirs.next().expect("one direction at least");
         match dirs.next() {
@@ -217,9 +219,10 @@ fn direction(
     // The input projection of every step at once: gates = X W_ihᵀ + b_ih.
     let rows = t_len * batch;
     if desc.bias {
-        gates
-            .par_chunks_mut(g * 64)
-            .for_each(|c| c.chunks_exact_mut(g).for_each(|r| r.copy_from_slice(&lp.b_ih)));
+        gates.par_chunks_mut(g * 64).for_each(|c| {
+            c.chunks_exact_mut(g)
+                .for_each(|r| r.copy_from_slice(&lp.b_ih))
+        });
     }
     let beta = if desc.bias { 1.0 } else { 0.0 };
     let (x, w_ih) = (MatRef::rows(x_l, i_l), MatRef::rows(&lp.w_ih, i_l).t());
@@ -239,7 +242,10 @@ fn direction(
     init(states, h0);
     init(cells, c0);
 
-    let (cw, hw) = (if cells.is_empty() { 0 } else { h }, if hn.is_empty() { 0 } else { h });
+    let (cw, hw) = (
+        if cells.is_empty() { 0 } else { h },
+        if hn.is_empty() { 0 } else { h },
+    );
     let grain = grain_for(batch);
     let w_hh = MatRef::rows(&lp.w_hh, h).t();
     for step in 0..t_len {

@@ -18,7 +18,11 @@ pub(crate) struct MatRef<'a> {
 impl<'a> MatRef<'a> {
     /// A row-major matrix with leading dimension `ld`.
     pub fn rows(data: &'a [f32], ld: usize) -> Self {
-        MatRef { data, rs: ld, cs: 1 }
+        MatRef {
+            data,
+            rs: ld,
+            cs: 1,
+        }
     }
 
     /// The transposed view (no copy).
@@ -31,7 +35,7 @@ impl<'a> MatRef<'a> {
     }
 
     /// The view starting at row `i`.
-    fn from_row(self, i: usize) -> Self {
+    fn skip_rows(self, i: usize) -> Self {
         MatRef {
             data: &self.data[i * self.rs..],
             ..self
@@ -46,6 +50,7 @@ impl<'a> MatRef<'a> {
 
 /// `C = beta * C + A B` for `A: m x k`, `B: k x n`, `C: m x n` row-major with leading
 /// dimension `ldc`, on the calling thread. `beta == 0` ignores C's previous contents.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn gemm(
     m: usize,
     n: usize,
@@ -59,7 +64,10 @@ pub(crate) fn gemm(
     if m == 0 || n == 0 {
         return;
     }
-    assert!(a.covers(m, k) && b.covers(k, n), "gemm: operand view too short");
+    assert!(
+        a.covers(m, k) && b.covers(k, n),
+        "gemm: operand view too short"
+    );
     assert!(
         ldc >= n && (m - 1) * ldc + n <= c.len(),
         "gemm: output too short"
@@ -113,7 +121,7 @@ pub(crate) fn par_gemm(
         .for_each(|(i, c_chunk)| {
             let r0 = i * rows;
             let mr = rows.min(m - r0);
-            gemm(mr, n, k, a.from_row(r0), b, beta, c_chunk, ldc);
+            gemm(mr, n, k, a.skip_rows(r0), b, beta, c_chunk, ldc);
         });
 }
 
@@ -141,14 +149,36 @@ mod tests {
             rng.fill_uniform(&mut b, 1.0);
             let want = naive(m, n, k, &a, &b);
             let mut one = vec![0.0; m * n];
-            gemm(m, n, k, MatRef::rows(&a, k), MatRef::rows(&b, n), 0.0, &mut one, n);
+            gemm(
+                m,
+                n,
+                k,
+                MatRef::rows(&a, k),
+                MatRef::rows(&b, n),
+                0.0,
+                &mut one,
+                n,
+            );
             for (x, y) in one.iter().zip(&want) {
                 assert!((x - y).abs() < 1e-4, "{x} vs {y}");
             }
             let mut split = vec![0.0; m * n];
-            let pool = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap();
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(3)
+                .build()
+                .unwrap();
             pool.install(|| {
-                par_gemm(m, n, k, MatRef::rows(&a, k), MatRef::rows(&b, n), 0.0, &mut split, n, 1)
+                par_gemm(
+                    m,
+                    n,
+                    k,
+                    MatRef::rows(&a, k),
+                    MatRef::rows(&b, n),
+                    0.0,
+                    &mut split,
+                    n,
+                    1,
+                )
             });
             assert_eq!(one, split, "split changes bits for {m}x{n}x{k}");
         }

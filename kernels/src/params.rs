@@ -93,9 +93,13 @@ impl<T: Float> Params<T> {
 
     /// Every parameter value in a fixed order (layer, direction, w_ih, w_hh, b_ih, b_hh).
     pub fn iter(&self) -> impl Iterator<Item = &T> {
-        self.layers
-            .iter()
-            .flat_map(|lp| lp.w_ih.iter().chain(&lp.w_hh).chain(&lp.b_ih).chain(&lp.b_hh))
+        self.layers.iter().flat_map(|lp| {
+            lp.w_ih
+                .iter()
+                .chain(&lp.w_hh)
+                .chain(&lp.b_ih)
+                .chain(&lp.b_hh)
+        })
     }
 
     /// Mutable access in the same order as [`Params::iter`].

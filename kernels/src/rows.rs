@@ -70,7 +70,9 @@ mod tests {
             &|start, n, [a, b, e]: [&mut [f32]; 3]| {
                 assert_eq!((a.len(), b.len(), e.len()), (n * wa, n * wb, 0));
                 for r in 0..n {
-                    a[r * wa..(r + 1) * wa].iter_mut().for_each(|v| *v += (start + r) as f32);
+                    a[r * wa..(r + 1) * wa]
+                        .iter_mut()
+                        .for_each(|v| *v += (start + r) as f32);
                     b[r * wb] += 1.0;
                 }
             },

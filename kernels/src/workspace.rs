@@ -69,7 +69,8 @@ impl Workspace {
         let gru = desc.cell == crate::CellKind::Gru;
         let below = desc.num_layers - 1;
         let inter = if training { below } else { below.min(2) };
-        let per_dir = |on: bool, len: usize| bufs(if training { d } else { 0 }, if on { len } else { 0 });
+        let per_dir =
+            |on: bool, len: usize| bufs(if training { d } else { 0 }, if on { len } else { 0 });
         Ok(Workspace {
             desc: *desc,
             seq_len,
@@ -95,7 +96,10 @@ impl Workspace {
             dgh: per_dir(gru, t * b * gh),
             dh: per_dir(true, b * h),
             dc: per_dir(lstm, b * h),
-            dy: bufs(if training { below.min(2) } else { 0 }, t * b * desc.output_size()),
+            dy: bufs(
+                if training { below.min(2) } else { 0 },
+                t * b * desc.output_size(),
+            ),
             saved: false,
         })
     }

@@ -18,7 +18,12 @@ const CELLS: &[CellKind] = &[
 /// Scalar multiply-adds of the reference's forward: keeps each case well under a second.
 fn work(c: &Case) -> usize {
     let d = c.desc;
-    c.seq_len * c.batch * d.stacks() * d.gates() * d.hidden_size * (d.output_size() + d.hidden_size + d.input_size)
+    c.seq_len
+        * c.batch
+        * d.stacks()
+        * d.gates()
+        * d.hidden_size
+        * (d.output_size() + d.hidden_size + d.input_size)
 }
 
 fn case() -> impl Strategy<Value = Case> {

@@ -4,6 +4,9 @@
 //! pre-activations into the new state, or one row of state gradients into gate gradients.
 //! Gate activations are written over the pre-activations so that the backward finds them.
 
+// Gate blocks sit at offsets j, H + j, 2H + j...: indexed loops read clearest here.
+#![allow(clippy::needless_range_loop)]
+
 pub(crate) mod gru;
 pub(crate) mod lstm;
 pub(crate) mod rnn;
@@ -75,13 +78,7 @@ pub(crate) fn forward_row(cell: CellKind, s: &FwdStep<'_>, b: usize, row: FwdRow
 
 /// One batch row of a backward step; `dy` is d loss / d output of this row and direction.
 #[inline]
-pub(crate) fn backward_row(
-    cell: CellKind,
-    s: &BwdStep<'_>,
-    b: usize,
-    dy: &[f32],
-    row: BwdRow<'_>,
-) {
+pub(crate) fn backward_row(cell: CellKind, s: &BwdStep<'_>, b: usize, dy: &[f32], row: BwdRow<'_>) {
     match cell {
         CellKind::RnnTanh => rnn::backward_row::<false>(s, b, dy, row),
         CellKind::RnnRelu => rnn::backward_row::<true>(s, b, dy, row),

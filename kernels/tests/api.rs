@@ -1,0 +1,107 @@
+//! The kernels' public API: bad input is an error naming what was wrong, never a panic, and
+//! a workspace is reusable across calls.
+
+use recur_kernels::*;
+
+fn setup(cell: CellKind) -> (RnnDesc, PackedWeights, Vec<f32>) {
+    let desc = RnnDesc::new(cell, 3, 4).layers(2);
+    let w = PackedWeights::new(&Params::random(&desc, 1)).unwrap();
+    (desc, w, vec![0.25f32; 5 * 2 * 3])
+}
+
+#[test]
+fn bad_shapes_and_lengths_are_errors() {
+    let (desc, w, x) = setup(CellKind::Lstm);
+    let mut ws = Workspace::new(&desc, 5, 2, Mode::Inference).unwrap();
+    let mut out = Outputs::zeros(&desc, 5, 2);
+    let short = &x[..7];
+    let e = forward_inference(&w, &mut ws, &SeqBatch::new(5, 2, short), &mut out).unwrap_err();
+    assert_eq!(e.to_string(), "input has 7 elements, expected 30");
+    for (lengths, msg) in [
+        (
+            &[5usize, 0][..],
+            "lengths[1] = 0, expected a length in 1..=5",
+        ),
+        (&[6, 1][..], "lengths[0] = 6, expected a length in 1..=5"),
+        (&[1][..], "lengths has 1 elements, expected 2"),
+    ] {
+        let input = SeqBatch::new(5, 2, &x).with_lengths(lengths);
+        let e = forward_inference(&w, &mut ws, &input, &mut out).unwrap_err();
+        assert_eq!(e.to_string(), msg);
+    }
+    let h0 = vec![0.0f32; 3];
+    let input = SeqBatch::new(5, 2, &x).with_h0(&h0);
+    let e = forward_inference(&w, &mut ws, &input, &mut out).unwrap_err();
+    assert_eq!(e.to_string(), "h0 has 3 elements, expected 16");
+}
+
+#[test]
+fn workspace_must_fit_the_call() {
+    let (desc, w, x) = setup(CellKind::Gru);
+    let mut out = Outputs::zeros(&desc, 5, 2);
+    let mut ws = Workspace::new(&desc, 4, 2, Mode::Training).unwrap();
+    let e = forward_training(&w, &mut ws, &SeqBatch::new(5, 2, &x), &mut out).unwrap_err();
+    assert!(
+        e.to_string().contains("workspace was made for seq_len 4"),
+        "{e}"
+    );
+
+    let mut ws = Workspace::new(&desc, 5, 2, Mode::Inference).unwrap();
+    let e = forward_training(&w, &mut ws, &SeqBatch::new(5, 2, &x), &mut out).unwrap_err();
+    assert!(e.to_string().contains("Mode::Training"), "{e}");
+
+    let mut ws = Workspace::new(&desc, 5, 2, Mode::Training).unwrap();
+    let go = vec![0.0f32; out.output.len()];
+    let mut grads = Gradients::zeros(&desc, 5, 2);
+    let e = backward(&w, &mut ws, &OutputGrads::new(&go), &mut grads).unwrap_err();
+    assert!(e.to_string().contains("forward_training run"), "{e}");
+
+    let other = RnnDesc::new(CellKind::Gru, 3, 5).layers(2);
+    let e = Workspace::new(&other, 5, 2, Mode::Training)
+        .and_then(|mut ws| forward_training(&w, &mut ws, &SeqBatch::new(5, 2, &x), &mut out));
+    assert!(e.unwrap_err().to_string().contains("weights are for"));
+
+    assert!(Workspace::new(&desc, 0, 2, Mode::Training).is_err());
+    let zero = RnnDesc::new(CellKind::Gru, 0, 5);
+    assert!(PackedWeights::new(&Params::zeros(&zero)).is_err());
+}
+
+#[test]
+fn c0_for_a_gru_is_an_error() {
+    let (desc, w, x) = setup(CellKind::Gru);
+    let c0 = vec![0.0f32; 16];
+    let mut ws = Workspace::new(&desc, 5, 2, Mode::Inference).unwrap();
+    let mut out = Outputs::zeros(&desc, 5, 2);
+    let input = SeqBatch::new(5, 2, &x).with_c0(&c0);
+    let e = forward_inference(&w, &mut ws, &input, &mut out).unwrap_err();
+    assert!(e.to_string().contains("c0 given for a gru cell"), "{e}");
+}
+
+#[test]
+fn reused_workspace_gives_the_same_bits() {
+    let desc = RnnDesc::new(CellKind::Lstm, 6, 5)
+        .layers(2)
+        .bidirectional(true);
+    let w = PackedWeights::new(&Params::random(&desc, 3)).unwrap();
+    let (t, b) = (7, 3);
+    let mut rng = SplitMix64(9);
+    let mut xa = vec![0.0f32; t * b * 6];
+    let mut xb = xa.clone();
+    rng.fill_uniform(&mut xa, 1.0);
+    rng.fill_uniform(&mut xb, 1.0);
+    let go = vec![0.5f32; t * b * 10];
+    let lengths = [7, 2, 5];
+    let run = |ws: &mut Workspace, x: &[f32]| {
+        let mut out = Outputs::zeros(&desc, t, b);
+        let mut g = Gradients::zeros(&desc, t, b);
+        let input = SeqBatch::new(t, b, x).with_lengths(&lengths);
+        forward_training(&w, ws, &input, &mut out).unwrap();
+        backward(&w, ws, &OutputGrads::new(&go), &mut g).unwrap();
+        (out, g)
+    };
+    let mut fresh = Workspace::new(&desc, t, b, Mode::Training).unwrap();
+    let want = run(&mut fresh, &xb);
+    let mut reused = Workspace::new(&desc, t, b, Mode::Training).unwrap();
+    run(&mut reused, &xa);
+    assert_eq!(run(&mut reused, &xb), want);
+}
