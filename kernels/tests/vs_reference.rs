@@ -51,12 +51,12 @@ fn case() -> impl Strategy<Value = Case> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
     #[test]
     fn optimized_matches_reference(c in case()) {
-        // f32 against f64 over up to 70 recurrent steps: 1e-4 of the largest magnitude.
-        if let Err(e) = compare_all(&c, 1e-4) {
+        // f32 against f64 over up to 70 recurrent steps, relative to the largest magnitude.
+        if let Err(e) = compare_all(&c, 2e-5) {
             return Err(TestCaseError::fail(format!(
                 "{e}\n  cell {:?} T {} B {} I {} H {} layers {} bidir {} bias {} lengths {:?} h0 {}",
                 c.desc.cell, c.seq_len, c.batch, c.desc.input_size, c.desc.hidden_size,
@@ -71,6 +71,6 @@ fn every_cell_stacked_bidirectional_varlen() {
     for (n, &cell) in CELLS.iter().enumerate() {
         let desc = RnnDesc::new(cell, 7, 13).layers(3).bidirectional(true);
         let case = Case::new(desc, 9, 5, 100 + n as u64, true, true, true);
-        compare_all(&case, 1e-4).unwrap_or_else(|e| panic!("{cell:?}: {e}"));
+        compare_all(&case, 2e-5).unwrap_or_else(|e| panic!("{cell:?}: {e}"));
     }
 }
