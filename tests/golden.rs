@@ -83,7 +83,11 @@ fn fixtures() -> Vec<Fixture> {
     paths.iter().map(|p| load(p)).collect()
 }
 
+/// Largest |got - want| over the largest |want|; infinite if anything is not finite.
 fn rel_err(got: &[f32], want: &[f32]) -> f64 {
+    if !got.iter().chain(want).all(|v| v.is_finite()) {
+        return f64::INFINITY;
+    }
     let scale = want.iter().fold(1e-30f64, |m, v| m.max(v.abs() as f64));
     let diff = got
         .iter()

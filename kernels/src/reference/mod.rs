@@ -83,12 +83,11 @@ pub fn backward<T: Float>(
     Ok((out, g))
 }
 
-/// Runs every layer, direction and sequence; returns the outputs and, per (layer*D+dir, b),
-/// the recorded steps in processing order.
-fn run_forward<T: Float>(
-    params: &Params<T>,
-    input: &SeqBatch<'_, T>,
-) -> (Outputs<T>, Vec<Vec<Vec<Step<T>>>>) {
+/// The recorded steps of every sequence, per `[layer*D + dir][batch entry]`, in processing order.
+type Trace<T> = Vec<Vec<Vec<Step<T>>>>;
+
+/// Runs every layer, direction and sequence; returns the outputs and the recorded steps.
+fn run_forward<T: Float>(params: &Params<T>, input: &SeqBatch<'_, T>) -> (Outputs<T>, Trace<T>) {
     let desc = params.desc;
     let (t_len, batch, h, nd) = (
         input.seq_len,
