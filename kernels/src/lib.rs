@@ -35,6 +35,7 @@
 //! # Ok::<(), recur_kernels::Error>(())
 //! ```
 
+mod activation;
 mod backward;
 mod cell;
 pub mod desc;
@@ -42,6 +43,7 @@ pub mod error;
 pub mod float;
 mod forward;
 mod gemm;
+pub mod isa;
 pub mod params;
 pub mod reference;
 mod rows;
@@ -54,6 +56,7 @@ pub use desc::{CellKind, RnnDesc};
 pub use error::{Error, Result};
 pub use float::Float;
 pub use forward::{forward_inference, forward_training};
+pub use isa::Isa;
 pub use params::{LayerParams, Params, SplitMix64};
 pub use seq::{Gradients, OutputGrads, Outputs, SeqBatch};
 pub use weights::PackedWeights;

@@ -1,0 +1,90 @@
+//! The activations with AVX2 + FMA: 8 lanes, the tail through a small buffer.
+
+use super::*;
+use std::arch::x86_64::*;
+
+/// exp(x) for x in [-87, 87]; 2^n is built in the exponent bits (n in [-126, 126]).
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn exp8(x: __m256) -> __m256 {
+    let n = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm256_mul_ps(
+        x,
+        _mm256_set1_ps(LOG2E),
+    ));
+    let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_HI), x);
+    let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_LO), r);
+    let mut p = _mm256_set1_ps(EXP_POLY[0]);
+    for &c in &EXP_POLY[1..] {
+        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(c));
+    }
+    let one = _mm256_set1_ps(1.0);
+    p = _mm256_fmadd_ps(p, r, one);
+    p = _mm256_fmadd_ps(p, r, one);
+    let bits = _mm256_slli_epi32::<23>(_mm256_add_epi32(
+        _mm256_cvtps_epi32(n),
+        _mm256_set1_epi32(127),
+    ));
+    _mm256_mul_ps(p, _mm256_castsi256_ps(bits))
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn sigmoid8(x: __m256) -> __m256 {
+    let x = _mm256_min_ps(_mm256_set1_ps(EXP_CLAMP), x);
+    let x = _mm256_max_ps(_mm256_set1_ps(-EXP_CLAMP), x);
+    let e = exp8(_mm256_sub_ps(_mm256_setzero_ps(), x));
+    let one = _mm256_set1_ps(1.0);
+    _mm256_div_ps(one, _mm256_add_ps(one, e))
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn tanh8(x: __m256) -> __m256 {
+    let sign = _mm256_set1_ps(-0.0);
+    let a = _mm256_andnot_ps(sign, x);
+    let s = _mm256_mul_ps(a, a);
+    let mut p = _mm256_set1_ps(TANH_POLY[0]);
+    for &c in &TANH_POLY[1..] {
+        p = _mm256_fmadd_ps(p, s, _mm256_set1_ps(c));
+    }
+    let small = _mm256_fmadd_ps(_mm256_mul_ps(a, s), p, a);
+    let capped = _mm256_min_ps(_mm256_set1_ps(TANH_ONE_FROM), a);
+    let t = exp8(_mm256_mul_ps(_mm256_set1_ps(-2.0), capped));
+    let one = _mm256_set1_ps(1.0);
+    let big = _mm256_div_ps(_mm256_sub_ps(one, t), _mm256_add_ps(one, t));
+    let is_small = _mm256_cmp_ps::<_CMP_LT_OQ>(a, _mm256_set1_ps(TANH_SERIES_BELOW));
+    let y = _mm256_blendv_ps(big, small, is_small);
+    _mm256_or_ps(y, _mm256_and_ps(x, sign))
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn map8(v: &mut [f32], f: impl Fn(__m256) -> __m256) {
+    let mut chunks = v.chunks_exact_mut(8);
+    for c in &mut chunks {
+        // SAFETY: `c` holds exactly 8 f32s, read and written unaligned.
+        unsafe { _mm256_storeu_ps(c.as_mut_ptr(), f(_mm256_loadu_ps(c.as_ptr()))) };
+    }
+    let tail = chunks.into_remainder();
+    if !tail.is_empty() {
+        let mut buf = [0.0f32; 8];
+        buf[..tail.len()].copy_from_slice(tail);
+        // SAFETY: `buf` holds exactly 8 f32s.
+        unsafe { _mm256_storeu_ps(buf.as_mut_ptr(), f(_mm256_loadu_ps(buf.as_ptr()))) };
+        tail.copy_from_slice(&buf[..tail.len()]);
+    }
+}
+
+/// # Safety
+/// The CPU must have AVX2 and FMA.
+#[target_feature(enable = "avx2,fma")]
+pub(super) unsafe fn sigmoid(v: &mut [f32]) {
+    map8(v, |x| sigmoid8(x))
+}
+
+/// # Safety
+/// The CPU must have AVX2 and FMA.
+#[target_feature(enable = "avx2,fma")]
+pub(super) unsafe fn tanh(v: &mut [f32]) {
+    map8(v, |x| tanh8(x))
+}

@@ -1,0 +1,95 @@
+//! The activations with AVX-512 F: 16 lanes, masked tails.
+
+use super::*;
+use std::arch::x86_64::*;
+
+/// exp(x) for x in [-87, 87]; `scalef` applies 2^n without integer tricks.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn exp16(x: __m512) -> __m512 {
+    let n = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
+        _mm512_mul_ps(x, _mm512_set1_ps(LOG2E)),
+    );
+    let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LN2_HI), x);
+    let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LN2_LO), r);
+    let mut p = _mm512_set1_ps(EXP_POLY[0]);
+    for &c in &EXP_POLY[1..] {
+        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(c));
+    }
+    let one = _mm512_set1_ps(1.0);
+    p = _mm512_fmadd_ps(p, r, one);
+    p = _mm512_fmadd_ps(p, r, one);
+    _mm512_scalef_ps(p, n)
+}
+
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn sigmoid16(x: __m512) -> __m512 {
+    // min / max with the constant first: a NaN in x comes through.
+    let x = _mm512_min_ps(_mm512_set1_ps(EXP_CLAMP), x);
+    let x = _mm512_max_ps(_mm512_set1_ps(-EXP_CLAMP), x);
+    let e = exp16(_mm512_sub_ps(_mm512_setzero_ps(), x));
+    let one = _mm512_set1_ps(1.0);
+    _mm512_div_ps(one, _mm512_add_ps(one, e))
+}
+
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn tanh16(x: __m512) -> __m512 {
+    let sign = _mm512_set1_epi32(i32::MIN);
+    let xi = _mm512_castps_si512(x);
+    let a = _mm512_castsi512_ps(_mm512_andnot_si512(sign, xi));
+    // Series near 0.
+    let s = _mm512_mul_ps(a, a);
+    let mut p = _mm512_set1_ps(TANH_POLY[0]);
+    for &c in &TANH_POLY[1..] {
+        p = _mm512_fmadd_ps(p, s, _mm512_set1_ps(c));
+    }
+    let small = _mm512_fmadd_ps(_mm512_mul_ps(a, s), p, a);
+    // (1 - t) / (1 + t) elsewhere; a is capped at 9, where the result rounds to 1.
+    let capped = _mm512_min_ps(_mm512_set1_ps(TANH_ONE_FROM), a);
+    let t = exp16(_mm512_mul_ps(_mm512_set1_ps(-2.0), capped));
+    let one = _mm512_set1_ps(1.0);
+    let big = _mm512_div_ps(_mm512_sub_ps(one, t), _mm512_add_ps(one, t));
+    let is_small = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(a, _mm512_set1_ps(TANH_SERIES_BELOW));
+    let y = _mm512_mask_blend_ps(is_small, big, small);
+    _mm512_castsi512_ps(_mm512_or_si512(
+        _mm512_castps_si512(y),
+        _mm512_and_si512(xi, sign),
+    ))
+}
+
+/// Applies `f` to every element, 16 at a time, the tail under a mask.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn map16(v: &mut [f32], f: impl Fn(__m512) -> __m512) {
+    let mut chunks = v.chunks_exact_mut(16);
+    for c in &mut chunks {
+        // SAFETY: `c` holds exactly 16 f32s, read and written unaligned.
+        unsafe { _mm512_storeu_ps(c.as_mut_ptr(), f(_mm512_loadu_ps(c.as_ptr()))) };
+    }
+    let tail = chunks.into_remainder();
+    if !tail.is_empty() {
+        let mask: __mmask16 = (1u32 << tail.len()) as u16 - 1;
+        // SAFETY: the mask covers only the `tail.len()` < 16 elements of `tail`; masked-off
+        // lanes are neither read nor written.
+        unsafe {
+            let x = _mm512_maskz_loadu_ps(mask, tail.as_ptr());
+            _mm512_mask_storeu_ps(tail.as_mut_ptr(), mask, f(x));
+        }
+    }
+}
+
+/// # Safety
+/// The CPU must have AVX-512 F.
+#[target_feature(enable = "avx512f")]
+pub(super) unsafe fn sigmoid(v: &mut [f32]) {
+    map16(v, |x| sigmoid16(x))
+}
+
+/// # Safety
+/// The CPU must have AVX-512 F.
+#[target_feature(enable = "avx512f")]
+pub(super) unsafe fn tanh(v: &mut [f32]) {
+    map16(v, |x| tanh16(x))
+}
