@@ -48,8 +48,15 @@ pub fn swap01(v: &[f32], a: usize, b: usize, f: usize) -> Vec<f32> {
 }
 
 impl Model {
+    /// With the best kernels this CPU has (or those `RECUR_ISA` names).
     pub fn new(params: Params<f32>) -> Result<Self> {
         let weights = PackedWeights::new(&params)?;
+        Ok(Model { params, weights })
+    }
+
+    /// With the kernels of `isa`.
+    pub fn with_isa(params: Params<f32>, isa: recur_kernels::Isa) -> Result<Self> {
+        let weights = PackedWeights::with_isa(&params, isa)?;
         Ok(Model { params, weights })
     }
 

@@ -1,6 +1,7 @@
 //! Golden fixtures from PyTorch autograd (tests/fixtures/generate.py): every output and
 //! gradient of `recur` within 1e-5 of PyTorch's, relative to the largest magnitude.
 
+use recur::kernels::Isa;
 use recur::model::{thread_pool, Model};
 use recur::state_dict::{self, CellFamily};
 use recur::tensors::{Data, TensorFile};
@@ -101,8 +102,11 @@ fn grad_matches_pytorch_on_every_fixture() {
     for mut f in fixtures() {
         let params = state_dict::load(&mut f.weights, Some(f.family), f.relu)
             .unwrap_or_else(|e| panic!("{}: {e}", f.name));
-        let model = Model::new(params).unwrap();
-        for threads in [1, 2] {
+        for (isa, threads) in Isa::available()
+            .into_iter()
+            .flat_map(|isa| [(isa, 1), (isa, 2)])
+        {
+            let model = Model::with_isa(params.clone(), isa).unwrap();
             let mut inputs = f.inputs.clone();
             let (inp, og) = model
                 .read_inputs(&mut inputs, f.batch_first, true)

@@ -261,6 +261,7 @@ fn direction(
             (_, false) => hn,
         };
         let s = FwdStep {
+            isa: weights.isa(),
             hidden: h,
             gh,
             b_hh: &lp.b_hh,

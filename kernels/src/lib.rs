@@ -35,7 +35,7 @@
 //! # Ok::<(), recur_kernels::Error>(())
 //! ```
 
-mod activation;
+pub mod activation;
 mod backward;
 mod cell;
 pub mod desc;

@@ -2,6 +2,7 @@
 
 use crate::desc::RnnDesc;
 use crate::error::Result;
+use crate::isa::Isa;
 use crate::params::{LayerParams, Params};
 
 /// The parameters in the layout the kernels stream.
@@ -12,12 +13,20 @@ use crate::params::{LayerParams, Params};
 #[derive(Debug, Clone)]
 pub struct PackedWeights {
     desc: RnnDesc,
+    isa: Isa,
     layers: Vec<LayerParams<f32>>,
 }
 
 impl PackedWeights {
-    /// Checks the parameters against their descriptor and prepares them.
+    /// Checks the parameters against their descriptor and prepares them for the best kernels
+    /// this CPU has (or those `RECUR_ISA` names).
     pub fn new(params: &Params<f32>) -> Result<Self> {
+        Self::with_isa(params, Isa::detect()?)
+    }
+
+    /// Like [`PackedWeights::new`], with the kernels of `isa`; an error if the CPU lacks it.
+    pub fn with_isa(params: &Params<f32>, isa: Isa) -> Result<Self> {
+        let isa = isa.checked()?;
         params.validate()?;
         let mut layers = params.layers.clone();
         if !params.desc.bias {
@@ -28,6 +37,7 @@ impl PackedWeights {
         }
         Ok(PackedWeights {
             desc: params.desc,
+            isa,
             layers,
         })
     }
@@ -40,12 +50,17 @@ impl PackedWeights {
                 params.desc, self.desc
             )));
         }
-        *self = Self::new(params)?;
+        *self = Self::with_isa(params, self.isa)?;
         Ok(())
     }
 
     pub fn desc(&self) -> &RnnDesc {
         &self.desc
+    }
+
+    /// The kernels these weights run with.
+    pub fn isa(&self) -> Isa {
+        self.isa
     }
 
     pub(crate) fn layer(&self, layer: usize, dir: usize) -> &LayerParams<f32> {

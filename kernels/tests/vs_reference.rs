@@ -4,7 +4,7 @@ mod common;
 
 use common::{compare_all, Case};
 use proptest::prelude::*;
-use recur_kernels::{CellKind, RnnDesc};
+use recur_kernels::{CellKind, Isa, RnnDesc};
 
 /// 1, small primes, non-multiples of 16, and values up to about 70.
 const SIZES: &[usize] = &[1, 2, 3, 5, 7, 13, 16, 17, 31, 37, 64, 67, 70];
@@ -26,7 +26,8 @@ fn work(c: &Case) -> usize {
         * (d.output_size() + d.hidden_size + d.input_size)
 }
 
-fn case() -> impl Strategy<Value = Case> {
+/// A case and the kernels (every ISA this CPU has) to run it with.
+fn case() -> impl Strategy<Value = (Case, Isa)> {
     (
         (
             prop::sample::select(CELLS),
@@ -37,28 +38,29 @@ fn case() -> impl Strategy<Value = Case> {
         ),
         (1usize..=3, any::<bool>(), any::<bool>()),
         (any::<bool>(), any::<bool>(), any::<bool>(), any::<u64>()),
+        prop::sample::select(Isa::available()),
     )
         .prop_map(
-            |((cell, t, b, i, h), (layers, bidir, bias), (varlen, h0, gstate, seed))| {
+            |((cell, t, b, i, h), (layers, bidir, bias), (varlen, h0, gstate, seed), isa)| {
                 let desc = RnnDesc::new(cell, i, h)
                     .layers(layers)
                     .bidirectional(bidir)
                     .bias(bias);
-                Case::new(desc, t, b, seed, varlen, h0, gstate)
+                (Case::new(desc, t, b, seed, varlen, h0, gstate), isa)
             },
         )
-        .prop_filter("keep the reference cheap", |c| work(c) <= 6_000_000)
+        .prop_filter("keep the reference cheap", |(c, _)| work(c) <= 6_000_000)
 }
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
     #[test]
-    fn optimized_matches_reference(c in case()) {
+    fn optimized_matches_reference((c, isa) in case()) {
         // f32 against f64 over up to 70 recurrent steps, relative to the largest magnitude.
-        if let Err(e) = compare_all(&c, 2e-5) {
+        if let Err(e) = compare_all(&c, isa, 2e-5) {
             return Err(TestCaseError::fail(format!(
-                "{e}\n  cell {:?} T {} B {} I {} H {} layers {} bidir {} bias {} lengths {:?} h0 {}",
+                "{e}\n  {isa:?} cell {:?} T {} B {} I {} H {} layers {} bidir {} bias {} lengths {:?} h0 {}",
                 c.desc.cell, c.seq_len, c.batch, c.desc.input_size, c.desc.hidden_size,
                 c.desc.num_layers, c.desc.bidirectional, c.desc.bias, c.lengths, c.h0.is_some()
             )));
@@ -67,10 +69,12 @@ proptest! {
 }
 
 #[test]
-fn every_cell_stacked_bidirectional_varlen() {
-    for (n, &cell) in CELLS.iter().enumerate() {
-        let desc = RnnDesc::new(cell, 7, 13).layers(3).bidirectional(true);
-        let case = Case::new(desc, 9, 5, 100 + n as u64, true, true, true);
-        compare_all(&case, 2e-5).unwrap_or_else(|e| panic!("{cell:?}: {e}"));
+fn every_cell_stacked_bidirectional_varlen_on_every_isa() {
+    for isa in Isa::available() {
+        for (n, &cell) in CELLS.iter().enumerate() {
+            let desc = RnnDesc::new(cell, 7, 13).layers(3).bidirectional(true);
+            let case = Case::new(desc, 9, 5, 100 + n as u64, true, true, true);
+            compare_all(&case, isa, 2e-5).unwrap_or_else(|e| panic!("{isa:?} {cell:?}: {e}"));
+        }
     }
 }

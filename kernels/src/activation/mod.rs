@@ -86,7 +86,15 @@ mod tests {
             let x = 2f32.powi(e);
             v.extend([x, -x, x * 1.37, -x * 1.37]);
         }
-        for &b in &[TANH_SERIES_BELOW, TANH_ONE_FROM, EXP_CLAMP, 87.5, 88.0, 100.0, 1e30] {
+        for &b in &[
+            TANH_SERIES_BELOW,
+            TANH_ONE_FROM,
+            EXP_CLAMP,
+            87.5,
+            88.0,
+            100.0,
+            1e30,
+        ] {
             for x in [b, -b, b.next_up(), b.next_down()] {
                 v.extend([x, -x]);
             }
@@ -121,7 +129,11 @@ mod tests {
     fn max_error() {
         for isa in Isa::available() {
             for (name, f, exact) in [
-                ("sigmoid", sigmoid as fn(Isa, &mut [f32]), sigmoid64 as fn(f64) -> f64),
+                (
+                    "sigmoid",
+                    sigmoid as fn(Isa, &mut [f32]),
+                    sigmoid64 as fn(f64) -> f64,
+                ),
                 ("tanh", tanh, f64::tanh),
             ] {
                 let (abs, rel) = errors(f, exact, isa);

@@ -2,23 +2,26 @@
 //! n = tanh(x W_inᵀ + b_in + r (h W_hnᵀ + b_hn)), h' = (1 - z) n + z h.
 
 use super::{row, BwdRow, BwdStep, FwdRow, FwdStep};
-use crate::float::sigmoid;
+use crate::activation;
 
 pub(crate) fn forward_row(s: &FwdStep<'_>, b: usize, r: FwdRow<'_>) {
     let n = s.hidden;
     let gh = row(s.gh, b, 3 * n);
-    let h_prev = row(s.h_prev, b, n);
-    let (g, bh) = (r.gates, s.b_hh);
+    let g = r.gates;
+    for ((g, h), bh) in g[..2 * n].iter_mut().zip(gh).zip(s.b_hh) {
+        *g += h + bh;
+    }
+    activation::sigmoid(s.isa, &mut g[..2 * n]);
     for j in 0..n {
-        let rr = sigmoid(g[j] + gh[j] + bh[j]);
-        let z = sigmoid(g[n + j] + gh[n + j] + bh[n + j]);
-        let hn = gh[2 * n + j] + bh[2 * n + j];
-        let nn = (g[2 * n + j] + rr * hn).tanh();
-        r.h[j] = (1.0 - z) * nn + z * h_prev[j];
+        let hn = gh[2 * n + j] + s.b_hh[2 * n + j];
         r.hn[j] = hn;
-        g[j] = rr;
-        g[n + j] = z;
-        g[2 * n + j] = nn;
+        g[2 * n + j] += g[j] * hn;
+    }
+    activation::tanh(s.isa, &mut g[2 * n..]);
+    let h_prev = row(s.h_prev, b, n);
+    for j in 0..n {
+        let (z, nn) = (g[n + j], g[2 * n + j]);
+        r.h[j] = (1.0 - z) * nn + z * h_prev[j];
     }
 }
 

@@ -1,25 +1,26 @@
 //! LSTM, gates i, f, g, o: c' = f c + i g, h' = o tanh(c').
 
 use super::{row, BwdRow, BwdStep, FwdRow, FwdStep};
-use crate::float::sigmoid;
+use crate::activation;
 
 pub(crate) fn forward_row(s: &FwdStep<'_>, b: usize, r: FwdRow<'_>) {
     let n = s.hidden;
-    let gh = row(s.gh, b, 4 * n);
+    let g = r.gates;
+    for ((g, h), bh) in g.iter_mut().zip(row(s.gh, b, 4 * n)).zip(s.b_hh) {
+        *g += h + bh;
+    }
+    activation::sigmoid(s.isa, &mut g[..2 * n]);
+    activation::tanh(s.isa, &mut g[2 * n..3 * n]);
+    activation::sigmoid(s.isa, &mut g[3 * n..]);
     let c_prev = row(s.c_prev, b, n);
-    let (g, bh) = (r.gates, s.b_hh);
     for j in 0..n {
-        let i = sigmoid(g[j] + gh[j] + bh[j]);
-        let f = sigmoid(g[n + j] + gh[n + j] + bh[n + j]);
-        let gg = (g[2 * n + j] + gh[2 * n + j] + bh[2 * n + j]).tanh();
-        let o = sigmoid(g[3 * n + j] + gh[3 * n + j] + bh[3 * n + j]);
-        let c = f * c_prev[j] + i * gg;
+        let c = g[n + j] * c_prev[j] + g[j] * g[2 * n + j];
         r.c[j] = c;
-        r.h[j] = o * c.tanh();
-        g[j] = i;
-        g[n + j] = f;
-        g[2 * n + j] = gg;
-        g[3 * n + j] = o;
+        r.h[j] = c;
+    }
+    activation::tanh(s.isa, r.h);
+    for (h, o) in r.h.iter_mut().zip(&g[3 * n..]) {
+        *h *= o;
     }
 }
 

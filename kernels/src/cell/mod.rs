@@ -12,9 +12,11 @@ pub(crate) mod lstm;
 pub(crate) mod rnn;
 
 use crate::desc::CellKind;
+use crate::isa::Isa;
 
 /// Read-only inputs of one forward step, for all batch rows.
 pub(crate) struct FwdStep<'a> {
+    pub isa: Isa,
     pub hidden: usize,
     /// `(B, G*H)`: h_prev W_hhᵀ, without bias.
     pub gh: &'a [f32],

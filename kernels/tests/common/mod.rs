@@ -86,8 +86,13 @@ impl Case {
         reference::backward(&self.params, &input, &g).expect("reference backward")
     }
 
-    /// The optimized f32 path: inference forward, training forward and backward.
+    /// The optimized f32 path with the best kernels: inference, training forward, backward.
     pub fn optimized(&self) -> (Outputs<f32>, Outputs<f32>, Gradients<f32>) {
+        self.optimized_with(Isa::available()[0])
+    }
+
+    /// The optimized f32 path with the kernels of `isa`.
+    pub fn optimized_with(&self, isa: Isa) -> (Outputs<f32>, Outputs<f32>, Gradients<f32>) {
         let (x, h0, c0) = (
             to_f32(&self.x),
             self.h0.as_deref().map(to_f32),
@@ -97,7 +102,7 @@ impl Case {
         input.lengths = self.lengths.as_deref();
         input.h0 = h0.as_deref();
         input.c0 = c0.as_deref();
-        let weights = PackedWeights::new(&self.params.cast::<f32>()).unwrap();
+        let weights = PackedWeights::with_isa(&self.params.cast::<f32>(), isa).unwrap();
         let (t, b) = (self.seq_len, self.batch);
 
         let mut ws = Workspace::new(&self.desc, t, b, Mode::Inference).unwrap();
@@ -137,9 +142,9 @@ pub fn rel_err(a: &[f32], b: &[f64]) -> f64 {
 }
 
 /// Every output and gradient of the optimized path, named, beside the reference's.
-pub fn compare_all(case: &Case, tol: f64) -> std::result::Result<(), String> {
+pub fn compare_all(case: &Case, isa: Isa, tol: f64) -> std::result::Result<(), String> {
     let (r_out, r_grad) = case.reference();
-    let (infer, train, grads) = case.optimized();
+    let (infer, train, grads) = case.optimized_with(isa);
     let mut pairs: Vec<(String, &[f32], &[f64])> = vec![
         ("output (inference)".into(), &infer.output, &r_out.output),
         ("h_n (inference)".into(), &infer.h_n, &r_out.h_n),
