@@ -9,7 +9,7 @@
 use crate::cell::{self, row, FwdRow, FwdStep};
 use crate::desc::RnnDesc;
 use crate::error::{Error, Result};
-use crate::gemm::{par_gemm, MatRef};
+use crate::packed;
 use crate::rows::{grain_for, par_rows};
 use crate::seq::{Outputs, SeqBatch};
 use crate::weights::PackedWeights;
@@ -217,16 +217,8 @@ fn direction(
     } = bufs;
 
     // The input projection of every step at once: gates = X W_ihᵀ + b_ih.
-    let rows = t_len * batch;
-    if desc.bias {
-        gates.par_chunks_mut(g * 64).for_each(|c| {
-            c.chunks_exact_mut(g)
-                .for_each(|r| r.copy_from_slice(&lp.b_ih))
-        });
-    }
-    let beta = if desc.bias { 1.0 } else { 0.0 };
-    let (x, w_ih) = (MatRef::rows(x_l, i_l), MatRef::rows(&lp.w_ih, i_l).t());
-    par_gemm(rows, g, i_l, x, w_ih, beta, gates, g, 4);
+    let pw = weights.packed(l, d);
+    packed::gemm(t_len * batch, x_l, i_l, &pw.w_ih, gates, g);
 
     // Initial state in the slot before the first step.
     let first = if d == 0 { 0 } else { t_len };
@@ -247,13 +239,12 @@ fn direction(
         if hn.is_empty() { 0 } else { h },
     );
     let grain = grain_for(batch);
-    let w_hh = MatRef::rows(&lp.w_hh, h).t();
     for step in 0..t_len {
         let t = time_of(d, step, t_len);
         let (p, q) = slots(d, t);
         let (h_prev, h_new) = slot_pair(states, p, q, bh);
         let (c_prev, c_new) = slot_pair(cells, p, q, bh);
-        par_gemm(batch, g, h, MatRef::rows(h_prev, h), w_hh, 0.0, gh, g, 1);
+        packed::gemm(batch, h_prev, h, &pw.w_hh, gh, g);
         let gates_t = &mut gates[t * batch * g..(t + 1) * batch * g];
         let hn_t: &mut [f32] = match (hw, training) {
             (0, _) => &mut [],

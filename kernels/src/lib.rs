@@ -44,6 +44,8 @@ pub mod float;
 mod forward;
 mod gemm;
 pub mod isa;
+mod microkernel;
+mod packed;
 pub mod params;
 pub mod reference;
 mod rows;

@@ -3,18 +3,30 @@
 use crate::desc::RnnDesc;
 use crate::error::Result;
 use crate::isa::Isa;
+use crate::packed::PackedB;
 use crate::params::{LayerParams, Params};
 
 /// The parameters in the layout the kernels stream.
 ///
-/// Today this is PyTorch's own layout (the GEMMs read it through strided views) with the biases
-/// zeroed when the descriptor has none; packed panel-major layouts replace it without changing
-/// this API. Build once, call [`PackedWeights::update`] when the parameters change.
+/// Per layer and direction: `W_ihᵀ` (with `b_ih` fused) and `W_hhᵀ` packed in panels for the
+/// forward micro-kernels of one ISA, and PyTorch's layout for the backward's GEMMs (biases
+/// zeroed when the descriptor has none). Build once, call [`PackedWeights::update`] when the
+/// parameters change.
 #[derive(Debug, Clone)]
 pub struct PackedWeights {
     desc: RnnDesc,
     isa: Isa,
     layers: Vec<LayerParams<f32>>,
+    packed: Vec<PackedLayer>,
+}
+
+/// One (layer, direction) packed for the forward.
+#[derive(Debug, Clone)]
+pub(crate) struct PackedLayer {
+    /// `W_ihᵀ`, with `b_ih`.
+    pub w_ih: PackedB,
+    /// `W_hhᵀ`, no bias (the cell adds `b_hh`: GRU needs it inside the reset product).
+    pub w_hh: PackedB,
 }
 
 impl PackedWeights {
@@ -35,9 +47,24 @@ impl PackedWeights {
                 lp.b_hh.fill(0.0);
             }
         }
+        let desc = params.desc;
+        let g = desc.gates() * desc.hidden_size;
+        let packed = layers
+            .iter()
+            .enumerate()
+            .map(|(k, lp)| {
+                let i_l = desc.layer_input_size(k / desc.directions());
+                let bias = desc.bias.then_some(&lp.b_ih[..]);
+                PackedLayer {
+                    w_ih: PackedB::from_weight(isa, &lp.w_ih, g, i_l, bias),
+                    w_hh: PackedB::from_weight(isa, &lp.w_hh, g, desc.hidden_size, None),
+                }
+            })
+            .collect();
         Ok(PackedWeights {
-            desc: params.desc,
+            desc,
             isa,
+            packed,
             layers,
         })
     }
@@ -65,5 +92,9 @@ impl PackedWeights {
 
     pub(crate) fn layer(&self, layer: usize, dir: usize) -> &LayerParams<f32> {
         &self.layers[layer * self.desc.directions() + dir]
+    }
+
+    pub(crate) fn packed(&self, layer: usize, dir: usize) -> &PackedLayer {
+        &self.packed[layer * self.desc.directions() + dir]
     }
 }

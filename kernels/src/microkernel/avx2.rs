@@ -1,0 +1,88 @@
+//! AVX2 + FMA micro-kernel: up to 6 rows by 16 columns (two ymm per row), 12 accumulators.
+
+use std::arch::x86_64::*;
+
+const NR: usize = 16;
+
+/// # Safety
+/// See [`super::tile`]; the CPU must have AVX2 and FMA.
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx2,fma")]
+pub(crate) unsafe fn tile(
+    rows: usize,
+    k: usize,
+    a: *const f32,
+    lda: usize,
+    b: *const f32,
+    bias: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    cols: usize,
+    acc_in: bool,
+) {
+    // SAFETY: forwarded; each instance reads and writes only `R` rows.
+    unsafe {
+        match rows {
+            1 => tile_r::<1>(k, a, lda, b, bias, c, ldc, cols, acc_in),
+            2 => tile_r::<2>(k, a, lda, b, bias, c, ldc, cols, acc_in),
+            3 => tile_r::<3>(k, a, lda, b, bias, c, ldc, cols, acc_in),
+            4 => tile_r::<4>(k, a, lda, b, bias, c, ldc, cols, acc_in),
+            5 => tile_r::<5>(k, a, lda, b, bias, c, ldc, cols, acc_in),
+            _ => tile_r::<6>(k, a, lda, b, bias, c, ldc, cols, acc_in),
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn tile_r<const R: usize>(
+    k: usize,
+    a: *const f32,
+    lda: usize,
+    b: *const f32,
+    bias: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    cols: usize,
+    acc_in: bool,
+) {
+    // SAFETY: as in the AVX-512 kernel: the caller owns these ranges.
+    unsafe {
+        let b0 = _mm256_loadu_ps(bias);
+        let b1 = _mm256_loadu_ps(bias.add(8));
+        let mut acc = [[b0, b1]; R];
+        if acc_in {
+            for (i, acc) in acc.iter_mut().enumerate() {
+                let mut buf = [0.0f32; NR];
+                std::ptr::copy_nonoverlapping(c.add(i * ldc), buf.as_mut_ptr(), cols);
+                acc[0] = _mm256_loadu_ps(buf.as_ptr());
+                acc[1] = _mm256_loadu_ps(buf.as_ptr().add(8));
+            }
+        }
+        // One pointer per row of A, so each broadcast is a plain base + index load.
+        let rows: [*const f32; R] = std::array::from_fn(|i| a.add(i * lda));
+        for p in 0..k {
+            let bp = b.add(p * NR);
+            let w0 = _mm256_loadu_ps(bp);
+            let w1 = _mm256_loadu_ps(bp.add(8));
+            for (i, acc) in acc.iter_mut().enumerate() {
+                let x = _mm256_set1_ps(*rows[i].add(p));
+                acc[0] = _mm256_fmadd_ps(x, w0, acc[0]);
+                acc[1] = _mm256_fmadd_ps(x, w1, acc[1]);
+            }
+        }
+        for (i, acc) in acc.iter().enumerate() {
+            let ci = c.add(i * ldc);
+            if cols == NR {
+                _mm256_storeu_ps(ci, acc[0]);
+                _mm256_storeu_ps(ci.add(8), acc[1]);
+            } else {
+                let mut buf = [0.0f32; NR];
+                _mm256_storeu_ps(buf.as_mut_ptr(), acc[0]);
+                _mm256_storeu_ps(buf.as_mut_ptr().add(8), acc[1]);
+                std::ptr::copy_nonoverlapping(buf.as_ptr(), ci, cols);
+            }
+        }
+    }
+}

@@ -1,0 +1,95 @@
+//! AVX-512 micro-kernel: up to 8 rows by 32 columns (two zmm per row), 16 accumulators.
+
+use std::arch::x86_64::*;
+
+const NR: usize = 32;
+
+/// # Safety
+/// See [`super::tile`]; the CPU must have AVX-512 F.
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx512f")]
+pub(crate) unsafe fn tile(
+    rows: usize,
+    k: usize,
+    a: *const f32,
+    lda: usize,
+    b: *const f32,
+    bias: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    cols: usize,
+    acc_in: bool,
+) {
+    // SAFETY: forwarded; each instance reads and writes only `R` rows.
+    unsafe {
+        match rows {
+            1 => tile_r::<1>(k, a, lda, b, bias, c, ldc, cols, acc_in),
+            2 => tile_r::<2>(k, a, lda, b, bias, c, ldc, cols, acc_in),
+            3 => tile_r::<3>(k, a, lda, b, bias, c, ldc, cols, acc_in),
+            4 => tile_r::<4>(k, a, lda, b, bias, c, ldc, cols, acc_in),
+            5 => tile_r::<5>(k, a, lda, b, bias, c, ldc, cols, acc_in),
+            6 => tile_r::<6>(k, a, lda, b, bias, c, ldc, cols, acc_in),
+            7 => tile_r::<7>(k, a, lda, b, bias, c, ldc, cols, acc_in),
+            _ => tile_r::<8>(k, a, lda, b, bias, c, ldc, cols, acc_in),
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+#[inline]
+#[target_feature(enable = "avx512f")]
+unsafe fn tile_r<const R: usize>(
+    k: usize,
+    a: *const f32,
+    lda: usize,
+    b: *const f32,
+    bias: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    cols: usize,
+    acc_in: bool,
+) {
+    // SAFETY: the caller guarantees `bias` holds NR floats, `b` k*NR, each of the R rows of `a`
+    // k floats, and the R x cols block of `c` is ours to write.
+    unsafe {
+        let m0 = if cols >= 16 {
+            u16::MAX
+        } else {
+            (1u16 << cols) - 1
+        };
+        let m1 = if cols >= 32 {
+            u16::MAX
+        } else if cols > 16 {
+            (1u16 << (cols - 16)) - 1
+        } else {
+            0
+        };
+        let b0 = _mm512_loadu_ps(bias);
+        let b1 = _mm512_loadu_ps(bias.add(16));
+        let mut acc = [[b0, b1]; R];
+        if acc_in {
+            for (i, acc) in acc.iter_mut().enumerate() {
+                let ci = c.add(i * ldc);
+                acc[0] = _mm512_maskz_loadu_ps(m0, ci);
+                acc[1] = _mm512_maskz_loadu_ps(m1, ci.add(16));
+            }
+        }
+        // One pointer per row of A, so each broadcast is a plain base + index load.
+        let rows: [*const f32; R] = std::array::from_fn(|i| a.add(i * lda));
+        for p in 0..k {
+            let bp = b.add(p * NR);
+            let w0 = _mm512_loadu_ps(bp);
+            let w1 = _mm512_loadu_ps(bp.add(16));
+            for (i, acc) in acc.iter_mut().enumerate() {
+                let x = _mm512_set1_ps(*rows[i].add(p));
+                acc[0] = _mm512_fmadd_ps(x, w0, acc[0]);
+                acc[1] = _mm512_fmadd_ps(x, w1, acc[1]);
+            }
+        }
+        for (i, acc) in acc.iter().enumerate() {
+            let ci = c.add(i * ldc);
+            _mm512_mask_storeu_ps(ci, m0, acc[0]);
+            _mm512_mask_storeu_ps(ci.add(16), m1, acc[1]);
+        }
+    }
+}

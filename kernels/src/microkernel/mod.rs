@@ -1,0 +1,68 @@
+//! GEMM micro-kernels over a packed B operand, one per ISA.
+//!
+//! A micro-kernel computes a tile of `mr <= MR` rows by one panel of `NR` columns:
+//! `C[i][j] = bias[j] + Σ_k A[i][k] · B[k][j]`, with A row-major (any leading dimension) and the
+//! panel of B packed k-major (`NR` consecutive floats per k, see [`crate::packed::PackedB`]).
+//! Each element is one FMA chain over k in order, whatever the tile or thread, so results do not
+//! depend on how the work is split.
+
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod avx2;
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod avx512;
+pub(crate) mod portable;
+
+use crate::isa::Isa;
+
+/// The shape of one ISA's micro-kernel.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Shape {
+    /// Rows per tile.
+    pub mr: usize,
+    /// Columns per packed panel.
+    pub nr: usize,
+}
+
+pub(crate) fn shape(isa: Isa) -> Shape {
+    match isa {
+        Isa::Avx512 => Shape { mr: 8, nr: 32 },
+        Isa::Avx2 => Shape { mr: 6, nr: 16 },
+        Isa::Portable => Shape { mr: 4, nr: 16 },
+    }
+}
+
+/// One tile: `rows` (1..=MR) rows of A from `a` (leading dimension `lda`, `k` columns), one
+/// packed panel `b` (`k * NR` floats), `bias` (`NR` floats), into the first `cols` (1..=NR)
+/// columns of `rows` rows of C at `c` (leading dimension `ldc`). With `acc_in` the sums start
+/// from C's values instead of the bias: the next block of k of the same elements.
+///
+/// # Safety
+/// `isa` must be available; `a` must hold `(rows - 1) * lda + k` floats, `b` `k * NR`, `bias`
+/// `NR`; `c` must be valid for reads and writes at `i * ldc + j` for `i < rows`, `j < cols`, and no other
+/// thread may touch those elements meanwhile.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+pub(crate) unsafe fn tile(
+    isa: Isa,
+    rows: usize,
+    k: usize,
+    a: *const f32,
+    lda: usize,
+    b: *const f32,
+    bias: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    cols: usize,
+    acc_in: bool,
+) {
+    // SAFETY: forwarded from this function's contract.
+    unsafe {
+        match isa {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => avx512::tile(rows, k, a, lda, b, bias, c, ldc, cols, acc_in),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => avx2::tile(rows, k, a, lda, b, bias, c, ldc, cols, acc_in),
+            _ => portable::tile(rows, k, a, lda, b, bias, c, ldc, cols, acc_in),
+        }
+    }
+}

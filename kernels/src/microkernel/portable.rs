@@ -1,0 +1,52 @@
+//! Portable micro-kernel: up to 4 rows by 16 columns in plain Rust (the compiler vectorizes the
+//! column loop); a multiply then an add, since `mul_add` is a slow call on CPUs without FMA.
+
+const NR: usize = 16;
+const MR: usize = 4;
+
+/// # Safety
+/// See [`super::tile`].
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn tile(
+    rows: usize,
+    k: usize,
+    a: *const f32,
+    lda: usize,
+    b: *const f32,
+    bias: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    cols: usize,
+    acc_in: bool,
+) {
+    let rows = rows.min(MR);
+    // SAFETY: the caller guarantees these ranges (see `super::tile`).
+    let (bias, b) = unsafe {
+        (
+            std::slice::from_raw_parts(bias, NR),
+            std::slice::from_raw_parts(b, k * NR),
+        )
+    };
+    let mut acc = [[0.0f32; NR]; MR];
+    for (i, row) in acc.iter_mut().enumerate().take(rows) {
+        if acc_in {
+            // SAFETY: the caller owns `cols` floats of row i of C.
+            unsafe { std::ptr::copy_nonoverlapping(c.add(i * ldc), row.as_mut_ptr(), cols) };
+        } else {
+            row.copy_from_slice(bias);
+        }
+    }
+    for (p, w) in b.chunks_exact(NR).enumerate() {
+        for (i, row) in acc.iter_mut().enumerate().take(rows) {
+            // SAFETY: row i of A has k floats.
+            let x = unsafe { *a.add(i * lda + p) };
+            for (acc, w) in row.iter_mut().zip(w) {
+                *acc += x * w;
+            }
+        }
+    }
+    for (i, row) in acc.iter().enumerate().take(rows) {
+        // SAFETY: the caller owns `cols` floats of row i of C.
+        unsafe { std::ptr::copy_nonoverlapping(row.as_ptr(), c.add(i * ldc), cols) };
+    }
+}

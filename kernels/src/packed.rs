@@ -1,0 +1,252 @@
+//! GEMM with a pre-packed B operand: the weights, packed once, streamed by the micro-kernels.
+//!
+//! `C = A · B + bias` where B is a weight matrix transposed (PyTorch stores W as `(N, K)`; the
+//! GEMMs need `Wᵀ`). B is cut into panels of `NR` columns, each stored k-major, the last one
+//! zero-padded, so a micro-kernel reads one contiguous stream per panel. Work is shared across
+//! the rayon pool by row blocks and panel ranges; every element is one FMA chain in k order
+//! whichever task computes it, so results are bit-identical at any thread count.
+
+use crate::isa::Isa;
+use crate::microkernel::{self, shape};
+use rayon::prelude::*;
+
+/// `Wᵀ` packed for one ISA's micro-kernel, with an optional bias packed alongside.
+#[derive(Debug, Clone)]
+pub(crate) struct PackedB {
+    isa: Isa,
+    k: usize,
+    n: usize,
+    nr: usize,
+    data: Vec<f32>,
+    bias: Vec<f32>,
+}
+
+impl PackedB {
+    /// Packs `Wᵀ` for `w`: `(n, k)` row-major; `bias`: `n` values or none.
+    pub fn from_weight(isa: Isa, w: &[f32], n: usize, k: usize, bias: Option<&[f32]>) -> Self {
+        assert_eq!(w.len(), n * k, "weight size");
+        let nr = shape(isa).nr;
+        let panels = n.div_ceil(nr);
+        let mut data = vec![0.0f32; panels * k * nr];
+        for (p, panel) in data.chunks_exact_mut(k * nr).enumerate() {
+            for (col, w_row) in w.chunks_exact(k).enumerate().skip(p * nr).take(nr) {
+                let j = col - p * nr;
+                for (kk, &v) in w_row.iter().enumerate() {
+                    panel[kk * nr + j] = v;
+                }
+            }
+        }
+        let mut packed_bias = vec![0.0f32; panels * nr];
+        if let Some(b) = bias {
+            packed_bias[..n].copy_from_slice(b);
+        }
+        PackedB {
+            isa,
+            k,
+            n,
+            nr,
+            data,
+            bias: packed_bias,
+        }
+    }
+
+    fn panels(&self) -> usize {
+        self.n.div_ceil(self.nr)
+    }
+}
+
+/// Lets tasks write disjoint blocks of one C.
+#[derive(Clone, Copy)]
+struct OutPtr(*mut f32);
+// SAFETY: only used by `gemm`, whose tasks write pairwise disjoint blocks of C.
+unsafe impl Send for OutPtr {}
+// SAFETY: as above.
+unsafe impl Sync for OutPtr {}
+
+impl OutPtr {
+    /// The element at `offset` (a method, so closures capture the whole `Send` wrapper).
+    fn at(self, offset: usize) -> *mut f32 {
+        self.0.wrapping_add(offset)
+    }
+}
+
+/// Below this many multiply-adds a GEMM runs on the calling thread: a rayon task costs more.
+const MIN_TASK_WORK: usize = 1 << 16;
+/// Bytes of a panel's k-block, kept in L1 while every row tile of a block streams past it.
+const PANEL_BLOCK_BYTES: usize = 24 << 10;
+/// Bytes of A's row block, kept in L2 while every panel streams past it.
+const ROW_BLOCK_BYTES: usize = 512 << 10;
+
+/// `C = A · B + bias` for A `(m, k)` with leading dimension `lda`, C `(m, n)` with `ldc`.
+pub(crate) fn gemm(m: usize, a: &[f32], lda: usize, b: &PackedB, c: &mut [f32], ldc: usize) {
+    let (k, n) = (b.k, b.n);
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!(
+        lda >= k && a.len() >= (m - 1) * lda + k,
+        "gemm: A too short"
+    );
+    assert!(
+        ldc >= n && c.len() >= (m - 1) * ldc + n,
+        "gemm: C too short"
+    );
+    let mr = shape(b.isa).mr;
+    let (row_tiles, panels) = (m.div_ceil(mr), b.panels());
+    // Enough tasks to balance the pool, none too small to pay for itself.
+    let threads = rayon::current_num_threads();
+    let max_tasks = (m * n * k / MIN_TASK_WORK).clamp(1, 4 * threads);
+    let row_tasks = row_tiles.min(max_tasks);
+    let panel_tasks = panels.min(max_tasks.div_ceil(row_tasks));
+    let out = OutPtr(c.as_mut_ptr());
+    let kc = (PANEL_BLOCK_BYTES / (4 * b.nr)).max(1);
+    let block_tiles = (ROW_BLOCK_BYTES / (4 * mr * k)).max(1);
+    let task = |t: usize| {
+        let (tr, tp) = (t / panel_tasks, t % panel_tasks);
+        let (r0, r1) = split(row_tiles, row_tasks, tr);
+        let (p0, p1) = split(panels, panel_tasks, tp);
+        // Row blocks (A in L2) > panels > k-blocks (a panel's block in L1) > row tiles.
+        for rb in (r0..r1).step_by(block_tiles) {
+            for p in p0..p1 {
+                let cols = b.nr.min(n - p * b.nr);
+                let panel = &b.data[p * k * b.nr..(p + 1) * k * b.nr];
+                let bias = &b.bias[p * b.nr..(p + 1) * b.nr];
+                for k0 in (0..k).step_by(kc) {
+                    let kl = kc.min(k - k0);
+                    for rt in rb..(rb + block_tiles).min(r1) {
+                        let (i0, rows) = (rt * mr, mr.min(m - rt * mr));
+                        // SAFETY: the asserts above bound every read of A (rows i0..i0+rows,
+                        // columns k0..k0+kl) and access to C (those rows, columns
+                        // p*nr..p*nr+cols); `panel` and `bias` are full panels; tasks cover
+                        // disjoint (row tile, panel) pairs, so no element of C is touched by
+                        // two tasks; `b.isa` was checked available when the weights were packed.
+                        unsafe {
+                            microkernel::tile(
+                                b.isa,
+                                rows,
+                                kl,
+                                a.as_ptr().add(i0 * lda + k0),
+                                lda,
+                                panel.as_ptr().add(k0 * b.nr),
+                                bias.as_ptr(),
+                                out.at(i0 * ldc + p * b.nr),
+                                ldc,
+                                cols,
+                                k0 > 0,
+                            )
+                        };
+                    }
+                }
+            }
+        }
+    };
+    let tasks = row_tasks * panel_tasks;
+    if tasks == 1 {
+        task(0);
+    } else {
+        (0..tasks).into_par_iter().for_each(task);
+    }
+}
+
+/// The `i`-th of `parts` near-equal ranges of `0..len`.
+fn split(len: usize, parts: usize, i: usize) -> (usize, usize) {
+    (len * i / parts, len * (i + 1) / parts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::params::SplitMix64;
+
+    #[test]
+    fn matches_naive_on_edge_shapes_every_isa_and_split() {
+        let mut rng = SplitMix64(3);
+        for isa in Isa::available() {
+            for &(m, n, k) in &[
+                (1, 1, 1),
+                (1, 33, 7),
+                (3, 17, 5),
+                (9, 64, 70),
+                (13, 31, 1),
+                (64, 257, 67),
+                (100, 1024, 256),
+            ] {
+                let mut a = vec![0.0f32; m * (k + 3)];
+                let mut w = vec![0.0f32; n * k];
+                let mut bias = vec![0.0f32; n];
+                for v in [&mut a, &mut w, &mut bias] {
+                    rng.fill_uniform(v, 1.0);
+                }
+                let pb = PackedB::from_weight(isa, &w, n, k, Some(&bias));
+                let ldc = n + 2;
+                let mut one = vec![7.0f32; m * ldc];
+                let pool1 = rayon::ThreadPoolBuilder::new()
+                    .num_threads(1)
+                    .build()
+                    .unwrap();
+                pool1.install(|| gemm(m, &a, k + 3, &pb, &mut one, ldc));
+                for i in 0..m {
+                    for j in 0..n {
+                        let want: f64 = bias[j] as f64
+                            + (0..k)
+                                .map(|p| a[i * (k + 3) + p] as f64 * w[j * k + p] as f64)
+                                .sum::<f64>();
+                        let got = one[i * ldc + j] as f64;
+                        assert!((got - want).abs() < 1e-4 * (1.0 + want.abs()), "{isa:?}");
+                    }
+                    // Padding columns of C are left alone.
+                    assert_eq!(&one[i * ldc + n..i * ldc + ldc], &[7.0, 7.0], "{isa:?}");
+                }
+                for threads in [2, 3] {
+                    let pool = rayon::ThreadPoolBuilder::new()
+                        .num_threads(threads)
+                        .build()
+                        .unwrap();
+                    let mut c = vec![7.0f32; m * ldc];
+                    pool.install(|| gemm(m, &a, k + 3, &pb, &mut c, ldc));
+                    assert_eq!(c, one, "{isa:?} {m}x{n}x{k} at {threads} threads");
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod timing {
+    use super::*;
+
+    /// `cargo test --release -p recur-kernels --lib packed::timing -- --ignored --nocapture`
+    #[test]
+    #[ignore = "a measurement, not a test"]
+    fn gflops() {
+        let isa = Isa::available()[0];
+        for &(m, n, k) in &[
+            (8, 32, 64),
+            (8, 32, 512),
+            (64, 2048, 512),
+            (6400, 2048, 512),
+            (1, 1024, 256),
+        ] {
+            let a = vec![0.5f32; m * k];
+            let w = vec![0.25f32; n * k];
+            let pb = PackedB::from_weight(isa, &w, n, k, None);
+            let mut c = vec![0.0f32; m * n];
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(1)
+                .build()
+                .unwrap();
+            let reps = (2e9 / (2.0 * (m * n * k) as f64)).max(1.0) as usize;
+            let t = std::time::Instant::now();
+            pool.install(|| {
+                for _ in 0..reps {
+                    gemm(m, &a, k, &pb, &mut c, n);
+                }
+            });
+            let s = t.elapsed().as_secs_f64() / reps as f64;
+            println!(
+                "{m}x{n}x{k}: {:.1} GFLOP/s",
+                2.0 * (m * n * k) as f64 / s / 1e9
+            );
+        }
+    }
+}
