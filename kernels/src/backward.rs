@@ -11,6 +11,7 @@ use crate::desc::RnnDesc;
 use crate::error::{Error, Result};
 use crate::forward::{slots, sub, time_of};
 use crate::gemm::{par_gemm, MatRef};
+use crate::packed::{self, PackedB};
 use crate::params::LayerParams;
 use crate::rows::{grain_for, par_rows};
 use crate::seq::{Gradients, OutputGrads};
@@ -104,9 +105,20 @@ pub fn backward(
                     None => dc.fill(0.0),
                 }
             }
-            let lp = weights.layer(l, d);
             let dirs = (t_len, batch, d);
-            recurrence(&desc, lp, &saved(d), lengths, dy_l, dirs, dgi, dgh, dh, dc);
+            let w_hh = &weights.packed(l, d).w_hh_back;
+            recurrence(
+                &desc,
+                w_hh,
+                &saved(d),
+                lengths,
+                dy_l,
+                dirs,
+                dgi,
+                dgh,
+                dh,
+                dc,
+            );
             weight_grads(&desc, x_l, i_l, &saved(d), dgi, dgh, dirs, pg);
         };
         let fwd = work.next().expect("one direction at least");
@@ -152,7 +164,7 @@ struct Saved<'a> {
 #[allow(clippy::too_many_arguments)]
 fn recurrence(
     desc: &RnnDesc,
-    lp: &LayerParams<f32>,
+    w_hh: &PackedB,
     saved: &Saved<'_>,
     lengths: &[usize],
     dy_l: &[f32],
@@ -166,7 +178,6 @@ fn recurrence(
     let (bh, out_w) = (batch * h, desc.output_size());
     let gw = if dgh.is_empty() { 0 } else { g };
     let cw = if dc.is_empty() { 0 } else { h };
-    let w_hh = MatRef::rows(&lp.w_hh, h);
     let grain = grain_for(batch);
     for step in (0..t_len).rev() {
         let t = time_of(d, step, t_len);
@@ -229,7 +240,7 @@ fn recurrence(
         } else {
             &dgh[t * batch * g..(t + 1) * batch * g]
         };
-        par_gemm(batch, h, g, MatRef::rows(dg_h, g), w_hh, 1.0, dh, h, 1);
+        packed::gemm(batch, dg_h, g, w_hh, dh, h, true);
     }
 }
 

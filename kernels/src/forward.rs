@@ -218,7 +218,7 @@ fn direction(
 
     // The input projection of every step at once: gates = X W_ihᵀ + b_ih.
     let pw = weights.packed(l, d);
-    packed::gemm(t_len * batch, x_l, i_l, &pw.w_ih, gates, g);
+    packed::gemm(t_len * batch, x_l, i_l, &pw.w_ih, gates, g, false);
 
     // Initial state in the slot before the first step.
     let first = if d == 0 { 0 } else { t_len };
@@ -244,7 +244,7 @@ fn direction(
         let (p, q) = slots(d, t);
         let (h_prev, h_new) = slot_pair(states, p, q, bh);
         let (c_prev, c_new) = slot_pair(cells, p, q, bh);
-        packed::gemm(batch, h_prev, h, &pw.w_hh, gh, g);
+        packed::gemm(batch, h_prev, h, &pw.w_hh, gh, g, false);
         let gates_t = &mut gates[t * batch * g..(t + 1) * batch * g];
         let hn_t: &mut [f32] = match (hw, training) {
             (0, _) => &mut [],

@@ -22,17 +22,33 @@ pub(crate) struct PackedB {
 }
 
 impl PackedB {
-    /// Packs `Wᵀ` for `w`: `(n, k)` row-major; `bias`: `n` values or none.
+    /// Packs `B = Wᵀ` for `w`: `(n, k)` row-major (a weight as PyTorch stores it, used by the
+    /// forward); `bias`: `n` values or none.
     pub fn from_weight(isa: Isa, w: &[f32], n: usize, k: usize, bias: Option<&[f32]>) -> Self {
         assert_eq!(w.len(), n * k, "weight size");
+        Self::pack(isa, k, n, |kk, j| w[j * k + kk], bias)
+    }
+
+    /// Packs `B = W` itself for `w`: `(k, n)` row-major (the backward's `dG · W`).
+    pub fn from_rows(isa: Isa, w: &[f32], k: usize, n: usize) -> Self {
+        assert_eq!(w.len(), k * n, "weight size");
+        Self::pack(isa, k, n, |kk, j| w[kk * n + j], None)
+    }
+
+    fn pack(
+        isa: Isa,
+        k: usize,
+        n: usize,
+        at: impl Fn(usize, usize) -> f32,
+        bias: Option<&[f32]>,
+    ) -> Self {
         let nr = shape(isa).nr;
         let panels = n.div_ceil(nr);
         let mut data = vec![0.0f32; panels * k * nr];
         for (p, panel) in data.chunks_exact_mut(k * nr).enumerate() {
-            for (col, w_row) in w.chunks_exact(k).enumerate().skip(p * nr).take(nr) {
-                let j = col - p * nr;
-                for (kk, &v) in w_row.iter().enumerate() {
-                    panel[kk * nr + j] = v;
+            for j in 0..nr.min(n - p * nr) {
+                for kk in 0..k {
+                    panel[kk * nr + j] = at(kk, p * nr + j);
                 }
             }
         }
@@ -77,8 +93,17 @@ const PANEL_BLOCK_BYTES: usize = 24 << 10;
 /// Bytes of A's row block, kept in L2 while every panel streams past it.
 const ROW_BLOCK_BYTES: usize = 512 << 10;
 
-/// `C = A · B + bias` for A `(m, k)` with leading dimension `lda`, C `(m, n)` with `ldc`.
-pub(crate) fn gemm(m: usize, a: &[f32], lda: usize, b: &PackedB, c: &mut [f32], ldc: usize) {
+/// `C = A · B + bias` for A `(m, k)` with leading dimension `lda`, C `(m, n)` with `ldc`; with
+/// `accumulate`, `C += A · B` instead (the bias is not added).
+pub(crate) fn gemm(
+    m: usize,
+    a: &[f32],
+    lda: usize,
+    b: &PackedB,
+    c: &mut [f32],
+    ldc: usize,
+    accumulate: bool,
+) {
     let (k, n) = (b.k, b.n);
     if m == 0 || n == 0 {
         return;
@@ -132,7 +157,7 @@ pub(crate) fn gemm(m: usize, a: &[f32], lda: usize, b: &PackedB, c: &mut [f32], 
                                 out.at(i0 * ldc + p * b.nr),
                                 ldc,
                                 cols,
-                                k0 > 0,
+                                accumulate || k0 > 0,
                             )
                         };
                     }
@@ -184,7 +209,7 @@ mod tests {
                     .num_threads(1)
                     .build()
                     .unwrap();
-                pool1.install(|| gemm(m, &a, k + 3, &pb, &mut one, ldc));
+                pool1.install(|| gemm(m, &a, k + 3, &pb, &mut one, ldc, false));
                 for i in 0..m {
                     for j in 0..n {
                         let want: f64 = bias[j] as f64
@@ -203,8 +228,40 @@ mod tests {
                         .build()
                         .unwrap();
                     let mut c = vec![7.0f32; m * ldc];
-                    pool.install(|| gemm(m, &a, k + 3, &pb, &mut c, ldc));
+                    pool.install(|| gemm(m, &a, k + 3, &pb, &mut c, ldc, false));
                     assert_eq!(c, one, "{isa:?} {m}x{n}x{k} at {threads} threads");
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod accumulate_tests {
+    use super::*;
+    use crate::params::SplitMix64;
+
+    #[test]
+    fn from_rows_accumulates_into_c() {
+        let mut rng = SplitMix64(5);
+        for isa in Isa::available() {
+            let (m, k, n) = (5, 37, 19);
+            let mut a = vec![0.0f32; m * k];
+            let mut w = vec![0.0f32; k * n];
+            let mut c0 = vec![0.0f32; m * n];
+            for v in [&mut a, &mut w, &mut c0] {
+                rng.fill_uniform(v, 1.0);
+            }
+            let pb = PackedB::from_rows(isa, &w, k, n);
+            let mut c = c0.clone();
+            gemm(m, &a, k, &pb, &mut c, n, true);
+            for i in 0..m {
+                for j in 0..n {
+                    let want = c0[i * n + j] as f64
+                        + (0..k)
+                            .map(|p| a[i * k + p] as f64 * w[p * n + j] as f64)
+                            .sum::<f64>();
+                    assert!((c[i * n + j] as f64 - want).abs() < 1e-4, "{isa:?}");
                 }
             }
         }
@@ -239,7 +296,7 @@ mod timing {
             let t = std::time::Instant::now();
             pool.install(|| {
                 for _ in 0..reps {
-                    gemm(m, &a, k, &pb, &mut c, n);
+                    gemm(m, &a, k, &pb, &mut c, n, false);
                 }
             });
             let s = t.elapsed().as_secs_f64() / reps as f64;

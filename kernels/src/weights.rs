@@ -9,8 +9,8 @@ use crate::params::{LayerParams, Params};
 /// The parameters in the layout the kernels stream.
 ///
 /// Per layer and direction: `W_ihᵀ` (with `b_ih` fused) and `W_hhᵀ` packed in panels for the
-/// forward micro-kernels of one ISA, and PyTorch's layout for the backward's GEMMs (biases
-/// zeroed when the descriptor has none). Build once, call [`PackedWeights::update`] when the
+/// forward micro-kernels of one ISA, `W_hh` packed for the backward's recurrence, and PyTorch's
+/// layout for the backward's other GEMMs (biases zeroed when the descriptor has none). Build once, call [`PackedWeights::update`] when the
 /// parameters change.
 #[derive(Debug, Clone)]
 pub struct PackedWeights {
@@ -27,6 +27,8 @@ pub(crate) struct PackedLayer {
     pub w_ih: PackedB,
     /// `W_hhᵀ`, no bias (the cell adds `b_hh`: GRU needs it inside the reset product).
     pub w_hh: PackedB,
+    /// `W_hh` itself, for the backward's per-step `dh_prev += dG · W_hh`.
+    pub w_hh_back: PackedB,
 }
 
 impl PackedWeights {
@@ -58,6 +60,7 @@ impl PackedWeights {
                 PackedLayer {
                     w_ih: PackedB::from_weight(isa, &lp.w_ih, g, i_l, bias),
                     w_hh: PackedB::from_weight(isa, &lp.w_hh, g, desc.hidden_size, None),
+                    w_hh_back: PackedB::from_rows(isa, &lp.w_hh, g, desc.hidden_size),
                 }
             })
             .collect();
