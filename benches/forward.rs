@@ -1,42 +1,84 @@
-//! Criterion bench of the whole-sequence inference forward on the reference cases.
+//! Criterion benches of the forward on the reference cases: the hoisted input GEMM, the
+//! per-step recurrent GEMM, one whole step, and the whole-sequence inference forward.
 //!
-//! Weights, workspace and outputs are made once outside the timed closure, so only the
-//! forward pass is measured. Threads: RAYON_NUM_THREADS (default: all cores).
+//! Weights, workspaces and outputs are made once outside the timed closures. Threads:
+//! RAYON_NUM_THREADS (default: all cores). Kernels: RECUR_ISA (default: the best available).
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use recur::bench::reference_cases;
 use recur_kernels::{
-    forward_inference, Mode, Outputs, PackedWeights, Params, SeqBatch, SplitMix64, Workspace,
+    forward_inference, Isa, Mode, Outputs, PackedWeights, Params, SeqBatch, SplitMix64, WeightGemm,
+    Workspace,
 };
 
-fn forward(c: &mut Criterion) {
-    let mut group = c.benchmark_group("forward_inference");
+fn case_id(desc: &recur_kernels::RnnDesc, t: usize, b: usize) -> String {
+    let (i, h) = (desc.input_size, desc.hidden_size);
+    format!("{}/T{t}_B{b}_I{i}_H{h}", desc.cell.name())
+}
+
+fn random(n: usize, seed: u64) -> Vec<f32> {
+    let mut v = vec![0.0f32; n];
+    SplitMix64(seed).fill_uniform(&mut v, 1.0);
+    v
+}
+
+/// The GEMMs alone: the hoisted projection (T*B rows) and one step's (B rows).
+fn gemms(c: &mut Criterion) {
+    let isa = Isa::detect().expect("a usable ISA");
+    let mut group = c.benchmark_group("gemm");
+    group.sample_size(10);
+    for case in reference_cases() {
+        let d = case.desc;
+        let (t, b) = (case.seq, case.batch);
+        let g = d.gates() * d.hidden_size;
+        let w_ih = random(g * d.input_size, 1);
+        let w_hh = random(g * d.hidden_size, 2);
+        let hoisted = WeightGemm::new(isa, &w_ih, g, d.input_size, None).unwrap();
+        let step = WeightGemm::new(isa, &w_hh, g, d.hidden_size, None).unwrap();
+        let x = random(t * b * d.input_size, 3);
+        let mut out = vec![0.0f32; t * b * g];
+        let flops = |m: usize, k: usize| Throughput::Elements((2 * m * k * g) as u64);
+        group.throughput(flops(t * b, d.input_size));
+        group.bench_function(BenchmarkId::new("hoisted", case_id(&d, t, b)), |bench| {
+            bench.iter(|| hoisted.run(t * b, &x, &mut out).unwrap())
+        });
+        let h = random(b * d.hidden_size, 4);
+        group.throughput(flops(b, d.hidden_size));
+        group.bench_function(BenchmarkId::new("step", case_id(&d, t, b)), |bench| {
+            bench.iter(|| step.run(b, &h, &mut out[..b * g]).unwrap())
+        });
+    }
+    group.finish();
+}
+
+/// The inference forward over `seq` steps (1: a single step with its own projection).
+fn forward_with(c: &mut Criterion, name: &str, steps: Option<usize>) {
+    let mut group = c.benchmark_group(name);
     group.sample_size(10);
     for case in reference_cases() {
         let desc = case.desc;
-        let (t, b) = (case.seq, case.batch);
+        let (t, b) = (steps.unwrap_or(case.seq), case.batch);
         let weights = PackedWeights::new(&Params::random(&desc, 1)).unwrap();
-        let mut x = vec![0.0f32; t * b * desc.input_size];
-        SplitMix64(2).fill_uniform(&mut x, 1.0);
+        let x = random(t * b * desc.input_size, 2);
         let mut ws = Workspace::new(&desc, t, b, Mode::Inference).unwrap();
         let mut out = Outputs::zeros(&desc, t, b);
         let input = SeqBatch::new(t, b, &x);
-        let id = format!(
-            "{}/T{}_B{}_I{}_H{}",
-            desc.cell.name(),
-            t,
-            b,
-            desc.input_size,
-            desc.hidden_size
-        );
         // Elements = FLOPs, so criterion's throughput reads as FLOP/s.
         group.throughput(Throughput::Elements(desc.forward_flops(t, b) as u64));
-        group.bench_function(BenchmarkId::from_parameter(id), |bench| {
+        group.bench_function(BenchmarkId::from_parameter(case_id(&desc, t, b)), |bench| {
             bench.iter(|| forward_inference(&weights, &mut ws, &input, &mut out).unwrap())
         });
     }
     group.finish();
 }
 
-criterion_group!(benches, forward);
+fn one_step(c: &mut Criterion) {
+    forward_with(c, "forward_one_step", Some(1));
+}
+
+fn sequence(c: &mut Criterion) {
+    forward_with(c, "forward_inference", None);
+}
+
+criterion_group!(benches, gemms, one_step, sequence);
 criterion_main!(benches);

@@ -59,6 +59,7 @@ pub use error::{Error, Result};
 pub use float::Float;
 pub use forward::{forward_inference, forward_training};
 pub use isa::Isa;
+pub use packed::WeightGemm;
 pub use params::{LayerParams, Params, SplitMix64};
 pub use seq::{Gradients, OutputGrads, Outputs, SeqBatch};
 pub use weights::PackedWeights;

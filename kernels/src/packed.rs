@@ -307,3 +307,44 @@ mod timing {
         }
     }
 }
+
+/// A GEMM with a weight operand packed once, as the forward runs its input projection:
+/// `C = A · Wᵀ + bias` for `W` stored `(n, k)` as PyTorch stores weights. Public so that engines
+/// and benches can use the hoisted projection on its own.
+#[derive(Debug, Clone)]
+pub struct WeightGemm {
+    b: PackedB,
+}
+
+impl WeightGemm {
+    /// Packs `w` (`n * k` values, row-major `(n, k)`) and `bias` (`n` values) for `isa`.
+    pub fn new(
+        isa: Isa,
+        w: &[f32],
+        n: usize,
+        k: usize,
+        bias: Option<&[f32]>,
+    ) -> crate::Result<Self> {
+        let isa = isa.checked()?;
+        if n == 0 || k == 0 {
+            return Err(crate::Error::Mismatch(format!(
+                "a {n}x{k} weight, expected both sizes >= 1"
+            )));
+        }
+        crate::error::check_len("weight", w, n * k)?;
+        if let Some(b) = bias {
+            crate::error::check_len("bias", b, n)?;
+        }
+        Ok(WeightGemm {
+            b: PackedB::from_weight(isa, w, n, k, bias),
+        })
+    }
+
+    /// `c` (`m * n`, row-major) = `a` (`m * k`, row-major) · Wᵀ + bias, on the current rayon pool.
+    pub fn run(&self, m: usize, a: &[f32], c: &mut [f32]) -> crate::Result<()> {
+        crate::error::check_len("a", a, m * self.b.k)?;
+        crate::error::check_len("c", c, m * self.b.n)?;
+        gemm(m, a, self.b.k, &self.b, c, self.b.n, false);
+        Ok(())
+    }
+}
