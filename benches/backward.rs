@@ -4,6 +4,7 @@
 //! Weights, workspace and gradient buffers are made once outside the timed closure.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use pprof::criterion::{Output, PProfProfiler};
 use recur::bench::reference_cases;
 use recur_kernels::{
     backward, forward_training, Gradients, Mode, OutputGrads, Outputs, PackedWeights, Params,
@@ -43,5 +44,15 @@ fn train(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, train);
+/// With `-- --profile-time SECONDS`, pprof samples each bench and writes a flamegraph to
+/// target/criterion/<group>/<case>/profile/flamegraph.svg (see profiles/README.md).
+fn config() -> Criterion {
+    Criterion::default().with_profiler(PProfProfiler::new(250, Output::Flamegraph(None)))
+}
+
+criterion_group! {
+    name = benches;
+    config = config();
+    targets = train
+}
 criterion_main!(benches);

@@ -5,6 +5,7 @@
 //! RAYON_NUM_THREADS (default: all cores). Kernels: RECUR_ISA (default: the best available).
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use pprof::criterion::{Output, PProfProfiler};
 use recur::bench::reference_cases;
 use recur_kernels::{
     forward_inference, Isa, Mode, Outputs, PackedWeights, Params, SeqBatch, SplitMix64, WeightGemm,
@@ -80,5 +81,15 @@ fn sequence(c: &mut Criterion) {
     forward_with(c, "forward_inference", None);
 }
 
-criterion_group!(benches, gemms, one_step, sequence);
+/// With `-- --profile-time SECONDS`, pprof samples each bench and writes a flamegraph to
+/// target/criterion/<group>/<case>/profile/flamegraph.svg (see profiles/README.md).
+fn config() -> Criterion {
+    Criterion::default().with_profiler(PProfProfiler::new(250, Output::Flamegraph(None)))
+}
+
+criterion_group! {
+    name = benches;
+    config = config();
+    targets = gemms, one_step, sequence
+}
 criterion_main!(benches);

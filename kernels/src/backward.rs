@@ -190,6 +190,7 @@ fn recurrence(
             }
         }
         let s = BwdStep {
+            isa: w_hh.isa(),
             hidden: h,
             gates: &saved.gates[t * batch * g..(t + 1) * batch * g],
             h_prev: at(saved.states, p, bh),

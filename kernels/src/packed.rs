@@ -66,6 +66,11 @@ impl PackedB {
         }
     }
 
+    /// The kernels this operand was packed for.
+    pub fn isa(&self) -> Isa {
+        self.isa
+    }
+
     fn panels(&self) -> usize {
         self.n.div_ceil(self.nr)
     }

@@ -42,6 +42,7 @@ pub(crate) struct FwdRow<'a> {
 
 /// Read-only inputs of one backward step, for all batch rows.
 pub(crate) struct BwdStep<'a> {
+    pub isa: Isa,
     pub hidden: usize,
     /// `(B, G*H)`: the gate activations saved by the forward.
     pub gates: &'a [f32],
