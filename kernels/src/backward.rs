@@ -135,10 +135,8 @@ pub fn backward(
                 grads.c0[k * bh..][..bh].copy_from_slice(&dc[d]);
             }
             // d loss / d x_l = sum over directions of dG_in W_ih, in direction order.
-            let lp = weights.layer(l, d);
-            let beta = if d == 0 { 0.0 } else { 1.0 };
-            let (dg, w) = (MatRef::rows(&dgi[d], gate_w), MatRef::rows(&lp.w_ih, i_l));
-            par_gemm(t_len * batch, i_l, gate_w, dg, w, beta, dx_l, i_l, 4);
+            let w_ih = &weights.packed(l, d).w_ih_back;
+            packed::gemm(t_len * batch, &dgi[d], gate_w, w_ih, dx_l, i_l, d > 0);
         }
     }
     Ok(())

@@ -9,8 +9,9 @@ use crate::params::{LayerParams, Params};
 /// The parameters in the layout the kernels stream.
 ///
 /// Per layer and direction: `W_ihᵀ` (with `b_ih` fused) and `W_hhᵀ` packed in panels for the
-/// forward micro-kernels of one ISA, `W_hh` packed for the backward's recurrence, and PyTorch's
-/// layout for the backward's other GEMMs (biases zeroed when the descriptor has none). Build once, call [`PackedWeights::update`] when the
+/// forward micro-kernels of one ISA, `W_hh` and `W_ih` packed for the backward's recurrence and
+/// input gradient, and PyTorch's layout for the weight-gradient GEMMs (biases zeroed when the
+/// descriptor has none). Build once, call [`PackedWeights::update`] when the
 /// parameters change.
 #[derive(Debug, Clone)]
 pub struct PackedWeights {
@@ -29,6 +30,8 @@ pub(crate) struct PackedLayer {
     pub w_hh: PackedB,
     /// `W_hh` itself, for the backward's per-step `dh_prev += dG · W_hh`.
     pub w_hh_back: PackedB,
+    /// `W_ih` itself, for the backward's `dx = dG · W_ih` over all steps.
+    pub w_ih_back: PackedB,
 }
 
 impl PackedWeights {
@@ -61,6 +64,7 @@ impl PackedWeights {
                     w_ih: PackedB::from_weight(isa, &lp.w_ih, g, i_l, bias),
                     w_hh: PackedB::from_weight(isa, &lp.w_hh, g, desc.hidden_size, None),
                     w_hh_back: PackedB::from_rows(isa, &lp.w_hh, g, desc.hidden_size),
+                    w_ih_back: PackedB::from_rows(isa, &lp.w_ih, g, i_l),
                 }
             })
             .collect();
