@@ -2,15 +2,16 @@
 //!
 //! Only the recurrence is sequential: per step, the cell's elementwise backward turns d h (and
 //! d c) into gate gradients, kept for every step, and one GEMM with W_hh carries d h to the
-//! step before. Every weight gradient is then one GEMM over all T*B rows, and the input
-//! gradient one GEMM per direction. Every reduction runs in a fixed order, so the results are
+//! step before. Every weight gradient is then one GEMM over all T*B rows (`gemm_tn`), and the
+//! input gradient one GEMM per direction, all on our micro-kernels. Every reduction runs in a fixed order, so the results are
 //! bit-identical at any thread count.
 
 use crate::cell::{self, row, BwdRow, BwdStep};
 use crate::desc::RnnDesc;
 use crate::error::{Error, Result};
 use crate::forward::{slots, sub, time_of};
-use crate::gemm::{par_gemm, MatRef};
+use crate::gemm_tn::gemm_tn;
+use crate::isa::Isa;
 use crate::packed::{self, PackedB};
 use crate::params::LayerParams;
 use crate::rows::{grain_for, par_rows};
@@ -119,7 +120,17 @@ pub fn backward(
                 dh,
                 dc,
             );
-            weight_grads(&desc, x_l, i_l, &saved(d), dgi, dgh, dirs, pg);
+            weight_grads(
+                weights.isa(),
+                &desc,
+                x_l,
+                i_l,
+                &saved(d),
+                dgi,
+                dgh,
+                dirs,
+                pg,
+            );
         };
         let fwd = work.next().expect("one direction at least");
         match work.next() {
@@ -246,6 +257,7 @@ fn recurrence(
 /// The deferred weight gradients of one (layer, direction): one GEMM each over all T*B rows.
 #[allow(clippy::too_many_arguments)]
 fn weight_grads(
+    isa: Isa,
     desc: &RnnDesc,
     x_l: &[f32],
     i_l: usize,
@@ -259,33 +271,11 @@ fn weight_grads(
     let rows = t_len * batch;
     let dgh = if dgh.is_empty() { dgi } else { dgh };
     // dW_ih = dG_inᵀ X.
-    let dgi_t = MatRef::rows(dgi, g).t();
-    par_gemm(
-        g,
-        i_l,
-        rows,
-        dgi_t,
-        MatRef::rows(x_l, i_l),
-        0.0,
-        &mut pg.w_ih,
-        i_l,
-        4,
-    );
+    gemm_tn(isa, g, i_l, rows, dgi, g, x_l, i_l, &mut pg.w_ih, i_l);
     // dW_hh = dG_hᵀ H_prev, where the state before step t sits in slot t (forward) or t+1.
     let first = if d == 0 { 0 } else { 1 };
     let h_prev = &saved.states[first * batch * h..(first + t_len) * batch * h];
-    let dgh_t = MatRef::rows(dgh, g).t();
-    par_gemm(
-        g,
-        h,
-        rows,
-        dgh_t,
-        MatRef::rows(h_prev, h),
-        0.0,
-        &mut pg.w_hh,
-        h,
-        4,
-    );
+    gemm_tn(isa, g, h, rows, dgh, g, h_prev, h, &mut pg.w_hh, h);
     if desc.bias {
         column_sums(dgi, g, &mut pg.b_ih);
         column_sums(dgh, g, &mut pg.b_hh);

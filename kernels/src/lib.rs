@@ -42,7 +42,7 @@ pub mod desc;
 pub mod error;
 pub mod float;
 mod forward;
-mod gemm;
+mod gemm_tn;
 pub mod isa;
 mod microkernel;
 mod packed;

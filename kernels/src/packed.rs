@@ -78,15 +78,16 @@ impl PackedB {
 
 /// Lets tasks write disjoint blocks of one C.
 #[derive(Clone, Copy)]
-struct OutPtr(*mut f32);
-// SAFETY: only used by `gemm`, whose tasks write pairwise disjoint blocks of C.
+pub(crate) struct OutPtr(pub(crate) *mut f32);
+// SAFETY: used only by the GEMM drivers (here and gemm_tn.rs), whose tasks write pairwise
+// disjoint blocks of C.
 unsafe impl Send for OutPtr {}
 // SAFETY: as above.
 unsafe impl Sync for OutPtr {}
 
 impl OutPtr {
     /// The element at `offset` (a method, so closures capture the whole `Send` wrapper).
-    fn at(self, offset: usize) -> *mut f32 {
+    pub(crate) fn at(self, offset: usize) -> *mut f32 {
         self.0.wrapping_add(offset)
     }
 }
@@ -179,7 +180,7 @@ pub(crate) fn gemm(
 }
 
 /// The `i`-th of `parts` near-equal ranges of `0..len`.
-fn split(len: usize, parts: usize, i: usize) -> (usize, usize) {
+pub(crate) fn split(len: usize, parts: usize, i: usize) -> (usize, usize) {
     (len * i / parts, len * (i + 1) / parts)
 }
 

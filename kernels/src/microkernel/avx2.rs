@@ -86,3 +86,88 @@ unsafe fn tile_r<const R: usize>(
         }
     }
 }
+
+/// The "k-major" tile for `C (+)= Aᵀ B` (see the AVX-512 kernel), loads of B masked to `cols`.
+///
+/// # Safety
+/// See [`super::tile_kmajor`]; the CPU must have AVX2 and FMA.
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx2,fma")]
+pub(crate) unsafe fn tile_kmajor(
+    rows: usize,
+    k: usize,
+    a: *const f32,
+    lda: usize,
+    b: *const f32,
+    ldb: usize,
+    c: *mut f32,
+    ldc: usize,
+    cols: usize,
+    acc_in: bool,
+) {
+    // SAFETY: forwarded; each instance reads and writes only `R` rows.
+    unsafe {
+        match rows {
+            1 => tile_kmajor_r::<1>(k, a, lda, b, ldb, c, ldc, cols, acc_in),
+            2 => tile_kmajor_r::<2>(k, a, lda, b, ldb, c, ldc, cols, acc_in),
+            3 => tile_kmajor_r::<3>(k, a, lda, b, ldb, c, ldc, cols, acc_in),
+            4 => tile_kmajor_r::<4>(k, a, lda, b, ldb, c, ldc, cols, acc_in),
+            5 => tile_kmajor_r::<5>(k, a, lda, b, ldb, c, ldc, cols, acc_in),
+            _ => tile_kmajor_r::<6>(k, a, lda, b, ldb, c, ldc, cols, acc_in),
+        }
+    }
+}
+
+/// Lane masks for `_mm256_maskload_ps` covering the first `cols` of 16 floats.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn masks(cols: usize) -> (__m256i, __m256i) {
+    let idx0 = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    let idx1 = _mm256_setr_epi32(8, 9, 10, 11, 12, 13, 14, 15);
+    let n = _mm256_set1_epi32(cols as i32);
+    (_mm256_cmpgt_epi32(n, idx0), _mm256_cmpgt_epi32(n, idx1))
+}
+
+#[allow(clippy::too_many_arguments)]
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn tile_kmajor_r<const R: usize>(
+    k: usize,
+    a: *const f32,
+    lda: usize,
+    b: *const f32,
+    ldb: usize,
+    c: *mut f32,
+    ldc: usize,
+    cols: usize,
+    acc_in: bool,
+) {
+    // SAFETY: as in the AVX-512 kernel; masked loads and stores stay inside `cols`.
+    unsafe {
+        let (k0, k1) = masks(cols);
+        let zero = _mm256_setzero_ps();
+        let mut acc = [[zero, zero]; R];
+        if acc_in {
+            for (i, acc) in acc.iter_mut().enumerate() {
+                let ci = c.add(i * ldc);
+                acc[0] = _mm256_maskload_ps(ci, k0);
+                acc[1] = _mm256_maskload_ps(ci.add(8), k1);
+            }
+        }
+        for p in 0..k {
+            let (ap, bp) = (a.add(p * lda), b.add(p * ldb));
+            let w0 = _mm256_maskload_ps(bp, k0);
+            let w1 = _mm256_maskload_ps(bp.add(8), k1);
+            for (i, acc) in acc.iter_mut().enumerate() {
+                let x = _mm256_set1_ps(*ap.add(i));
+                acc[0] = _mm256_fmadd_ps(x, w0, acc[0]);
+                acc[1] = _mm256_fmadd_ps(x, w1, acc[1]);
+            }
+        }
+        for (i, acc) in acc.iter().enumerate() {
+            let ci = c.add(i * ldc);
+            _mm256_maskstore_ps(ci, k0, acc[0]);
+            _mm256_maskstore_ps(ci.add(8), k1, acc[1]);
+        }
+    }
+}

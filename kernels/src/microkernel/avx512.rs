@@ -93,3 +93,93 @@ unsafe fn tile_r<const R: usize>(
         }
     }
 }
+
+/// The "k-major" tile for `C (+)= Aᵀ B`: A and B both stored k-major, `A[p][i]` at
+/// `a + p * lda + i`, `B[p][j]` at `b + p * ldb + j` (loads of B masked to `cols`).
+///
+/// # Safety
+/// See [`super::tile_kmajor`]; the CPU must have AVX-512 F.
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx512f")]
+pub(crate) unsafe fn tile_kmajor(
+    rows: usize,
+    k: usize,
+    a: *const f32,
+    lda: usize,
+    b: *const f32,
+    ldb: usize,
+    c: *mut f32,
+    ldc: usize,
+    cols: usize,
+    acc_in: bool,
+) {
+    // SAFETY: forwarded; each instance reads and writes only `R` rows.
+    unsafe {
+        match rows {
+            1 => tile_kmajor_r::<1>(k, a, lda, b, ldb, c, ldc, cols, acc_in),
+            2 => tile_kmajor_r::<2>(k, a, lda, b, ldb, c, ldc, cols, acc_in),
+            3 => tile_kmajor_r::<3>(k, a, lda, b, ldb, c, ldc, cols, acc_in),
+            4 => tile_kmajor_r::<4>(k, a, lda, b, ldb, c, ldc, cols, acc_in),
+            5 => tile_kmajor_r::<5>(k, a, lda, b, ldb, c, ldc, cols, acc_in),
+            6 => tile_kmajor_r::<6>(k, a, lda, b, ldb, c, ldc, cols, acc_in),
+            7 => tile_kmajor_r::<7>(k, a, lda, b, ldb, c, ldc, cols, acc_in),
+            _ => tile_kmajor_r::<8>(k, a, lda, b, ldb, c, ldc, cols, acc_in),
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+#[inline]
+#[target_feature(enable = "avx512f")]
+unsafe fn tile_kmajor_r<const R: usize>(
+    k: usize,
+    a: *const f32,
+    lda: usize,
+    b: *const f32,
+    ldb: usize,
+    c: *mut f32,
+    ldc: usize,
+    cols: usize,
+    acc_in: bool,
+) {
+    // SAFETY: the caller guarantees k steps of R floats of A, of `cols` floats of B, and the
+    // R x cols block of C; the masks keep every access of B and C inside `cols`.
+    unsafe {
+        let m0 = if cols >= 16 {
+            u16::MAX
+        } else {
+            (1u16 << cols) - 1
+        };
+        let m1 = if cols >= 32 {
+            u16::MAX
+        } else if cols > 16 {
+            (1u16 << (cols - 16)) - 1
+        } else {
+            0
+        };
+        let zero = _mm512_setzero_ps();
+        let mut acc = [[zero, zero]; R];
+        if acc_in {
+            for (i, acc) in acc.iter_mut().enumerate() {
+                let ci = c.add(i * ldc);
+                acc[0] = _mm512_maskz_loadu_ps(m0, ci);
+                acc[1] = _mm512_maskz_loadu_ps(m1, ci.add(16));
+            }
+        }
+        for p in 0..k {
+            let (ap, bp) = (a.add(p * lda), b.add(p * ldb));
+            let w0 = _mm512_maskz_loadu_ps(m0, bp);
+            let w1 = _mm512_maskz_loadu_ps(m1, bp.add(16));
+            for (i, acc) in acc.iter_mut().enumerate() {
+                let x = _mm512_set1_ps(*ap.add(i));
+                acc[0] = _mm512_fmadd_ps(x, w0, acc[0]);
+                acc[1] = _mm512_fmadd_ps(x, w1, acc[1]);
+            }
+        }
+        for (i, acc) in acc.iter().enumerate() {
+            let ci = c.add(i * ldc);
+            _mm512_mask_storeu_ps(ci, m0, acc[0]);
+            _mm512_mask_storeu_ps(ci.add(16), m1, acc[1]);
+        }
+    }
+}

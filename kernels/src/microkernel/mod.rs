@@ -66,3 +66,37 @@ pub(crate) unsafe fn tile(
         }
     }
 }
+
+/// One tile of `C (+)= Aᵀ B` with both operands k-major and unpacked (the weight gradients'
+/// `dGᵀ X`): `A[p][i]` at `a + p * lda + i` for `i < rows`, `B[p][j]` at `b + p * ldb + j` for
+/// `j < cols`; `acc_in` adds to C instead of overwriting it.
+///
+/// # Safety
+/// `isa` must be available; for every `p < k`, `a + p * lda` must hold `rows` floats and
+/// `b + p * ldb` `cols` floats; C as in [`tile`].
+#[allow(clippy::too_many_arguments)]
+#[inline]
+pub(crate) unsafe fn tile_kmajor(
+    isa: Isa,
+    rows: usize,
+    k: usize,
+    a: *const f32,
+    lda: usize,
+    b: *const f32,
+    ldb: usize,
+    c: *mut f32,
+    ldc: usize,
+    cols: usize,
+    acc_in: bool,
+) {
+    // SAFETY: forwarded from this function's contract.
+    unsafe {
+        match isa {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => avx512::tile_kmajor(rows, k, a, lda, b, ldb, c, ldc, cols, acc_in),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => avx2::tile_kmajor(rows, k, a, lda, b, ldb, c, ldc, cols, acc_in),
+            _ => portable::tile_kmajor(rows, k, a, lda, b, ldb, c, ldc, cols, acc_in),
+        }
+    }
+}
