@@ -9,11 +9,8 @@
 
 use crate::isa::Isa;
 use crate::microkernel::{self, shape};
-use crate::packed::{split, OutPtr};
-use rayon::prelude::*;
+use crate::packed::{run_tasks, split, task_grid, OutPtr};
 
-/// Below this many multiply-adds a GEMM runs on the calling thread.
-const MIN_TASK_WORK: usize = 1 << 16;
 /// Floats of a k-block of one panel of B (24 KiB).
 const PANEL_BLOCK: usize = 6 << 10;
 /// Row tiles of A per block.
@@ -58,10 +55,7 @@ pub(crate) fn gemm_tn(
     let sh = shape(isa);
     let (mr, nr) = (sh.mr, sh.nr);
     let (row_tiles, panels) = (m.div_ceil(mr), n.div_ceil(nr));
-    let threads = rayon::current_num_threads();
-    let max_tasks = (m * n * k / MIN_TASK_WORK).clamp(1, 4 * threads);
-    let row_tasks = row_tiles.min(max_tasks);
-    let panel_tasks = panels.min(max_tasks.div_ceil(row_tasks));
+    let (row_tasks, panel_tasks) = task_grid(row_tiles, panels, m * n * k);
     let kc = (PANEL_BLOCK / nr).max(1);
     let out = OutPtr(c.as_mut_ptr());
     let task = |t: usize| {
@@ -102,12 +96,7 @@ pub(crate) fn gemm_tn(
             }
         }
     };
-    let tasks = row_tasks * panel_tasks;
-    if tasks == 1 {
-        task(0);
-    } else {
-        (0..tasks).into_par_iter().for_each(task);
-    }
+    run_tasks(row_tasks * panel_tasks, task);
 }
 
 #[cfg(test)]

@@ -124,11 +124,7 @@ pub(crate) fn gemm(
     );
     let mr = shape(b.isa).mr;
     let (row_tiles, panels) = (m.div_ceil(mr), b.panels());
-    // Enough tasks to balance the pool, none too small to pay for itself.
-    let threads = rayon::current_num_threads();
-    let max_tasks = (m * n * k / MIN_TASK_WORK).clamp(1, 4 * threads);
-    let row_tasks = row_tiles.min(max_tasks);
-    let panel_tasks = panels.min(max_tasks.div_ceil(row_tasks));
+    let (row_tasks, panel_tasks) = task_grid(row_tiles, panels, m * n * k);
     let out = OutPtr(c.as_mut_ptr());
     let kc = (PANEL_BLOCK_BYTES / (4 * b.nr)).max(1);
     let block_tiles = (ROW_BLOCK_BYTES / (4 * mr * k)).max(1);
@@ -171,7 +167,20 @@ pub(crate) fn gemm(
             }
         }
     };
-    let tasks = row_tasks * panel_tasks;
+    run_tasks(row_tasks * panel_tasks, task);
+}
+
+/// How a GEMM's grid of (row tile, panel) pairs is cut into row ranges x panel ranges: enough
+/// tasks to balance the pool, none too small (`work` multiply-adds in all) to pay for itself.
+pub(crate) fn task_grid(row_tiles: usize, panels: usize, work: usize) -> (usize, usize) {
+    let threads = rayon::current_num_threads();
+    let max_tasks = (work / MIN_TASK_WORK).clamp(1, 4 * threads);
+    let row_tasks = row_tiles.min(max_tasks);
+    (row_tasks, panels.min(max_tasks.div_ceil(row_tasks)))
+}
+
+/// Runs `task(t)` for every `t < tasks` on the current pool (on this thread when just one).
+pub(crate) fn run_tasks(tasks: usize, task: impl Fn(usize) + Send + Sync) {
     if tasks == 1 {
         task(0);
     } else {

@@ -1,5 +1,6 @@
 //! AVX-512 micro-kernel: up to 8 rows by 32 columns (two zmm per row), 16 accumulators.
 
+use super::by_rows;
 use std::arch::x86_64::*;
 
 const NR: usize = 32;
@@ -22,16 +23,12 @@ pub(crate) unsafe fn tile(
 ) {
     // SAFETY: forwarded; each instance reads and writes only `R` rows.
     unsafe {
-        match rows {
-            1 => tile_r::<1>(k, a, lda, b, bias, c, ldc, cols, acc_in),
-            2 => tile_r::<2>(k, a, lda, b, bias, c, ldc, cols, acc_in),
-            3 => tile_r::<3>(k, a, lda, b, bias, c, ldc, cols, acc_in),
-            4 => tile_r::<4>(k, a, lda, b, bias, c, ldc, cols, acc_in),
-            5 => tile_r::<5>(k, a, lda, b, bias, c, ldc, cols, acc_in),
-            6 => tile_r::<6>(k, a, lda, b, bias, c, ldc, cols, acc_in),
-            7 => tile_r::<7>(k, a, lda, b, bias, c, ldc, cols, acc_in),
-            _ => tile_r::<8>(k, a, lda, b, bias, c, ldc, cols, acc_in),
-        }
+        by_rows!(
+            rows,
+            tile_r(k, a, lda, b, bias, c, ldc, cols, acc_in),
+            [1, 2, 3, 4, 5, 6, 7],
+            8
+        )
     }
 }
 
@@ -115,16 +112,12 @@ pub(crate) unsafe fn tile_kmajor(
 ) {
     // SAFETY: forwarded; each instance reads and writes only `R` rows.
     unsafe {
-        match rows {
-            1 => tile_kmajor_r::<1>(k, a, lda, b, ldb, c, ldc, cols, acc_in),
-            2 => tile_kmajor_r::<2>(k, a, lda, b, ldb, c, ldc, cols, acc_in),
-            3 => tile_kmajor_r::<3>(k, a, lda, b, ldb, c, ldc, cols, acc_in),
-            4 => tile_kmajor_r::<4>(k, a, lda, b, ldb, c, ldc, cols, acc_in),
-            5 => tile_kmajor_r::<5>(k, a, lda, b, ldb, c, ldc, cols, acc_in),
-            6 => tile_kmajor_r::<6>(k, a, lda, b, ldb, c, ldc, cols, acc_in),
-            7 => tile_kmajor_r::<7>(k, a, lda, b, ldb, c, ldc, cols, acc_in),
-            _ => tile_kmajor_r::<8>(k, a, lda, b, ldb, c, ldc, cols, acc_in),
-        }
+        by_rows!(
+            rows,
+            tile_kmajor_r(k, a, lda, b, ldb, c, ldc, cols, acc_in),
+            [1, 2, 3, 4, 5, 6, 7],
+            8
+        )
     }
 }
 

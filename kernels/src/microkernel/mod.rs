@@ -14,6 +14,18 @@ pub(crate) mod portable;
 
 use crate::isa::Isa;
 
+/// `match rows { 1 => f::<1>(args), ..., _ => f::<MAX>(args) }`: one monomorphized kernel per
+/// row count, so the accumulators of a partial tile stay in registers too.
+macro_rules! by_rows {
+    ($rows:expr, $f:ident $args:tt, [$($r:literal),*], $max:literal) => {
+        match $rows {
+            $($r => $f::<$r> $args,)*
+            _ => $f::<$max> $args,
+        }
+    };
+}
+pub(crate) use by_rows;
+
 /// The shape of one ISA's micro-kernel.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Shape {

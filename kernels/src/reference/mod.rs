@@ -46,16 +46,7 @@ pub fn backward<T: Float>(
             let k = l * nd + d;
             let lp = params.get(l, d);
             for b in 0..batch {
-                let at = |v: Option<&[T]>| match v {
-                    Some(v) => v[(k * batch + b) * h..][..h].to_vec(),
-                    None => vec![T::ZERO; h],
-                };
-                let mut dh = at(grads.h_n);
-                let mut dc = if desc.cell.has_cell_state() {
-                    at(grads.c_n)
-                } else {
-                    vec![]
-                };
+                let (mut dh, mut dc) = state_rows(&desc, grads.h_n, grads.c_n, k, b, batch);
                 for s in steps[k][b].iter().rev() {
                     let y = &dy[(s.t * batch + b) * desc.output_size() + d * h..][..h];
                     for (a, v) in dh.iter_mut().zip(y) {
@@ -83,6 +74,29 @@ pub fn backward<T: Float>(
     Ok((out, g))
 }
 
+/// Row (stack `k`, batch entry `b`) of optional `(L*D, B, H)` h and c states, zeros when
+/// absent; c is empty for cells without one.
+fn state_rows<T: Float>(
+    desc: &crate::RnnDesc,
+    h: Option<&[T]>,
+    c: Option<&[T]>,
+    k: usize,
+    b: usize,
+    batch: usize,
+) -> (Vec<T>, Vec<T>) {
+    let n = desc.hidden_size;
+    let at = |v: Option<&[T]>| match v {
+        Some(v) => v[(k * batch + b) * n..][..n].to_vec(),
+        None => vec![T::ZERO; n],
+    };
+    let c = if desc.cell.has_cell_state() {
+        at(c)
+    } else {
+        vec![]
+    };
+    (at(h), c)
+}
+
 /// The recorded steps of every sequence, per `[layer*D + dir][batch entry]`, in processing order.
 type Trace<T> = Vec<Vec<Vec<Step<T>>>>;
 
@@ -105,16 +119,7 @@ fn run_forward<T: Float>(params: &Params<T>, input: &SeqBatch<'_, T>) -> (Output
             let k = l * nd + d;
             let lp = params.get(l, d);
             for b in 0..batch {
-                let at = |v: Option<&[T]>| match v {
-                    Some(v) => v[(k * batch + b) * h..][..h].to_vec(),
-                    None => vec![T::ZERO; h],
-                };
-                let mut hs = at(input.h0);
-                let mut cs = if desc.cell.has_cell_state() {
-                    at(input.c0)
-                } else {
-                    vec![]
-                };
+                let (mut hs, mut cs) = state_rows(&desc, input.h0, input.c0, k, b, batch);
                 let len = input.length(b);
                 let mut seq = Vec::with_capacity(len);
                 for s in 0..len {
