@@ -196,6 +196,8 @@ fn run_bench(args: &BenchArgs) -> Result<()> {
         None => &[BenchMode::Infer, BenchMode::Train],
     };
     let budget = Duration::from_secs_f64(args.seconds);
+    // A bad RECUR_ISA is reported before anything is printed.
+    recur_kernels::Isa::detect()?;
     if args.format == Format::Table {
         println!("{}", BenchResult::table_header());
     }

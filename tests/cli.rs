@@ -440,3 +440,75 @@ fn bench_partial_shape_is_rejected() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("give all of --cell"));
 }
+
+#[test]
+fn unknown_isa_is_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let (w, i, o) = (
+        dir.path().join("w.st"),
+        dir.path().join("in.st"),
+        dir.path().join("out.st"),
+    );
+    write(&w, &lstm_weights());
+    write(&i, &lstm_inputs());
+    let output = Command::new(env!("CARGO_BIN_EXE_recur"))
+        .env("RECUR_ISA", "sse")
+        .args(["infer", "--weights"])
+        .arg(&w)
+        .arg("--input")
+        .arg(&i)
+        .arg("--out")
+        .arg(&o)
+        .output()
+        .unwrap();
+    let r = Run {
+        code: output.status.code().unwrap_or(-1),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        out: o,
+        _dir: dir,
+    };
+    assert_rejected(&r, "RECUR_ISA=sse, expected avx512, avx2 or portable");
+}
+
+#[test]
+fn every_isa_gives_the_same_outputs_within_tolerance() {
+    let mut outs = Vec::new();
+    for isa in recur::kernels::Isa::available() {
+        let name = format!("{isa:?}").to_lowercase();
+        let dir = tempfile::tempdir().unwrap();
+        let (w, i, o) = (
+            dir.path().join("w.st"),
+            dir.path().join("in.st"),
+            dir.path().join("out.st"),
+        );
+        write(&w, &lstm_weights());
+        write(&i, &lstm_inputs());
+        let status = Command::new(env!("CARGO_BIN_EXE_recur"))
+            .env("RECUR_ISA", &name)
+            .args(["infer", "--weights"])
+            .arg(&w)
+            .arg("--input")
+            .arg(&i)
+            .arg("--out")
+            .arg(&o)
+            .status()
+            .unwrap();
+        assert!(status.success(), "RECUR_ISA={name}");
+        let bytes = std::fs::read(&o).unwrap();
+        let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        let v: Vec<f32> = st
+            .tensor("output")
+            .unwrap()
+            .data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        outs.push((name, v));
+    }
+    let (first, want) = &outs[0];
+    for (name, got) in &outs[1..] {
+        for (a, b) in got.iter().zip(want) {
+            assert!((a - b).abs() < 1e-5, "{name} vs {first}: {a} vs {b}");
+        }
+    }
+}
