@@ -38,6 +38,7 @@
 pub mod activation;
 mod backward;
 mod cell;
+pub mod clip;
 pub mod desc;
 pub mod error;
 pub mod float;
@@ -54,6 +55,7 @@ mod weights;
 mod workspace;
 
 pub use backward::backward;
+pub use clip::{clip_grad_norm, clip_grad_value, grad_norm, Norm};
 pub use desc::{CellKind, RnnDesc};
 pub use error::{Error, Result};
 pub use float::Float;
