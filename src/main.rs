@@ -81,6 +81,10 @@ struct IoArgs {
     /// Threads (default: all cores).
     #[arg(long)]
     threads: Option<usize>,
+    /// grad only: truncated BPTT in windows of K steps, the state carried across detached
+    /// (parameter gradients summed over windows; equal lengths only).
+    #[arg(long, value_name = "K")]
+    tbptt: Option<usize>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -129,6 +133,9 @@ fn default_threads() -> usize {
 }
 
 fn run_io(args: &IoArgs, grad: bool) -> Result<()> {
+    if args.tbptt.is_some() && !grad {
+        return Err(Error::new("--tbptt applies to recur grad only"));
+    }
     let mut wfile = TensorFile::read(&args.weights)?;
     let relu = args.nonlinearity == Some(Nonlinearity::Relu);
     let params = state_dict::load(&mut wfile, args.cell.map(Into::into), relu)?;
@@ -139,7 +146,10 @@ fn run_io(args: &IoArgs, grad: bool) -> Result<()> {
     let named = pool.install(|| -> Result<_> {
         match out_grads {
             Some(og) => {
-                let (out, grads) = model.grad(&inputs, &og)?;
+                let (out, grads) = match args.tbptt {
+                    Some(k) => model.grad_tbptt(&inputs, &og, k)?,
+                    None => model.grad(&inputs, &og)?,
+                };
                 Ok(model.named_results(&inputs, out, Some(grads), args.batch_first))
             }
             None => {

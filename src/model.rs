@@ -7,8 +7,8 @@ use crate::error::{Error, Result};
 use crate::state_dict;
 use crate::tensors::{Data, TensorFile};
 use recur_kernels::{
-    backward, forward_inference, forward_training, Gradients, Mode, OutputGrads, Outputs,
-    PackedWeights, Params, RnnDesc, SeqBatch, Workspace,
+    backward, forward_inference, forward_training, tbptt, Gradients, Mode, OutputGrads, Outputs,
+    PackedWeights, Params, RnnDesc, SeqBatch, TbpttWorkspace, Workspace,
 };
 
 /// Weights ready to run.
@@ -208,6 +208,35 @@ impl Model {
             c_n: og.c_n.as_deref(),
         };
         backward(&self.weights, &mut ws, &g, &mut grads)?;
+        Ok((out, grads))
+    }
+
+    /// Truncated BPTT in windows of `window` steps (see `recur_kernels::tbptt`), on the current
+    /// rayon pool.
+    pub fn grad_tbptt(
+        &self,
+        inputs: &Inputs,
+        og: &OutputGradients,
+        window: usize,
+    ) -> Result<(Outputs<f32>, Gradients<f32>)> {
+        let desc = self.desc();
+        let (t, b) = (inputs.seq_len, inputs.batch);
+        let mut tw = TbpttWorkspace::new(desc, t, b, window)?;
+        let mut out = Outputs::zeros(desc, t, b);
+        let mut grads = Gradients::zeros(desc, t, b);
+        let g = OutputGrads {
+            output: &og.output,
+            h_n: og.h_n.as_deref(),
+            c_n: og.c_n.as_deref(),
+        };
+        tbptt(
+            &self.weights,
+            &mut tw,
+            &Self::batch(inputs),
+            &g,
+            &mut out,
+            &mut grads,
+        )?;
         Ok((out, grads))
     }
 

@@ -512,3 +512,25 @@ fn every_isa_gives_the_same_outputs_within_tolerance() {
         }
     }
 }
+
+#[test]
+fn tbptt_runs_and_rejects_what_it_cannot_do() {
+    let inputs = vec![f32s("input", &[T, B, I]), f32s("grad_output", &[T, B, H])];
+    let r = run("grad", &lstm_weights(), &inputs, &["--tbptt", "2"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(keys(&r.out).iter().any(|(n, _)| n == "grad.weight_hh_l0"));
+
+    let r = run("grad", &lstm_weights(), &inputs, &["--tbptt", "0"]);
+    assert_rejected(&r, "truncated BPTT window 0, expected 1..=5");
+    let r = run(
+        "infer",
+        &lstm_weights(),
+        &[f32s("input", &[T, B, I])],
+        &["--tbptt", "2"],
+    );
+    assert_rejected(&r, "--tbptt applies to recur grad only");
+    let mut varlen = inputs.clone();
+    varlen.push(i64s("lengths", &[5, 2, 4]));
+    let r = run("grad", &lstm_weights(), &varlen, &["--tbptt", "2"]);
+    assert_rejected(&r, "variable lengths is not supported");
+}

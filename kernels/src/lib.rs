@@ -51,6 +51,7 @@ pub mod params;
 pub mod reference;
 mod rows;
 pub mod seq;
+mod tbptt;
 mod weights;
 mod workspace;
 
@@ -64,5 +65,6 @@ pub use isa::Isa;
 pub use packed::WeightGemm;
 pub use params::{LayerParams, Params, SplitMix64};
 pub use seq::{Gradients, OutputGrads, Outputs, SeqBatch};
+pub use tbptt::{tbptt, TbpttWorkspace};
 pub use weights::PackedWeights;
 pub use workspace::{Mode, Workspace};
