@@ -7,6 +7,11 @@
 //!   (T, B, mode), so calls allocate nothing in the time loop.
 //! - [`forward_inference`], [`forward_training`] and [`backward`] run on the current rayon pool:
 //!   pick the thread count with `pool.install(..)`. Results are bit-identical at any count.
+//! - [`tbptt`] runs truncated BPTT in windows; [`clip_grad_norm`] / [`clip_grad_value`] clip
+//!   gradients as PyTorch does; [`WeightGemm`] is the packed input projection on its own.
+//! - Kernels are chosen at run time ([`Isa`]; `RECUR_ISA` or [`PackedWeights::with_isa`]
+//!   force one). Call from inside your pool (`pool.install`): calls from outside it pay a
+//!   cross-thread hand-off on every parallel region.
 //! - [`reference`] is the scalar implementation, generic over f32 / f64, that tests check
 //!   everything against.
 //!
