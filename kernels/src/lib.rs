@@ -12,7 +12,7 @@
 //! - Kernels are chosen at run time ([`Isa`]; `RECUR_ISA` or [`PackedWeights::with_isa`]
 //!   force one). Call from inside your pool (`pool.install`): calls from outside it pay a
 //!   cross-thread hand-off on every parallel region.
-//! - [`reference`] is the scalar implementation, generic over f32 / f64, that tests check
+//! - [`reference`](mod@reference) is the scalar implementation, generic over f32 / f64, that tests check
 //!   everything against.
 //!
 //! Sequences are time-major `(T, B, features)`; `lengths` gives variable lengths in any order.
