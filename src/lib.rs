@@ -2,7 +2,7 @@
 //!
 //! The thin layer between PyTorch's world and the kernels: state_dict keys and shapes
 //! ([`state_dict`]), safetensors files ([`tensors`]), batch-first layouts and named results
-//! ([`model`]), and the timing harness behind `recur bench` ([`bench`]).
+//! ([`model`]), and the timing harness behind `recur bench` ([`bench`](mod@bench)).
 
 pub mod bench;
 pub mod error;
