@@ -127,6 +127,12 @@ pub fn run_case(
 ) -> Result<BenchResult> {
     let desc = case.desc;
     let (t, b) = (case.seq, case.batch);
+    let ws_mode = match mode {
+        BenchMode::Infer => Mode::Inference,
+        BenchMode::Train => Mode::Training,
+    };
+    // First, so that sizes that overflow are an error before anything is allocated.
+    let mut ws = Workspace::new(&desc, t, b, ws_mode)?;
     let params = Params::<f32>::random(&desc, 1);
     let weights = PackedWeights::new(&params)?;
     let mut rng = SplitMix64(2);
@@ -135,11 +141,6 @@ pub fn run_case(
     let mut go = vec![0.0f32; t * b * desc.output_size()];
     rng.fill_uniform(&mut go, 1.0);
     let input = SeqBatch::new(t, b, &x);
-    let ws_mode = match mode {
-        BenchMode::Infer => Mode::Inference,
-        BenchMode::Train => Mode::Training,
-    };
-    let mut ws = Workspace::new(&desc, t, b, ws_mode)?;
     let mut out = Outputs::zeros(&desc, t, b);
     let mut grads = Gradients::zeros(&desc, t, b);
     let pool = thread_pool(threads)?;

@@ -20,8 +20,9 @@ pub enum Norm {
 pub fn grad_norm(grads: &[&[f32]], norm: Norm) -> Result<f64> {
     match norm {
         Norm::Inf => Ok(grads.iter().flat_map(|g| g.iter()).fold(0.0f32, |m, &v| {
-            if v.is_nan() {
-                v
+            // f32::max drops a NaN: keep it, as PyTorch's norm does.
+            if m.is_nan() || v.is_nan() {
+                f32::NAN
             } else {
                 m.max(v.abs())
             }
@@ -159,5 +160,6 @@ mod tests {
         assert_eq!(c, vec![3.0, -3.5]);
         assert!(clip_grad_value(&mut [&mut c], -1.0).is_err());
         assert!(grad_norm(&[&a], Norm::P(0.0)).is_err());
+        assert!(grad_norm(&[&[f32::NAN, 1.0]], Norm::Inf).unwrap().is_nan());
     }
 }

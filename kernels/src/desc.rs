@@ -141,6 +141,11 @@ impl RnnDesc {
         if self.num_layers == 0 {
             return Err(Error::InvalidDesc("num_layers is 0, expected >= 1".into()));
         }
+        // Every weight matrix's size must fit in usize (stacks * G*H * widest input).
+        let widest = self.input_size.max(self.directions() * self.hidden_size);
+        let gh = self.gates() * self.hidden_size;
+        crate::error::size("weights", &[self.num_layers, self.directions(), gh, widest])
+            .map_err(|e| Error::InvalidDesc(e.to_string()))?;
         Ok(())
     }
 }

@@ -57,3 +57,20 @@ pub(crate) fn check_len<T>(what: &'static str, buf: &[T], expected: usize) -> Re
         })
     }
 }
+
+/// The product of `dims`, or an error naming `what` if it overflows `usize`.
+pub(crate) fn size(what: &str, dims: &[usize]) -> Result<usize> {
+    dims.iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .ok_or_else(|| Error::Mismatch(format!("{what} of {dims:?} elements overflows usize")))
+}
+
+/// Whether `len` floats hold `rows` rows of `cols` at stride `ld`: `(rows - 1) * ld + cols`
+/// without overflow. The bounds check the GEMMs' unsafe code relies on.
+pub(crate) fn holds(len: usize, rows: usize, ld: usize, cols: usize) -> bool {
+    rows == 0
+        || (rows - 1)
+            .checked_mul(ld)
+            .and_then(|v| v.checked_add(cols))
+            .is_some_and(|need| need <= len)
+}

@@ -7,6 +7,7 @@
 //! stays in L1 while the row tiles of a block of A pass over it. Each element of C is one FMA
 //! chain over k in order, whatever the split across threads.
 
+use crate::error::holds;
 use crate::isa::Isa;
 use crate::microkernel::{self, shape};
 use crate::packed::{run_tasks, split, task_grid, OutPtr};
@@ -34,8 +35,9 @@ pub(crate) fn gemm_tn(
     if m == 0 || n == 0 {
         return;
     }
+    // Checked arithmetic: these asserts are what the unsafe code below relies on.
     assert!(
-        ldc >= n && c.len() >= (m - 1) * ldc + n,
+        ldc >= n && holds(c.len(), m, ldc, n),
         "gemm_tn: C too short"
     );
     if k == 0 {
@@ -45,11 +47,11 @@ pub(crate) fn gemm_tn(
         return;
     }
     assert!(
-        lda >= m && a.len() >= (k - 1) * lda + m,
+        lda >= m && holds(a.len(), k, lda, m),
         "gemm_tn: A too short"
     );
     assert!(
-        ldb >= n && b.len() >= (k - 1) * ldb + n,
+        ldb >= n && holds(b.len(), k, ldb, n),
         "gemm_tn: B too short"
     );
     let sh = shape(isa);

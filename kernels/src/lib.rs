@@ -1,6 +1,6 @@
 //! Fused CPU kernels for RNN, LSTM and GRU, forward and BPTT, with PyTorch's exact semantics.
 //!
-//! The crate stands alone (rayon, matrixmultiply and wide only), so an engine can embed it.
+//! The crate stands alone (its only dependency is rayon), so an engine can embed it.
 //!
 //! - [`RnnDesc`] says what network runs; [`Params`] holds its weights in PyTorch's layout.
 //! - [`PackedWeights`] prepares them once; a [`Workspace`] holds every buffer for one

@@ -6,6 +6,7 @@
 //! the rayon pool by row blocks and panel ranges; every element is one FMA chain in k order
 //! whichever task computes it, so results are bit-identical at any thread count.
 
+use crate::error::holds;
 use crate::isa::Isa;
 use crate::microkernel::{self, shape};
 use rayon::prelude::*;
@@ -114,14 +115,9 @@ pub(crate) fn gemm(
     if m == 0 || n == 0 {
         return;
     }
-    assert!(
-        lda >= k && a.len() >= (m - 1) * lda + k,
-        "gemm: A too short"
-    );
-    assert!(
-        ldc >= n && c.len() >= (m - 1) * ldc + n,
-        "gemm: C too short"
-    );
+    // Checked arithmetic: these asserts are what the unsafe code below relies on.
+    assert!(lda >= k && holds(a.len(), m, lda, k), "gemm: A too short");
+    assert!(ldc >= n && holds(c.len(), m, ldc, n), "gemm: C too short");
     let mr = shape(b.isa).mr;
     let (row_tiles, panels) = (m.div_ceil(mr), b.panels());
     let (row_tasks, panel_tasks) = task_grid(row_tiles, panels, m * n * k);
@@ -346,7 +342,7 @@ impl WeightGemm {
                 "a {n}x{k} weight, expected both sizes >= 1"
             )));
         }
-        crate::error::check_len("weight", w, n * k)?;
+        crate::error::check_len("weight", w, crate::error::size("weight", &[n, k])?)?;
         if let Some(b) = bias {
             crate::error::check_len("bias", b, n)?;
         }
@@ -357,8 +353,8 @@ impl WeightGemm {
 
     /// `c` (`m * n`, row-major) = `a` (`m * k`, row-major) · Wᵀ + bias, on the current rayon pool.
     pub fn run(&self, m: usize, a: &[f32], c: &mut [f32]) -> crate::Result<()> {
-        crate::error::check_len("a", a, m * self.b.k)?;
-        crate::error::check_len("c", c, m * self.b.n)?;
+        crate::error::check_len("a", a, crate::error::size("a", &[m, self.b.k])?)?;
+        crate::error::check_len("c", c, crate::error::size("c", &[m, self.b.n])?)?;
         gemm(m, a, self.b.k, &self.b, c, self.b.n, false);
         Ok(())
     }

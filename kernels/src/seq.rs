@@ -4,7 +4,7 @@
 //! `(T, B, D*H)`, states are `(L*D, B, H)`. (`batch_first` is a transpose the caller does.)
 
 use crate::desc::RnnDesc;
-use crate::error::{check_len, Error, Result};
+use crate::error::{check_len, size, Error, Result};
 use crate::float::Float;
 use crate::params::Params;
 
@@ -69,6 +69,12 @@ impl<'a, T> SeqBatch<'a, T> {
         if self.batch == 0 {
             return Err(Error::Mismatch("batch is 0, expected >= 1".into()));
         }
+        // Every (T, B, features) buffer of the call, the widest included, must fit in usize.
+        let widest = desc
+            .input_size
+            .max(desc.gates() * desc.hidden_size)
+            .max(desc.output_size());
+        size("sequence buffers", &[self.seq_len + 1, self.batch, widest])?;
         check_len("input", self.x, self.seq_len * self.batch * desc.input_size)?;
         let state = desc.stacks() * self.batch * desc.hidden_size;
         if let Some(h0) = self.h0 {

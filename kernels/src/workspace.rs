@@ -61,6 +61,11 @@ impl Workspace {
                 "workspace for seq_len {seq_len} and batch {batch}, expected both >= 1"
             )));
         }
+        let widest = desc
+            .input_size
+            .max(desc.gates() * desc.hidden_size)
+            .max(desc.output_size());
+        crate::error::size("workspace buffers", &[seq_len + 1, batch, widest])?;
         let (t, b, h, d) = (seq_len, batch, desc.hidden_size, desc.directions());
         let gh = desc.gates() * h;
         let training = mode == Mode::Training;

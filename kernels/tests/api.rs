@@ -105,3 +105,26 @@ fn reused_workspace_gives_the_same_bits() {
     run(&mut reused, &xa);
     assert_eq!(run(&mut reused, &xb), want);
 }
+
+#[test]
+fn sizes_that_overflow_are_errors_not_out_of_bounds_access() {
+    let w = WeightGemm::new(Isa::Portable, &[1.0; 4], 2, 2, None).unwrap();
+    let mut c = [0.0f32; 2];
+    assert!(w.run((1 << 63) + 1, &[1.0; 2], &mut c).is_err());
+
+    let desc = RnnDesc::new(CellKind::RnnTanh, 4, 4);
+    let huge = (1usize << 62) + 1;
+    assert!(Workspace::new(&desc, huge, 1, Mode::Inference).is_err());
+    let x = [0.0f32; 4];
+    let weights = PackedWeights::new(&Params::random(&desc, 1)).unwrap();
+    let mut ws = Workspace::new(&desc, 1, 1, Mode::Inference).unwrap();
+    let mut out = Outputs::zeros(&desc, 1, 1);
+    let e = forward_inference(&weights, &mut ws, &SeqBatch::new(huge, 1, &x), &mut out);
+    assert!(e.unwrap_err().to_string().contains("overflows"));
+
+    let wide = RnnDesc::new(CellKind::Lstm, huge, 4);
+    assert!(wide.validate().is_err());
+    let mut p = Params::<f32>::random(&desc, 1);
+    p.desc = wide;
+    assert!(PackedWeights::new(&p).is_err());
+}
