@@ -58,6 +58,17 @@ struct Run {
 
 /// Writes the files and runs `recur <cmd> --weights W --input IN --out OUT <extra...>`.
 fn run(cmd: &str, weights: &[Entry], inputs: &[Entry], extra: &[&str]) -> Run {
+    run_env(&[], cmd, weights, inputs, extra)
+}
+
+/// [`run`] with extra environment variables.
+fn run_env(
+    env: &[(&str, &str)],
+    cmd: &str,
+    weights: &[Entry],
+    inputs: &[Entry],
+    extra: &[&str],
+) -> Run {
     let dir = tempfile::tempdir().unwrap();
     let (w, i, o) = (
         dir.path().join("w.safetensors"),
@@ -66,10 +77,11 @@ fn run(cmd: &str, weights: &[Entry], inputs: &[Entry], extra: &[&str]) -> Run {
     );
     write(&w, weights);
     write(&i, inputs);
-    run_paths(cmd, &w, &i, &o, extra, dir)
+    run_paths(env, cmd, &w, &i, &o, extra, dir)
 }
 
 fn run_paths(
+    env: &[(&str, &str)],
     cmd: &str,
     w: &Path,
     i: &Path,
@@ -78,6 +90,7 @@ fn run_paths(
     dir: tempfile::TempDir,
 ) -> Run {
     let output = Command::new(env!("CARGO_BIN_EXE_recur"))
+        .envs(env.iter().copied())
         .arg(cmd)
         .arg("--weights")
         .arg(w)
@@ -194,7 +207,7 @@ fn weights_not_safetensors() {
     std::fs::write(&w, b"this is not a safetensors file at all").unwrap();
     write(&i, &lstm_inputs());
     let o = dir.path().join("out.safetensors");
-    let r = run_paths("infer", &w, &i, &o, &[], dir);
+    let r = run_paths(&[], "infer", &w, &i, &o, &[], dir);
     assert_rejected(&r, "not a valid safetensors file");
 }
 
@@ -207,7 +220,7 @@ fn truncated_input_file() {
     let bytes = std::fs::read(&i).unwrap();
     std::fs::write(&i, &bytes[..bytes.len() - 9]).unwrap();
     let o = dir.path().join("out.st");
-    let r = run_paths("infer", &w, &i, &o, &[], dir);
+    let r = run_paths(&[], "infer", &w, &i, &o, &[], dir);
     assert_rejected(&r, "not a valid safetensors file");
 }
 
@@ -216,7 +229,7 @@ fn missing_file() {
     let dir = tempfile::tempdir().unwrap();
     let w = dir.path().join("nope.safetensors");
     let o = dir.path().join("out.safetensors");
-    let r = run_paths("infer", &w, &w, &o, &[], dir);
+    let r = run_paths(&[], "infer", &w, &w, &o, &[], dir);
     assert_rejected(&r, "cannot read");
 }
 
@@ -395,7 +408,7 @@ fn unwritable_output() {
     write(&w, &lstm_weights());
     write(&i, &lstm_inputs());
     let o = dir.path().join("no/such/dir/out.safetensors");
-    let r = run_paths("infer", &w, &i, &o, &[], dir);
+    let r = run_paths(&[], "infer", &w, &i, &o, &[], dir);
     assert_rejected(&r, "cannot write");
 }
 
@@ -443,30 +456,13 @@ fn bench_partial_shape_is_rejected() {
 
 #[test]
 fn unknown_isa_is_rejected() {
-    let dir = tempfile::tempdir().unwrap();
-    let (w, i, o) = (
-        dir.path().join("w.st"),
-        dir.path().join("in.st"),
-        dir.path().join("out.st"),
+    let r = run_env(
+        &[("RECUR_ISA", "sse")],
+        "infer",
+        &lstm_weights(),
+        &lstm_inputs(),
+        &[],
     );
-    write(&w, &lstm_weights());
-    write(&i, &lstm_inputs());
-    let output = Command::new(env!("CARGO_BIN_EXE_recur"))
-        .env("RECUR_ISA", "sse")
-        .args(["infer", "--weights"])
-        .arg(&w)
-        .arg("--input")
-        .arg(&i)
-        .arg("--out")
-        .arg(&o)
-        .output()
-        .unwrap();
-    let r = Run {
-        code: output.status.code().unwrap_or(-1),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        out: o,
-        _dir: dir,
-    };
     assert_rejected(&r, "RECUR_ISA=sse, expected avx512, avx2 or portable");
 }
 
@@ -475,26 +471,15 @@ fn every_isa_gives_the_same_outputs_within_tolerance() {
     let mut outs = Vec::new();
     for isa in recur::kernels::Isa::available() {
         let name = format!("{isa:?}").to_lowercase();
-        let dir = tempfile::tempdir().unwrap();
-        let (w, i, o) = (
-            dir.path().join("w.st"),
-            dir.path().join("in.st"),
-            dir.path().join("out.st"),
+        let r = run_env(
+            &[("RECUR_ISA", &name)],
+            "infer",
+            &lstm_weights(),
+            &lstm_inputs(),
+            &[],
         );
-        write(&w, &lstm_weights());
-        write(&i, &lstm_inputs());
-        let status = Command::new(env!("CARGO_BIN_EXE_recur"))
-            .env("RECUR_ISA", &name)
-            .args(["infer", "--weights"])
-            .arg(&w)
-            .arg("--input")
-            .arg(&i)
-            .arg("--out")
-            .arg(&o)
-            .status()
-            .unwrap();
-        assert!(status.success(), "RECUR_ISA={name}");
-        let bytes = std::fs::read(&o).unwrap();
+        assert_eq!(r.code, 0, "RECUR_ISA={name}: {}", r.stderr);
+        let bytes = std::fs::read(&r.out).unwrap();
         let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
         let v: Vec<f32> = st
             .tensor("output")
