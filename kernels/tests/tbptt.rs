@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{rel_err, to_f32, Case};
+use common::{rel_err, Case};
 use recur_kernels::*;
 
 /// The reference, chunk by chunk: (output, h_n, c_n, grad input, grad h0, grad c0, params).
@@ -54,22 +54,8 @@ fn tbptt_matches_chunked_reference() {
             let (want_out, want_g) = reference_tbptt(&c, window);
             for isa in Isa::available() {
                 let w = PackedWeights::with_isa(&c.params.cast::<f32>(), isa).unwrap();
-                let (x, h0, c0) = (
-                    to_f32(&c.x),
-                    c.h0.as_deref().map(to_f32),
-                    c.c0.as_deref().map(to_f32),
-                );
-                let mut input = SeqBatch::new(10, 3, &x[..]);
-                input.h0 = h0.as_deref();
-                input.c0 = c0.as_deref();
-                let (go, gh, gc) = (
-                    to_f32(&c.grad_output),
-                    c.grad_h_n.as_deref().map(to_f32),
-                    c.grad_c_n.as_deref().map(to_f32),
-                );
-                let mut og = OutputGrads::new(&go[..]);
-                og.h_n = gh.as_deref();
-                og.c_n = gc.as_deref();
+                let data = c.to_f32();
+                let (input, og) = (data.input(&c), data.output_grads());
                 let mut tw = TbpttWorkspace::new(&desc, 10, 3, window).unwrap();
                 let mut out = Outputs::zeros(&desc, 10, 3);
                 let mut g = Gradients::zeros(&desc, 10, 3);

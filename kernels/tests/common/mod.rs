@@ -93,15 +93,8 @@ impl Case {
 
     /// The optimized f32 path with the kernels of `isa`.
     pub fn optimized_with(&self, isa: Isa) -> (Outputs<f32>, Outputs<f32>, Gradients<f32>) {
-        let (x, h0, c0) = (
-            to_f32(&self.x),
-            self.h0.as_deref().map(to_f32),
-            self.c0.as_deref().map(to_f32),
-        );
-        let mut input = SeqBatch::new(self.seq_len, self.batch, &x[..]);
-        input.lengths = self.lengths.as_deref();
-        input.h0 = h0.as_deref();
-        input.c0 = c0.as_deref();
+        let data = self.to_f32();
+        let input = data.input(self);
         let weights = PackedWeights::with_isa(&self.params.cast::<f32>(), isa).unwrap();
         let (t, b) = (self.seq_len, self.batch);
 
@@ -112,17 +105,50 @@ impl Case {
         let mut ws = Workspace::new(&self.desc, t, b, Mode::Training).unwrap();
         let mut train = Outputs::zeros(&self.desc, t, b);
         forward_training(&weights, &mut ws, &input, &mut train).unwrap();
-        let (go, gh, gc) = (
-            to_f32(&self.grad_output),
-            self.grad_h_n.as_deref().map(to_f32),
-            self.grad_c_n.as_deref().map(to_f32),
-        );
-        let mut og = OutputGrads::new(&go[..]);
-        og.h_n = gh.as_deref();
-        og.c_n = gc.as_deref();
         let mut grads = Gradients::zeros(&self.desc, t, b);
-        backward(&weights, &mut ws, &og, &mut grads).unwrap();
+        backward(&weights, &mut ws, &data.output_grads(), &mut grads).unwrap();
         (infer, train, grads)
+    }
+
+    /// The case's data rounded to f32, for the optimized path.
+    pub fn to_f32(&self) -> F32Data {
+        let opt = |v: &Option<Vec<f64>>| v.as_deref().map(to_f32);
+        F32Data {
+            x: to_f32(&self.x),
+            h0: opt(&self.h0),
+            c0: opt(&self.c0),
+            go: to_f32(&self.grad_output),
+            gh: opt(&self.grad_h_n),
+            gc: opt(&self.grad_c_n),
+        }
+    }
+}
+
+/// A [`Case`]'s inputs and output gradients in f32.
+pub struct F32Data {
+    pub x: Vec<f32>,
+    pub h0: Option<Vec<f32>>,
+    pub c0: Option<Vec<f32>>,
+    pub go: Vec<f32>,
+    pub gh: Option<Vec<f32>>,
+    pub gc: Option<Vec<f32>>,
+}
+
+impl F32Data {
+    /// The batch of `case` (its lengths too) over this data.
+    pub fn input<'a>(&'a self, case: &'a Case) -> SeqBatch<'a, f32> {
+        let mut input = SeqBatch::new(case.seq_len, case.batch, &self.x[..]);
+        input.lengths = case.lengths.as_deref();
+        input.h0 = self.h0.as_deref();
+        input.c0 = self.c0.as_deref();
+        input
+    }
+
+    pub fn output_grads(&self) -> OutputGrads<'_, f32> {
+        let mut og = OutputGrads::new(&self.go[..]);
+        og.h_n = self.gh.as_deref();
+        og.c_n = self.gc.as_deref();
+        og
     }
 }
 
