@@ -118,6 +118,10 @@ pub(crate) fn gemm(
     // Checked arithmetic: these asserts are what the unsafe code below relies on.
     assert!(lda >= k && holds(a.len(), m, lda, k), "gemm: A too short");
     assert!(ldc >= n && holds(c.len(), m, ldc, n), "gemm: C too short");
+    let wide = microkernel::wide_panels(b.isa, m);
+    if wide > 0 {
+        return gemm_few_rows(m, a, lda, b, c, ldc, accumulate, wide);
+    }
     let mr = shape(b.isa).mr;
     let (row_tiles, panels) = (m.div_ceil(mr), b.panels());
     let (row_tasks, panel_tasks) = task_grid(row_tiles, panels, m * n * k);
@@ -166,10 +170,62 @@ pub(crate) fn gemm(
     run_tasks(row_tasks * panel_tasks, task);
 }
 
+/// [`gemm`] for a few rows (a small batch's step): groups of `wide` panels at a time, the
+/// whole of k in one pass (with so few rows, a panel is used once: nothing to keep in L1).
+#[allow(clippy::too_many_arguments)]
+fn gemm_few_rows(
+    m: usize,
+    a: &[f32],
+    lda: usize,
+    b: &PackedB,
+    c: &mut [f32],
+    ldc: usize,
+    accumulate: bool,
+    wide: usize,
+) {
+    let (k, n, nr) = (b.k, b.n, b.nr);
+    let panels = b.panels();
+    let groups = panels.div_ceil(wide);
+    let (_, tasks) = task_grid(1, groups, m * n * k);
+    let out = OutPtr(c.as_mut_ptr());
+    let task = |t: usize| {
+        let (g0, g1) = split(groups, tasks, t);
+        for p in (g0 * wide..(g1 * wide).min(panels)).step_by(wide) {
+            let count = wide.min(panels - p);
+            let cols = nr.min(n - (p + count - 1) * nr);
+            // SAFETY: `gemm`'s asserts bound the m rows of A (k columns each) and the m rows of
+            // C (n columns each); panels p..p+count exist, each `k * nr` floats apart, with
+            // their bias; tasks cover disjoint panel ranges, so no element of C is touched by
+            // two tasks; `m` and `count` are within `wide_panels` (the caller asked it).
+            unsafe {
+                microkernel::wide(
+                    b.isa,
+                    m,
+                    count,
+                    k,
+                    a.as_ptr(),
+                    lda,
+                    b.data.as_ptr().add(p * k * nr),
+                    k * nr,
+                    b.bias.as_ptr().add(p * nr),
+                    out.at(p * nr),
+                    ldc,
+                    cols,
+                    accumulate,
+                )
+            };
+        }
+    };
+    run_tasks(tasks, task);
+}
+
 /// How a GEMM's grid of (row tile, panel) pairs is cut into row ranges x panel ranges: enough
 /// tasks to balance the pool, none too small (`work` multiply-adds in all) to pay for itself.
 pub(crate) fn task_grid(row_tiles: usize, panels: usize, work: usize) -> (usize, usize) {
     let threads = rayon::current_num_threads();
+    if threads == 1 {
+        return (1, 1);
+    }
     let max_tasks = (work / MIN_TASK_WORK).clamp(1, 4 * threads);
     let row_tasks = row_tiles.min(max_tasks);
     (row_tasks, panels.min(max_tasks.div_ceil(row_tasks)))
@@ -204,6 +260,10 @@ mod tests {
                 (3, 17, 5),
                 (9, 64, 70),
                 (13, 31, 1),
+                (1, 300, 33),
+                (2, 200, 9),
+                (3, 513, 17),
+                (4, 97, 40),
                 (64, 257, 67),
                 (100, 1024, 256),
             ] {
@@ -287,34 +347,41 @@ mod timing {
     #[test]
     #[ignore = "a measurement, not a test"]
     fn gflops() {
-        let isa = Isa::available()[0];
-        for &(m, n, k) in &[
-            (8, 32, 64),
-            (8, 32, 512),
-            (64, 2048, 512),
-            (6400, 2048, 512),
-            (1, 1024, 256),
-        ] {
-            let a = vec![0.5f32; m * k];
-            let w = vec![0.25f32; n * k];
-            let pb = PackedB::from_weight(isa, &w, n, k, None);
-            let mut c = vec![0.0f32; m * n];
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(1)
-                .build()
-                .unwrap();
-            let reps = (2e9 / (2.0 * (m * n * k) as f64)).max(1.0) as usize;
-            let t = std::time::Instant::now();
-            pool.install(|| {
-                for _ in 0..reps {
-                    gemm(m, &a, k, &pb, &mut c, n, false);
-                }
-            });
-            let s = t.elapsed().as_secs_f64() / reps as f64;
-            println!(
-                "{m}x{n}x{k}: {:.1} GFLOP/s",
-                2.0 * (m * n * k) as f64 / s / 1e9
-            );
+        for isa in Isa::available() {
+            for &(m, n, k) in &[
+                (8, 32, 64),
+                (8, 32, 512),
+                (64, 2048, 512),
+                (6400, 2048, 512),
+                (1, 128, 2048),
+                (1, 512, 256),
+                (1, 1024, 256),
+                (1, 2048, 512),
+                (2, 1024, 256),
+                (4, 2048, 512),
+                (16, 2048, 512),
+            ] {
+                let a = vec![0.5f32; m * k];
+                let w = vec![0.25f32; n * k];
+                let pb = PackedB::from_weight(isa, &w, n, k, None);
+                let mut c = vec![0.0f32; m * n];
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(1)
+                    .build()
+                    .unwrap();
+                let reps = (2e9 / (2.0 * (m * n * k) as f64)).max(1.0) as usize;
+                let t = std::time::Instant::now();
+                pool.install(|| {
+                    for _ in 0..reps {
+                        gemm(m, &a, k, &pb, &mut c, n, false);
+                    }
+                });
+                let s = t.elapsed().as_secs_f64() / reps as f64;
+                println!(
+                    "{isa:?} {m}x{n}x{k}: {:.1} GFLOP/s",
+                    2.0 * (m * n * k) as f64 / s / 1e9
+                );
+            }
         }
     }
 }

@@ -1,6 +1,6 @@
 //! AVX2 + FMA micro-kernel: up to 6 rows by 16 columns (two ymm per row), 12 accumulators.
 
-use super::by_rows;
+use super::{by_panels, by_rows};
 use std::arch::x86_64::*;
 
 const NR: usize = 16;
@@ -81,6 +81,101 @@ unsafe fn tile_r<const R: usize>(
                 _mm256_storeu_ps(buf.as_mut_ptr(), acc[0]);
                 _mm256_storeu_ps(buf.as_mut_ptr().add(8), acc[1]);
                 std::ptr::copy_nonoverlapping(buf.as_ptr(), ci, cols);
+            }
+        }
+    }
+}
+
+/// The few-rows kernel: up to 3 rows by up to 6 panels (see [`super::wide`]).
+///
+/// # Safety
+/// See [`super::wide`]; the CPU must have AVX2 and FMA.
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx2,fma")]
+pub(crate) unsafe fn wide(
+    rows: usize,
+    panels: usize,
+    k: usize,
+    a: *const f32,
+    lda: usize,
+    b: *const f32,
+    stride: usize,
+    bias: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    cols: usize,
+    acc_in: bool,
+) {
+    let args = (k, a, lda, b, stride, bias, c, ldc, cols, acc_in);
+    // SAFETY: forwarded; each instance touches only its R rows and P panels.
+    unsafe {
+        match rows {
+            1 => by_panels!(panels, wide_rp::<1>(args), [1, 2, 3, 4, 5], 6),
+            2 => by_panels!(panels, wide_rp::<2>(args), [1, 2], 3),
+            _ => by_panels!(panels, wide_rp::<3>(args), [1], 2),
+        }
+    }
+}
+
+type WideArgs = (
+    usize,
+    *const f32,
+    usize,
+    *const f32,
+    usize,
+    *const f32,
+    *mut f32,
+    usize,
+    usize,
+    bool,
+);
+
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn wide_rp<const R: usize, const P: usize>(
+    (k, a, lda, b, stride, bias, c, ldc, cols, acc_in): WideArgs,
+) {
+    // SAFETY: the caller guarantees R rows of k floats of A, P panels of k*NR floats at
+    // `stride`, P*NR floats of bias, and the R x ((P-1)*NR + cols) block of C; the masks keep
+    // the last panel's accesses of C inside `cols`.
+    unsafe {
+        let (m0, m1) = masks(cols);
+        let all = _mm256_set1_epi32(-1);
+        let mask = |j: usize, half: usize| match (j + 1 == P, half) {
+            (false, _) => all,
+            (true, 0) => m0,
+            (true, _) => m1,
+        };
+        let mut acc = [[[_mm256_setzero_ps(); 2]; P]; R];
+        for (i, acc) in acc.iter_mut().enumerate() {
+            for (j, acc) in acc.iter_mut().enumerate() {
+                for (h, acc) in acc.iter_mut().enumerate() {
+                    *acc = if acc_in {
+                        _mm256_maskload_ps(c.add(i * ldc + j * NR + h * 8), mask(j, h))
+                    } else {
+                        _mm256_loadu_ps(bias.add(j * NR + h * 8))
+                    };
+                }
+            }
+        }
+        let rows: [*const f32; R] = std::array::from_fn(|i| a.add(i * lda));
+        let panels: [*const f32; P] = std::array::from_fn(|j| b.add(j * stride));
+        for p in 0..k {
+            let x: [__m256; R] = std::array::from_fn(|i| _mm256_set1_ps(*rows[i].add(p)));
+            for (j, panel) in panels.iter().enumerate() {
+                let w0 = _mm256_loadu_ps(panel.add(p * NR));
+                let w1 = _mm256_loadu_ps(panel.add(p * NR + 8));
+                for (acc, x) in acc.iter_mut().zip(&x) {
+                    acc[j][0] = _mm256_fmadd_ps(*x, w0, acc[j][0]);
+                    acc[j][1] = _mm256_fmadd_ps(*x, w1, acc[j][1]);
+                }
+            }
+        }
+        for (i, acc) in acc.iter().enumerate() {
+            for (j, acc) in acc.iter().enumerate() {
+                for (h, acc) in acc.iter().enumerate() {
+                    _mm256_maskstore_ps(c.add(i * ldc + j * NR + h * 8), mask(j, h), *acc);
+                }
             }
         }
     }

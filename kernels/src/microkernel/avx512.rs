@@ -1,6 +1,6 @@
 //! AVX-512 micro-kernel: up to 8 rows by 32 columns (two zmm per row), 16 accumulators.
 
-use super::by_rows;
+use super::{by_panels, by_rows};
 use std::arch::x86_64::*;
 
 const NR: usize = 32;
@@ -49,18 +49,7 @@ unsafe fn tile_r<const R: usize>(
     // SAFETY: the caller guarantees `bias` holds NR floats, `b` k*NR, each of the R rows of `a`
     // k floats, and the R x cols block of `c` is ours to write.
     unsafe {
-        let m0 = if cols >= 16 {
-            u16::MAX
-        } else {
-            (1u16 << cols) - 1
-        };
-        let m1 = if cols >= 32 {
-            u16::MAX
-        } else if cols > 16 {
-            (1u16 << (cols - 16)) - 1
-        } else {
-            0
-        };
+        let (m0, m1) = masks(cols);
         let b0 = _mm512_loadu_ps(bias);
         let b1 = _mm512_loadu_ps(bias.add(16));
         let mut acc = [[b0, b1]; R];
@@ -89,6 +78,120 @@ unsafe fn tile_r<const R: usize>(
             _mm512_mask_storeu_ps(ci.add(16), m1, acc[1]);
         }
     }
+}
+
+/// The few-rows kernel: up to 4 rows by up to 8 panels (see [`super::wide`]).
+///
+/// # Safety
+/// See [`super::wide`]; the CPU must have AVX-512 F.
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx512f")]
+pub(crate) unsafe fn wide(
+    rows: usize,
+    panels: usize,
+    k: usize,
+    a: *const f32,
+    lda: usize,
+    b: *const f32,
+    stride: usize,
+    bias: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    cols: usize,
+    acc_in: bool,
+) {
+    let args = (k, a, lda, b, stride, bias, c, ldc, cols, acc_in);
+    // SAFETY: forwarded; each instance touches only its R rows and P panels.
+    unsafe {
+        match rows {
+            1 => by_panels!(panels, wide_rp::<1>(args), [1, 2, 3, 4, 5, 6, 7], 8),
+            2 => by_panels!(panels, wide_rp::<2>(args), [1, 2, 3, 4, 5], 6),
+            3 => by_panels!(panels, wide_rp::<3>(args), [1, 2, 3], 4),
+            _ => by_panels!(panels, wide_rp::<4>(args), [1, 2], 3),
+        }
+    }
+}
+
+type WideArgs = (
+    usize,
+    *const f32,
+    usize,
+    *const f32,
+    usize,
+    *const f32,
+    *mut f32,
+    usize,
+    usize,
+    bool,
+);
+
+#[inline]
+#[target_feature(enable = "avx512f")]
+unsafe fn wide_rp<const R: usize, const P: usize>(
+    (k, a, lda, b, stride, bias, c, ldc, cols, acc_in): WideArgs,
+) {
+    // SAFETY: the caller guarantees R rows of k floats of A, P panels of k*NR floats at
+    // `stride`, P*NR floats of bias, and the R x ((P-1)*NR + cols) block of C; the masks keep
+    // the last panel's accesses of C inside `cols`.
+    unsafe {
+        let (m0, m1) = masks(cols);
+        let full = u16::MAX;
+        let mask = |j: usize, half: usize| match (j + 1 == P, half) {
+            (false, _) => full,
+            (true, 0) => m0,
+            (true, _) => m1,
+        };
+        let mut acc = [[[_mm512_setzero_ps(); 2]; P]; R];
+        for (i, acc) in acc.iter_mut().enumerate() {
+            for (j, acc) in acc.iter_mut().enumerate() {
+                for (h, acc) in acc.iter_mut().enumerate() {
+                    *acc = if acc_in {
+                        _mm512_maskz_loadu_ps(mask(j, h), c.add(i * ldc + j * NR + h * 16))
+                    } else {
+                        _mm512_loadu_ps(bias.add(j * NR + h * 16))
+                    };
+                }
+            }
+        }
+        let rows: [*const f32; R] = std::array::from_fn(|i| a.add(i * lda));
+        let panels: [*const f32; P] = std::array::from_fn(|j| b.add(j * stride));
+        for p in 0..k {
+            let x: [__m512; R] = std::array::from_fn(|i| _mm512_set1_ps(*rows[i].add(p)));
+            for (j, panel) in panels.iter().enumerate() {
+                let w0 = _mm512_loadu_ps(panel.add(p * NR));
+                let w1 = _mm512_loadu_ps(panel.add(p * NR + 16));
+                for (acc, x) in acc.iter_mut().zip(&x) {
+                    acc[j][0] = _mm512_fmadd_ps(*x, w0, acc[j][0]);
+                    acc[j][1] = _mm512_fmadd_ps(*x, w1, acc[j][1]);
+                }
+            }
+        }
+        for (i, acc) in acc.iter().enumerate() {
+            for (j, acc) in acc.iter().enumerate() {
+                for (h, acc) in acc.iter().enumerate() {
+                    _mm512_mask_storeu_ps(c.add(i * ldc + j * NR + h * 16), mask(j, h), *acc);
+                }
+            }
+        }
+    }
+}
+
+/// Store masks of the two halves of a panel's first `cols` columns.
+#[inline]
+fn masks(cols: usize) -> (u16, u16) {
+    let m0 = if cols >= 16 {
+        u16::MAX
+    } else {
+        (1u16 << cols) - 1
+    };
+    let m1 = if cols >= 32 {
+        u16::MAX
+    } else if cols > 16 {
+        (1u16 << (cols - 16)) - 1
+    } else {
+        0
+    };
+    (m0, m1)
 }
 
 /// The "k-major" tile for `C (+)= Aᵀ B`: A and B both stored k-major, `A[p][i]` at
@@ -138,18 +241,7 @@ unsafe fn tile_kmajor_r<const R: usize>(
     // SAFETY: the caller guarantees k steps of R floats of A, of `cols` floats of B, and the
     // R x cols block of C; the masks keep every access of B and C inside `cols`.
     unsafe {
-        let m0 = if cols >= 16 {
-            u16::MAX
-        } else {
-            (1u16 << cols) - 1
-        };
-        let m1 = if cols >= 32 {
-            u16::MAX
-        } else if cols > 16 {
-            (1u16 << (cols - 16)) - 1
-        } else {
-            0
-        };
+        let (m0, m1) = masks(cols);
         let zero = _mm512_setzero_ps();
         let mut acc = [[zero, zero]; R];
         if acc_in {

@@ -26,6 +26,17 @@ macro_rules! by_rows {
 }
 pub(crate) use by_rows;
 
+/// `match panels { 1 => f::<R, 1>(args), ... }` for the few-rows kernels.
+macro_rules! by_panels {
+    ($panels:expr, $f:ident::<$r:literal> $args:tt, [$($p:literal),*], $max:literal) => {
+        match $panels {
+            $($p => $f::<$r, $p> $args,)*
+            _ => $f::<$r, $max> $args,
+        }
+    };
+}
+pub(crate) use by_panels;
+
 /// The shape of one ISA's micro-kernel.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Shape {
@@ -33,6 +44,25 @@ pub(crate) struct Shape {
     pub mr: usize,
     /// Columns per packed panel.
     pub nr: usize,
+}
+
+/// How many panels the few-rows kernel of `isa` takes at once for a `rows`-row GEMM, or 0 where
+/// the ordinary tile is the better kernel (or the ISA has no few-rows kernel).
+///
+/// With one to a few rows, a tile of one panel has only `2 * rows` accumulators: too few FMA
+/// chains to hide the FMA latency, so it runs at a fraction of peak. The batch-1 step GEMM is
+/// such a case; the few-rows kernel keeps 12-24 chains by walking several panels at once.
+pub(crate) fn wide_panels(isa: Isa, rows: usize) -> usize {
+    match (isa, rows) {
+        (Isa::Avx512, 1) => 4,
+        (Isa::Avx512, 2) => 6,
+        (Isa::Avx512, 3) => 4,
+        (Isa::Avx512, 4) => 3,
+        (Isa::Avx2, 1) => 6,
+        (Isa::Avx2, 2) => 3,
+        (Isa::Avx2, 3) => 2,
+        _ => 0,
+    }
 }
 
 pub(crate) fn shape(isa: Isa) -> Shape {
@@ -75,6 +105,70 @@ pub(crate) unsafe fn tile(
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2 => avx2::tile(rows, k, a, lda, b, bias, c, ldc, cols, acc_in),
             _ => portable::tile(rows, k, a, lda, b, bias, c, ldc, cols, acc_in),
+        }
+    }
+}
+
+/// Few rows by several panels: `rows` rows of A (as in [`tile`]) times `panels` consecutive
+/// packed panels, the first at `b` and each `panel_stride` floats after the one before, with
+/// `bias` holding `panels * NR` floats; every panel but the last is written in full, the last
+/// in its first `cols` columns. The same FMA chains as [`tile`], so the same results.
+///
+/// # Safety
+/// `isa` must be available and `rows`, `panels` within [`wide_panels`]; `a` as in [`tile`];
+/// each panel must hold `k * NR` floats; C must be ours at `i * ldc + j` for `i < rows` and
+/// `j < (panels - 1) * NR + cols`.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+pub(crate) unsafe fn wide(
+    isa: Isa,
+    rows: usize,
+    panels: usize,
+    k: usize,
+    a: *const f32,
+    lda: usize,
+    b: *const f32,
+    panel_stride: usize,
+    bias: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    cols: usize,
+    acc_in: bool,
+) {
+    // SAFETY: forwarded from this function's contract.
+    unsafe {
+        match isa {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => avx512::wide(
+                rows,
+                panels,
+                k,
+                a,
+                lda,
+                b,
+                panel_stride,
+                bias,
+                c,
+                ldc,
+                cols,
+                acc_in,
+            ),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => avx2::wide(
+                rows,
+                panels,
+                k,
+                a,
+                lda,
+                b,
+                panel_stride,
+                bias,
+                c,
+                ldc,
+                cols,
+                acc_in,
+            ),
+            _ => unreachable!("no few-rows kernel for {isa:?}"),
         }
     }
 }
