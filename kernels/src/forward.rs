@@ -9,11 +9,14 @@
 use crate::cell::{self, row, FwdRow, FwdStep};
 use crate::desc::RnnDesc;
 use crate::error::{Error, Result};
+use crate::microkernel;
 use crate::packed;
-use crate::rows::{grain_for, par_rows};
+use crate::packed::split;
 use crate::seq::{Outputs, SeqBatch};
+use crate::team::{self, Shared, MAX_SLICES};
 use crate::weights::PackedWeights;
 use crate::workspace::{Mode, Workspace};
+use crate::CellKind;
 use rayon::prelude::*;
 
 /// Runs the network forward without saving anything for a backward.
@@ -53,20 +56,6 @@ pub(crate) struct DirBufs<'a> {
     pub cells: &'a mut [f32],
     pub hn: &'a mut [f32],
     pub gh: &'a mut [f32],
-}
-
-/// Slot `p` of a `(T+1, B, H)` buffer to read, slot `q` to write; both empty for an unused buffer.
-pub(crate) fn slot_pair(buf: &mut [f32], p: usize, q: usize, len: usize) -> (&[f32], &mut [f32]) {
-    if buf.is_empty() {
-        return (&[], &mut []);
-    }
-    if p < q {
-        let (lo, hi) = buf.split_at_mut(q * len);
-        (&lo[p * len..(p + 1) * len], &mut hi[..len])
-    } else {
-        let (lo, hi) = buf.split_at_mut(p * len);
-        (&hi[..len], &mut lo[q * len..(q + 1) * len])
-    }
 }
 
 /// Slots (before, after) step `t` in direction `dir`.
@@ -238,51 +227,100 @@ fn direction(
         if cells.is_empty() { 0 } else { h },
         if hn.is_empty() { 0 } else { h },
     );
-    let grain = grain_for(batch);
-    for step in 0..t_len {
-        let t = time_of(d, step, t_len);
+    // Each step is two rounds of a team (see team.rs): the step GEMM cut by groups of panels
+    // (each thread keeps streaming its own part of W_hh), then the cell cut by batch rows.
+    let w_hh = &pw.w_hh;
+    let panels = w_hh.panels();
+    let wide = microkernel::wide_panels(weights.isa(), batch).max(1);
+    let groups = panels.div_ceil(wide);
+    let slices =
+        (rayon::current_num_threads() / desc.directions()).clamp(1, MAX_SLICES.min(groups));
+    let (states, cells, gates, gh, hn) = (
+        Shared::new(states),
+        Shared::new(cells),
+        Shared::new(gates),
+        Shared::new(gh),
+        Shared::new(hn),
+    );
+    team::rounds(2 * t_len, slices, &|round, i| {
+        let t = time_of(d, round / 2, t_len);
         let (p, q) = slots(d, t);
-        let (h_prev, h_new) = slot_pair(states, p, q, bh);
-        let (c_prev, c_new) = slot_pair(cells, p, q, bh);
-        packed::gemm(batch, h_prev, h, &pw.w_hh, gh, g, false);
-        let gates_t = &mut gates[t * batch * g..(t + 1) * batch * g];
-        let hn_t: &mut [f32] = match (hw, training) {
-            (0, _) => &mut [],
-            (_, true) => &mut hn[t * bh..(t + 1) * bh],
-            (_, false) => hn,
+        if round % 2 == 0 {
+            let (g0, g1) = split(groups, slices, i);
+            // SAFETY: this round only reads the state slot `p` and writes the columns of this
+            // slice's panels of `gh` (disjoint across slices); the slot holds B rows of H
+            // floats and `gh` B rows of G*H, as the GEMM needs.
+            unsafe {
+                let h_prev = states.part(p * bh, bh);
+                packed::gemm_block(
+                    w_hh,
+                    h_prev.as_ptr(),
+                    h,
+                    gh.out(),
+                    g,
+                    false,
+                    0..batch,
+                    g0 * wide..(g1 * wide).min(panels),
+                );
+            }
+            return;
+        }
+        let (b0, b1) = split(batch, slices, i);
+        let n = b1 - b0;
+        let hn_at = if training { t * bh } else { 0 };
+        // SAFETY: this round reads `gh` and the slot `p` of the states and cells, which no slice
+        // writes, and writes rows b0..b1 of this step's gates, of the slot `q` and of `hn`: rows
+        // of no other slice.
+        let (s, bufs) = unsafe {
+            let s = FwdStep {
+                isa: weights.isa(),
+                hidden: h,
+                gh: gh.part(0, gh.len()),
+                b_hh: &lp.b_hh,
+                h_prev: states.part(p * bh, bh),
+                c_prev: cells.part(p * bh, bh),
+            };
+            let bufs = [
+                gates.part_mut((t * batch + b0) * g, n * g),
+                states.part_mut(q * bh + b0 * h, n * h),
+                cells.part_mut(q * bh + b0 * cw, n * cw),
+                hn.part_mut(hn_at + b0 * hw, n * hw),
+            ];
+            (s, bufs)
         };
-        let s = FwdStep {
-            isa: weights.isa(),
-            hidden: h,
-            gh,
-            b_hh: &lp.b_hh,
-            h_prev,
-            c_prev,
-        };
-        par_rows(
-            [gates_t, h_new, c_new, hn_t],
-            [g, h, cw, hw],
-            batch,
-            grain,
-            &|start, n, [gr, hr, cr, nr]: [&mut [f32]; 4]| {
-                for i in 0..n {
-                    let b = start + i;
-                    if t < lengths[b] {
-                        let row_out = FwdRow {
-                            gates: sub(gr, i, g),
-                            h: sub(hr, i, h),
-                            c: sub(cr, i, cw),
-                            hn: sub(nr, i, hw),
-                        };
-                        cell::forward_row(desc.cell, &s, b, row_out);
-                    } else {
-                        // Past the end of this sequence: hold the state.
-                        sub(hr, i, h).copy_from_slice(row(h_prev, b, h));
-                        sub(cr, i, cw).copy_from_slice(row(c_prev, b, cw));
-                    }
-                }
-            },
-        );
+        cell_rows(desc.cell, &s, lengths, t, b0, g, bufs);
+    });
+}
+
+/// The cell of one step for batch rows `start..` (as many as `bufs` hold): gates (`g` wide),
+/// h, c, hn.
+fn cell_rows(
+    cell: CellKind,
+    s: &FwdStep<'_>,
+    lengths: &[usize],
+    t: usize,
+    start: usize,
+    g: usize,
+    [gr, hr, cr, nr]: [&mut [f32]; 4],
+) {
+    let h = s.hidden;
+    let cw = if cr.is_empty() { 0 } else { h };
+    let hw = if nr.is_empty() { 0 } else { h };
+    for i in 0..hr.len() / h {
+        let b = start + i;
+        if t < lengths[b] {
+            let row_out = FwdRow {
+                gates: sub(gr, i, g),
+                h: sub(hr, i, h),
+                c: sub(cr, i, cw),
+                hn: sub(nr, i, hw),
+            };
+            cell::forward_row(cell, s, b, row_out);
+        } else {
+            // Past the end of this sequence: hold the state.
+            sub(hr, i, h).copy_from_slice(row(s.h_prev, b, h));
+            sub(cr, i, cw).copy_from_slice(row(s.c_prev, b, cw));
+        }
     }
 }
 

@@ -57,6 +57,7 @@ pub mod reference;
 mod rows;
 pub mod seq;
 mod tbptt;
+mod team;
 mod weights;
 mod workspace;
 

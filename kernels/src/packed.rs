@@ -72,7 +72,7 @@ impl PackedB {
         self.isa
     }
 
-    fn panels(&self) -> usize {
+    pub(crate) fn panels(&self) -> usize {
         self.n.div_ceil(self.nr)
     }
 }
@@ -119,104 +119,114 @@ pub(crate) fn gemm(
     assert!(lda >= k && holds(a.len(), m, lda, k), "gemm: A too short");
     assert!(ldc >= n && holds(c.len(), m, ldc, n), "gemm: C too short");
     let wide = microkernel::wide_panels(b.isa, m);
+    let out = OutPtr(c.as_mut_ptr());
+    let task = |r0: usize, r1: usize, p0: usize, p1: usize| {
+        // SAFETY: the asserts above bound every read of A and every access of C in these rows;
+        // tasks cover disjoint (row range, panel range) blocks, so no element of C is touched
+        // by two tasks.
+        unsafe { gemm_block(b, a.as_ptr(), lda, out, ldc, accumulate, r0..r1, p0..p1) }
+    };
+    let panels = b.panels();
     if wide > 0 {
-        return gemm_few_rows(m, a, lda, b, c, ldc, accumulate, wide);
+        // Split in whole groups of `wide` panels, so every call gets its full width.
+        let groups = panels.div_ceil(wide);
+        let (_, tasks) = task_grid(1, groups, m * n * k);
+        return run_tasks(tasks, |t| {
+            let (g0, g1) = split(groups, tasks, t);
+            task(0, m, g0 * wide, (g1 * wide).min(panels))
+        });
     }
     let mr = shape(b.isa).mr;
-    let (row_tiles, panels) = (m.div_ceil(mr), b.panels());
+    let row_tiles = m.div_ceil(mr);
     let (row_tasks, panel_tasks) = task_grid(row_tiles, panels, m * n * k);
-    let out = OutPtr(c.as_mut_ptr());
-    let kc = (PANEL_BLOCK_BYTES / (4 * b.nr)).max(1);
-    let block_tiles = (ROW_BLOCK_BYTES / (4 * mr * k)).max(1);
-    let task = |t: usize| {
-        let (tr, tp) = (t / panel_tasks, t % panel_tasks);
-        let (r0, r1) = split(row_tiles, row_tasks, tr);
-        let (p0, p1) = split(panels, panel_tasks, tp);
-        // Row blocks (A in L2) > panels > k-blocks (a panel's block in L1) > row tiles.
-        for rb in (r0..r1).step_by(block_tiles) {
-            for p in p0..p1 {
-                let cols = b.nr.min(n - p * b.nr);
-                let panel = &b.data[p * k * b.nr..(p + 1) * k * b.nr];
-                let bias = &b.bias[p * b.nr..(p + 1) * b.nr];
-                for k0 in (0..k).step_by(kc) {
-                    let kl = kc.min(k - k0);
-                    for rt in rb..(rb + block_tiles).min(r1) {
-                        let (i0, rows) = (rt * mr, mr.min(m - rt * mr));
-                        // SAFETY: the asserts above bound every read of A (rows i0..i0+rows,
-                        // columns k0..k0+kl) and access to C (those rows, columns
-                        // p*nr..p*nr+cols); `panel` and `bias` are full panels; tasks cover
-                        // disjoint (row tile, panel) pairs, so no element of C is touched by
-                        // two tasks; `b.isa` was checked available when the weights were packed.
-                        unsafe {
-                            microkernel::tile(
-                                b.isa,
-                                rows,
-                                kl,
-                                a.as_ptr().add(i0 * lda + k0),
-                                lda,
-                                panel.as_ptr().add(k0 * b.nr),
-                                bias.as_ptr(),
-                                out.at(i0 * ldc + p * b.nr),
-                                ldc,
-                                cols,
-                                accumulate || k0 > 0,
-                            )
-                        };
-                    }
-                }
-            }
-        }
-    };
-    run_tasks(row_tasks * panel_tasks, task);
+    run_tasks(row_tasks * panel_tasks, |t| {
+        let (r0, r1) = split(row_tiles, row_tasks, t / panel_tasks);
+        let (p0, p1) = split(panels, panel_tasks, t % panel_tasks);
+        task(r0 * mr, (r1 * mr).min(m), p0, p1)
+    });
 }
 
-/// [`gemm`] for a few rows (a small batch's step): groups of `wide` panels at a time, the
-/// whole of k in one pass (with so few rows, a panel is used once: nothing to keep in L1).
+/// `C (+)= A · B (+ bias)` for `rows` of A and C and the columns of `panels` of B, on this
+/// thread: the few-rows kernel when it applies, else row blocks (A in L2) > panels > k-blocks
+/// (a panel's block in L1) > row tiles. Every element is the same FMA chain either way.
+///
+/// # Safety
+/// A must hold `k` floats at `a + i * lda` and C must be ours at `c + i * ldc + j` for every
+/// row `i` in `rows` and every column `j` of the panels (the last panel may be partial).
 #[allow(clippy::too_many_arguments)]
-fn gemm_few_rows(
-    m: usize,
-    a: &[f32],
-    lda: usize,
+pub(crate) unsafe fn gemm_block(
     b: &PackedB,
-    c: &mut [f32],
+    a: *const f32,
+    lda: usize,
+    c: OutPtr,
     ldc: usize,
     accumulate: bool,
-    wide: usize,
+    rows: std::ops::Range<usize>,
+    panels: std::ops::Range<usize>,
 ) {
     let (k, n, nr) = (b.k, b.n, b.nr);
-    let panels = b.panels();
-    let groups = panels.div_ceil(wide);
-    let (_, tasks) = task_grid(1, groups, m * n * k);
-    let out = OutPtr(c.as_mut_ptr());
-    let task = |t: usize| {
-        let (g0, g1) = split(groups, tasks, t);
-        for p in (g0 * wide..(g1 * wide).min(panels)).step_by(wide) {
-            let count = wide.min(panels - p);
-            let cols = nr.min(n - (p + count - 1) * nr);
-            // SAFETY: `gemm`'s asserts bound the m rows of A (k columns each) and the m rows of
-            // C (n columns each); panels p..p+count exist, each `k * nr` floats apart, with
-            // their bias; tasks cover disjoint panel ranges, so no element of C is touched by
-            // two tasks; `m` and `count` are within `wide_panels` (the caller asked it).
+    let cols_of = |p: usize| nr.min(n - p * nr);
+    let wide = microkernel::wide_panels(b.isa, rows.len());
+    if wide > 0 {
+        // With so few rows a panel is used once: no k-blocking, several panels per call.
+        for p in panels.clone().step_by(wide) {
+            let count = wide.min(panels.end - p);
+            // SAFETY: the rows and panels p..p+count are the caller's, each panel `k * nr`
+            // floats after the one before, with its bias; the row count and `count` are within
+            // `wide_panels`; the ISA was checked when the weights were packed.
             unsafe {
                 microkernel::wide(
                     b.isa,
-                    m,
+                    rows.len(),
                     count,
                     k,
-                    a.as_ptr(),
+                    a.add(rows.start * lda),
                     lda,
                     b.data.as_ptr().add(p * k * nr),
                     k * nr,
                     b.bias.as_ptr().add(p * nr),
-                    out.at(p * nr),
+                    c.at(rows.start * ldc + p * nr),
                     ldc,
-                    cols,
+                    cols_of(p + count - 1),
                     accumulate,
                 )
             };
         }
-    };
-    run_tasks(tasks, task);
+        return;
+    }
+    let mr = shape(b.isa).mr;
+    let kc = (PANEL_BLOCK_BYTES / (4 * nr)).max(1);
+    let block_rows = mr * (ROW_BLOCK_BYTES / (4 * mr * k)).max(1);
+    for r0 in rows.clone().step_by(block_rows) {
+        let r1 = (r0 + block_rows).min(rows.end);
+        for p in panels.clone() {
+            let panel = &b.data[p * k * nr..(p + 1) * k * nr];
+            let bias = &b.bias[p * nr..(p + 1) * nr];
+            for k0 in (0..k).step_by(kc) {
+                let kl = kc.min(k - k0);
+                for i0 in (r0..r1).step_by(mr) {
+                    // SAFETY: rows i0..i0+mr (capped at r1), columns k0..k0+kl of A and the
+                    // panel's columns of C are the caller's; `panel` and `bias` are full
+                    // panels; the ISA was checked when the weights were packed.
+                    unsafe {
+                        microkernel::tile(
+                            b.isa,
+                            mr.min(r1 - i0),
+                            kl,
+                            a.add(i0 * lda + k0),
+                            lda,
+                            panel.as_ptr().add(k0 * nr),
+                            bias.as_ptr(),
+                            c.at(i0 * ldc + p * nr),
+                            ldc,
+                            cols_of(p),
+                            accumulate || k0 > 0,
+                        )
+                    };
+                }
+            }
+        }
+    }
 }
 
 /// How a GEMM's grid of (row tile, panel) pairs is cut into row ranges x panel ranges: enough

@@ -42,15 +42,20 @@ fn bit_identical_at_1_2_3_4_threads() {
         CellKind::Gru,
     ];
     for (n, cell) in cells.into_iter().enumerate() {
-        // Batch and sizes that split unevenly across threads.
-        let desc = RnnDesc::new(cell, 19, 37).layers(2).bidirectional(true);
-        let case = Case::new(desc, 11, 13, 40 + n as u64, true, true, true);
-        let one = run_with(1, &case);
-        for threads in [2, 3, 4] {
-            assert!(
-                run_with(threads, &case) == one,
-                "{cell:?}: results differ at {threads} threads"
-            );
+        // Batches and sizes that split unevenly across threads; one direction, so that every
+        // thread joins the step's team; few rows, so that the few-rows kernels run.
+        for (batch, bidirectional) in [(13, true), (13, false), (1, false), (3, false)] {
+            let desc = RnnDesc::new(cell, 19, 37)
+                .layers(2)
+                .bidirectional(bidirectional);
+            let case = Case::new(desc, 11, batch, 40 + n as u64, true, true, true);
+            let one = run_with(1, &case);
+            for threads in [2, 3, 4] {
+                assert!(
+                    run_with(threads, &case) == one,
+                    "{cell:?} batch {batch}: results differ at {threads} threads"
+                );
+            }
         }
     }
 }

@@ -1,0 +1,231 @@
+//! A persistent parallel region for a recurrence: a sequence of rounds, each cut into slices
+//! that run in parallel, with one cheap wait between rounds instead of a rayon fork-join.
+//!
+//! A small-batch step is a few microseconds of work: handing it to the pool every step costs as
+//! much as the step. Here the threads stay inside one region for the whole sequence. Each
+//! participant owns one slice (so the same thread keeps the same part of W_hh in its caches
+//! step after step) and claims it round after round; a round opens once every slice of the one
+//! before is done.
+//!
+//! No participant ever waits for a *particular* other thread to show up: slices are claimed
+//! with an atomic compare-exchange, and a participant that finds a slice still unclaimed after
+//! a while (its owner is late, busy elsewhere in the pool, or was never scheduled) runs it
+//! itself. So the region finishes on one thread if need be, and it cannot deadlock with other
+//! work in the pool. Which thread runs a slice never changes what it computes: results are
+//! bit-identical at any thread count.
+
+use std::hint::spin_loop;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// Most slices a region takes (a fixed array, so a region allocates nothing).
+pub(crate) const MAX_SLICES: usize = 16;
+/// Spins (a few microseconds) a participant waits for a slice's owner before running the slice
+/// itself.
+const PATIENCE: u32 = 256;
+/// Spins after which a waiting participant also yields its core: on a loaded machine the thread
+/// it waits for may be the one that needs it.
+const YIELD_AFTER: u32 = 8 * PATIENCE;
+
+/// Runs `work(round, slice)` for every round in `0..rounds`, in order, and every slice in
+/// `0..slices` of it on up to `slices` threads of the current pool: every slice of round `r`
+/// happens before any slice of round `r + 1`.
+pub(crate) fn rounds(rounds: usize, slices: usize, work: &(dyn Fn(usize, usize) + Sync)) {
+    assert!((1..=MAX_SLICES).contains(&slices), "team: 1..=16 slices");
+    let threads = rayon::current_num_threads().min(slices);
+    if threads <= 1 {
+        for r in 0..rounds {
+            for i in 0..slices {
+                work(r, i);
+            }
+        }
+        return;
+    }
+    let team = Team {
+        rounds,
+        slices,
+        claimed: std::array::from_fn(|_| AtomicUsize::new(0)),
+        done: AtomicUsize::new(0),
+        arrived: AtomicUsize::new(0),
+        work,
+    };
+    rayon::scope(|s| {
+        for _ in 1..threads {
+            s.spawn(|_| team.participate());
+        }
+        team.participate();
+    });
+}
+
+struct Team<'a> {
+    rounds: usize,
+    slices: usize,
+    /// Per slice: how many rounds of it have been claimed.
+    claimed: [AtomicUsize; MAX_SLICES],
+    /// Slices finished, over all rounds: round `r` is open when this reaches `r * slices`.
+    done: AtomicUsize,
+    /// Participants so far; each one's index picks the slice it owns.
+    arrived: AtomicUsize,
+    work: &'a (dyn Fn(usize, usize) + Sync),
+}
+
+impl Team<'_> {
+    fn participate(&self) {
+        let me = self.arrived.fetch_add(1, Ordering::Relaxed);
+        // A late participant starts at the round in progress.
+        let mut r = self.done.load(Ordering::Acquire) / self.slices;
+        while r < self.rounds {
+            self.wait_for(r * self.slices);
+            if me < self.slices {
+                self.try_run(r, me);
+            }
+            let end = (r + 1) * self.slices;
+            let mut spins = 0u32;
+            while self.done.load(Ordering::Acquire) < end {
+                // Alone, or an owner is late: run what is left of the round.
+                if spins >= PATIENCE || self.arrived.load(Ordering::Relaxed) == 1 {
+                    for i in 0..self.slices {
+                        self.try_run(r, i);
+                    }
+                }
+                spins = pause(spins);
+            }
+            r += 1;
+        }
+    }
+
+    fn wait_for(&self, done: usize) {
+        let mut spins = 0;
+        while self.done.load(Ordering::Acquire) < done {
+            spins = pause(spins);
+        }
+    }
+
+    /// Runs slice `i` of round `r` unless someone already claimed it.
+    fn try_run(&self, r: usize, i: usize) {
+        if self.claimed[i]
+            .compare_exchange(r, r + 1, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+        {
+            (self.work)(r, i);
+            // Release: this slice's writes are seen by whoever sees the round done.
+            self.done.fetch_add(1, Ordering::Release);
+        }
+    }
+}
+
+/// One wait of a spin loop: a pause, or a yield of the core once the wait has been long.
+fn pause(spins: u32) -> u32 {
+    if spins >= YIELD_AFTER {
+        std::thread::yield_now();
+    } else {
+        spin_loop();
+    }
+    spins.saturating_add(1)
+}
+
+/// A buffer the slices of a round share, each taking its own disjoint part of it.
+#[derive(Clone, Copy)]
+pub(crate) struct Shared<'a> {
+    ptr: *mut f32,
+    len: usize,
+    _buf: std::marker::PhantomData<&'a mut [f32]>,
+}
+
+// SAFETY: a `Shared` is only read and written through `part` / `part_mut`, whose callers keep
+// the parts that threads use at once disjoint (or all read-only).
+unsafe impl Send for Shared<'_> {}
+// SAFETY: as above.
+unsafe impl Sync for Shared<'_> {}
+
+impl<'a> Shared<'a> {
+    pub(crate) fn new(buf: &'a mut [f32]) -> Self {
+        Shared {
+            ptr: buf.as_mut_ptr(),
+            len: buf.len(),
+            _buf: std::marker::PhantomData,
+        }
+    }
+
+    /// `len` values from `start` (empty when the buffer is).
+    ///
+    /// # Safety
+    /// Nothing may write these values while the result lives.
+    pub(crate) unsafe fn part(&self, start: usize, len: usize) -> &'a [f32] {
+        if self.len == 0 {
+            return &[];
+        }
+        assert!(start <= self.len && len <= self.len - start, "shared part");
+        // SAFETY: in bounds (asserted); no writer meanwhile (the caller).
+        unsafe { std::slice::from_raw_parts(self.ptr.add(start), len) }
+    }
+
+    /// `len` values from `start`, to write (empty when the buffer is).
+    ///
+    /// # Safety
+    /// Nothing else may read or write these values while the result lives.
+    #[allow(clippy::mut_from_ref)]
+    pub(crate) unsafe fn part_mut(&self, start: usize, len: usize) -> &'a mut [f32] {
+        if self.len == 0 {
+            return &mut [];
+        }
+        assert!(start <= self.len && len <= self.len - start, "shared part");
+        // SAFETY: in bounds (asserted); exclusive meanwhile (the caller).
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(start), len) }
+    }
+
+    /// The raw start, for the GEMM drivers that write disjoint blocks.
+    pub(crate) fn out(&self) -> crate::packed::OutPtr {
+        crate::packed::OutPtr(self.ptr)
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicU64;
+
+    #[test]
+    fn every_slice_once_and_rounds_in_order() {
+        for threads in [1, 2, 3, 5] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            for slices in [1, 2, 3, 7, MAX_SLICES] {
+                let (n, rounds) = (slices, 200);
+                let runs: Vec<AtomicU64> = (0..n).map(|_| AtomicU64::new(0)).collect();
+                let total = AtomicUsize::new(0);
+                pool.install(|| {
+                    super::rounds(rounds, slices, &|r, i| {
+                        // Every slice of the rounds before is done.
+                        assert!(total.load(Ordering::Acquire) >= r * slices);
+                        assert_eq!(runs[i].fetch_add(1, Ordering::Relaxed), r as u64);
+                        total.fetch_add(1, Ordering::Release);
+                    })
+                });
+                assert_eq!(total.into_inner(), rounds * slices);
+            }
+        }
+    }
+
+    #[test]
+    fn finishes_when_the_other_threads_are_busy() {
+        // Both pool threads run a region at once: each may have to do all of its slices.
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        let count = AtomicUsize::new(0);
+        pool.install(|| {
+            rayon::join(
+                || rounds(300, 2, &|_, _| _ = count.fetch_add(1, Ordering::Relaxed)),
+                || rounds(300, 2, &|_, _| _ = count.fetch_add(1, Ordering::Relaxed)),
+            )
+        });
+        assert_eq!(count.into_inner(), 1200);
+    }
+}
