@@ -1,13 +1,14 @@
 //! BPTT over whole batched sequences, after [`crate::forward_training`].
 //!
 //! Only the recurrence is sequential: per step, the cell's elementwise backward turns d h (and
-//! d c) into gate gradients, kept for every step, and one GEMM with W_hh carries d h to the
-//! step before. Every weight gradient is then one GEMM over all T*B rows (`gemm_tn`), and the
+//! d c) into gate gradients, written in place over the gate activations the forward saved (so
+//! the backward needs no buffer of its own the size of the sequence, and consumes the forward),
+//! and one GEMM with W_hh carries d h to the step before. Every weight gradient is then one GEMM over all T*B rows (`gemm_tn`), and the
 //! input gradient one GEMM per direction, all on our micro-kernels. Every reduction runs in a fixed order, so the results are
 //! bit-identical at any thread count.
 
 use crate::cell::{self, row, BwdRow, BwdStep};
-use crate::desc::RnnDesc;
+use crate::desc::{CellKind, RnnDesc};
 use crate::error::{Error, Result};
 use crate::forward::{slots, sub, time_of};
 use crate::gemm_tn::gemm_tn;
@@ -23,8 +24,11 @@ use rayon::prelude::*;
 /// Gradients of every input, initial state and parameter, given the gradients of the outputs of
 /// the last [`crate::forward_training`] run in `ws`.
 ///
-/// `grads` is overwritten (size it with [`Gradients::zeros`]). The workspace keeps its saved
-/// forward, so several backward calls may follow one forward.
+/// `grads` is overwritten (size it with [`Gradients::zeros`]). The backward works in place over
+/// the activations the forward saved (the gate gradients overwrite them), so, like PyTorch's
+/// `backward()` without `retain_graph`, one backward consumes one forward: a second backward
+/// needs a new [`crate::forward_training`] first, and is an error otherwise. The forward is
+/// consumed once the arguments are validated, also when the call then fails.
 pub fn backward(
     weights: &PackedWeights,
     ws: &mut Workspace,
@@ -41,6 +45,8 @@ pub fn backward(
     let (t_len, batch) = (ws.seq_len, ws.batch);
     out_grads.validate(&desc, t_len, batch)?;
     grads.validate(&desc, t_len, batch)?;
+    // From here on the saved activations are overwritten.
+    ws.saved = false;
 
     let nd = desc.directions();
     let bh = batch * desc.hidden_size;
@@ -53,8 +59,7 @@ pub fn backward(
         states,
         cells,
         hn,
-        dgi,
-        dgh,
+        gh,
         dh,
         dc,
         dy,
@@ -80,57 +85,40 @@ pub fn backward(
             }
         };
         let s0 = l * nd;
-        let saved = |d: usize| Saved {
-            gates: &gates[s0 + d],
-            states: &states[s0 + d],
-            cells: &cells[s0 + d],
-            hn: &hn[s0 + d],
-        };
-        let mut work = dgi
+        let mut work = gates[s0..s0 + nd]
             .iter_mut()
-            .zip(dgh.iter_mut())
+            .zip(&mut hn[s0..s0 + nd])
+            .zip(gh.iter_mut())
             .zip(dh.iter_mut())
             .zip(dc.iter_mut())
-            .zip(grads.params.layers[s0..s0 + nd].iter_mut());
-        let run_dir = |d: usize, ((((dgi, dgh), dh), dc), pg): DirWork<'_>| {
+            .zip(&mut grads.params.layers[s0..s0 + nd])
+            .map(|(((((gates, hn), dgh), dh), dc), pg)| DirWork {
+                gates,
+                hn,
+                dgh,
+                dh,
+                dc,
+                pg,
+            });
+        let run_dir = |d: usize, mut w: DirWork<'_>| {
             let k = s0 + d;
             let init_h = out_grads.h_n.map(|g| &g[k * bh..][..bh]);
             let init_c = out_grads.c_n.map(|g| &g[k * bh..][..bh]);
             match init_h {
-                Some(g) => dh.copy_from_slice(g),
-                None => dh.fill(0.0),
+                Some(g) => w.dh.copy_from_slice(g),
+                None => w.dh.fill(0.0),
             }
-            if !dc.is_empty() {
+            if !w.dc.is_empty() {
                 match init_c {
-                    Some(g) => dc.copy_from_slice(g),
-                    None => dc.fill(0.0),
+                    Some(g) => w.dc.copy_from_slice(g),
+                    None => w.dc.fill(0.0),
                 }
             }
             let dirs = (t_len, batch, d);
             let w_hh = &weights.packed(l, d).w_hh_back;
-            recurrence(
-                &desc,
-                w_hh,
-                &saved(d),
-                lengths,
-                dy_l,
-                dirs,
-                dgi,
-                dgh,
-                dh,
-                dc,
-            );
-            weight_grads(
-                weights.isa(),
-                &desc,
-                x_l,
-                i_l,
-                &saved(d),
-                dgi,
-                dgh,
-                dirs,
-                pg,
-            );
+            let (states, cells) = (&states[k][..], &cells[k][..]);
+            recurrence(&desc, w_hh, states, cells, lengths, dy_l, dirs, &mut w);
+            weight_grads(weights.isa(), &desc, x_l, i_l, states, w, dirs);
         };
         let fwd = work.next().expect("one direction at least");
         match work.next() {
@@ -147,26 +135,23 @@ pub fn backward(
             }
             // d loss / d x_l = sum over directions of dG_in W_ih, in direction order.
             let w_ih = &weights.packed(l, d).w_ih_back;
-            packed::gemm(t_len * batch, &dgi[d], gate_w, w_ih, dx_l, i_l, d > 0);
+            packed::gemm(t_len * batch, &gates[k], gate_w, w_ih, dx_l, i_l, d > 0);
         }
     }
     Ok(())
 }
 
-type DirWork<'a> = (
-    (
-        ((&'a mut Vec<f32>, &'a mut Vec<f32>), &'a mut Vec<f32>),
-        &'a mut Vec<f32>,
-    ),
-    &'a mut LayerParams<f32>,
-);
-
-/// What the training forward saved for one (layer, direction).
-struct Saved<'a> {
-    gates: &'a [f32],
-    states: &'a [f32],
-    cells: &'a [f32],
-    hn: &'a [f32],
+/// What the backward of one (layer, direction) writes.
+struct DirWork<'a> {
+    /// `(T, B, G*H)`: the saved gate activations, overwritten with dG_in.
+    gates: &'a mut [f32],
+    /// GRU `(T, B, H)`: the saved W_hn h_prev + b_hn, overwritten with the n block of dG_h.
+    hn: &'a mut [f32],
+    /// `(B, G*H)`: GRU: dG_h of the current step; LSTM: the cells' scratch.
+    dgh: &'a mut [f32],
+    dh: &'a mut [f32],
+    dc: &'a mut [f32],
+    pg: &'a mut LayerParams<f32>,
 }
 
 /// The sequential part: steps in reverse processing order, d h carried through W_hh.
@@ -174,19 +159,24 @@ struct Saved<'a> {
 fn recurrence(
     desc: &RnnDesc,
     w_hh: &PackedB,
-    saved: &Saved<'_>,
+    states: &[f32],
+    cells: &[f32],
     lengths: &[usize],
     dy_l: &[f32],
     (t_len, batch, d): (usize, usize, usize),
-    dgi: &mut [f32],
-    dgh: &mut [f32],
-    dh: &mut [f32],
-    dc: &mut [f32],
+    w: &mut DirWork<'_>,
 ) {
     let (h, g) = (desc.hidden_size, desc.gates() * desc.hidden_size);
     let (bh, out_w) = (batch * h, desc.output_size());
-    let gw = if dgh.is_empty() { 0 } else { g };
-    let cw = if dc.is_empty() { 0 } else { h };
+    let gru = desc.cell == CellKind::Gru;
+    // Scratch width: GRU's dG_h, LSTM's tanh(c') (a full row keeps the indexing simple).
+    let sw = if desc.cell.has_cell_state() || gru {
+        g
+    } else {
+        0
+    };
+    let hw = if gru { h } else { 0 };
+    let cw = if w.dc.is_empty() { 0 } else { h };
     let grain = grain_for(batch);
     for step in (0..t_len).rev() {
         let t = time_of(d, step, t_len);
@@ -201,84 +191,85 @@ fn recurrence(
         let s = BwdStep {
             isa: w_hh.isa(),
             hidden: h,
-            gates: &saved.gates[t * batch * g..(t + 1) * batch * g],
-            h_prev: at(saved.states, p, bh),
-            h: at(saved.states, q, bh),
-            c_prev: at(saved.cells, p, bh),
-            c: at(saved.cells, q, bh),
-            hn: if saved.hn.is_empty() {
-                &[]
-            } else {
-                &saved.hn[t * bh..(t + 1) * bh]
-            },
+            h_prev: at(states, p, bh),
+            h: at(states, q, bh),
+            c_prev: at(cells, p, bh),
+            c: at(cells, q, bh),
         };
         let dy_t = &dy_l[t * batch * out_w..(t + 1) * batch * out_w];
-        let dgi_t = &mut dgi[t * batch * g..(t + 1) * batch * g];
-        let dgh_t: &mut [f32] = if gw == 0 {
-            &mut []
+        let gates_t = &mut w.gates[t * batch * g..(t + 1) * batch * g];
+        let hn_t: &mut [f32] = if gru {
+            &mut w.hn[t * bh..(t + 1) * bh]
         } else {
-            &mut dgh[t * batch * g..(t + 1) * batch * g]
+            &mut []
         };
+        let scratch: &mut [f32] = if sw == 0 { &mut [] } else { &mut *w.dgh };
         par_rows(
-            [dgi_t, dgh_t, &mut *dh, &mut *dc],
-            [g, gw, h, cw],
+            [&mut *gates_t, &mut *scratch, hn_t, &mut *w.dh, &mut *w.dc],
+            [g, sw, hw, h, cw],
             batch,
             grain,
-            &|start, n, [gi, gh, dhr, dcr]: [&mut [f32]; 4]| {
+            &|start, n, [gr, sr, nr, dhr, dcr]: [&mut [f32]; 5]| {
                 for i in 0..n {
                     let b = start + i;
                     if t < lengths[b] {
                         let dy = &row(dy_t, b, out_w)[d * h..(d + 1) * h];
                         let r = BwdRow {
-                            dgi: sub(gi, i, g),
-                            dgh: sub(gh, i, gw),
+                            gates: sub(gr, i, g),
+                            dgh: sub(sr, i, sw),
+                            hn: sub(nr, i, hw),
                             dh: sub(dhr, i, h),
                             dc: sub(dcr, i, cw),
                         };
                         cell::backward_row(desc.cell, &s, b, dy, r);
                     } else {
                         // Padded step: no gradient is made here; d h and d c pass through.
-                        sub(gi, i, g).fill(0.0);
-                        sub(gh, i, gw).fill(0.0);
+                        sub(gr, i, g).fill(0.0);
+                        sub(sr, i, sw).fill(0.0);
+                        sub(nr, i, hw).fill(0.0);
                     }
                 }
             },
         );
         // d h_prev += dG_h W_hh (rows past their length have dG_h = 0 and keep their d h).
-        let dg_h: &[f32] = if gw == 0 {
-            &dgi[t * batch * g..(t + 1) * batch * g]
-        } else {
-            &dgh[t * batch * g..(t + 1) * batch * g]
-        };
-        packed::gemm(batch, dg_h, g, w_hh, dh, h, true);
+        let dg_h: &[f32] = if gru { scratch } else { gates_t };
+        packed::gemm(batch, dg_h, g, w_hh, w.dh, h, true);
     }
 }
 
 /// The deferred weight gradients of one (layer, direction): one GEMM each over all T*B rows.
-#[allow(clippy::too_many_arguments)]
 fn weight_grads(
     isa: Isa,
     desc: &RnnDesc,
     x_l: &[f32],
     i_l: usize,
-    saved: &Saved<'_>,
-    dgi: &[f32],
-    dgh: &[f32],
+    states: &[f32],
+    w: DirWork<'_>,
     (t_len, batch, d): (usize, usize, usize),
-    pg: &mut LayerParams<f32>,
 ) {
     let (h, g) = (desc.hidden_size, desc.gates() * desc.hidden_size);
     let rows = t_len * batch;
-    let dgh = if dgh.is_empty() { dgi } else { dgh };
+    let DirWork { gates, hn, pg, .. } = w;
+    let (dgi, hn): (&[f32], &[f32]) = (gates, hn);
     // dW_ih = dG_inᵀ X.
     gemm_tn(isa, g, i_l, rows, dgi, g, x_l, i_l, &mut pg.w_ih, i_l);
     // dW_hh = dG_hᵀ H_prev, where the state before step t sits in slot t (forward) or t+1.
     let first = if d == 0 { 0 } else { 1 };
-    let h_prev = &saved.states[first * batch * h..(first + t_len) * batch * h];
-    gemm_tn(isa, g, h, rows, dgh, g, h_prev, h, &mut pg.w_hh, h);
+    let h_prev = &states[first * batch * h..(first + t_len) * batch * h];
+    // dG_h equals dG_in but for GRU's n block, which sits in `hn`.
+    let same = if desc.cell == CellKind::Gru { 2 * h } else { g };
+    let (w_same, w_n) = pg.w_hh.split_at_mut(same * h);
+    gemm_tn(isa, same, h, rows, dgi, g, h_prev, h, w_same, h);
+    if same < g {
+        gemm_tn(isa, h, h, rows, hn, h, h_prev, h, w_n, h);
+    }
     if desc.bias {
         column_sums(dgi, g, &mut pg.b_ih);
-        column_sums(dgh, g, &mut pg.b_hh);
+        let (b_same, b_n) = pg.b_hh.split_at_mut(same);
+        column_sums(dgi, g, b_same);
+        if same < g {
+            column_sums(hn, h, b_n);
+        }
     } else {
         pg.b_ih.fill(0.0);
         pg.b_hh.fill(0.0);

@@ -15,10 +15,12 @@ pub enum Mode {
 /// Every buffer a forward or backward call needs, so that the time loop allocates nothing.
 ///
 /// Per (layer, direction) "slot" (shared across layers in inference):
-/// - `gates`: `(T, B, G*H)`, the hoisted input projection, then the gate activations;
+/// - `gates`: `(T, B, G*H)`, the hoisted input projection, then the gate activations, then (in
+///   the backward, in place) the input-side gate gradients;
 /// - `states`: `(T+1, B, H)`, slot `t` / `t+1` hold the state before / after step `t` going
 ///   forward, and the other way round going backward (so h0 sits in slot 0 or slot T);
-/// - `cells` (LSTM): the same for c; `hn` (GRU): W_hn h_prev + b_hn per step.
+/// - `cells` (LSTM): the same for c; `hn` (GRU): W_hn h_prev + b_hn per step, then (in the
+///   backward, in place) its gradient.
 #[derive(Debug)]
 pub struct Workspace {
     pub(crate) desc: RnnDesc,
@@ -34,11 +36,9 @@ pub struct Workspace {
     pub(crate) states: Vec<Vec<f32>>,
     pub(crate) cells: Vec<Vec<f32>>,
     pub(crate) hn: Vec<Vec<f32>>,
-    /// Per direction: `(B, G*H)`, h_prev W_hhᵀ of the current step.
+    /// Per direction: `(B, G*H)`, h_prev W_hhᵀ of the current step; in the backward, GRU's dG_h
+    /// of the current step or LSTM's scratch.
     pub(crate) gh: Vec<Vec<f32>>,
-    /// Backward, per direction: gate gradients `(T, B, G*H)` input side and (GRU) hidden side.
-    pub(crate) dgi: Vec<Vec<f32>>,
-    pub(crate) dgh: Vec<Vec<f32>>,
     /// Backward, per direction: the carried d loss / d h and d loss / d c, `(B, H)`.
     pub(crate) dh: Vec<Vec<f32>>,
     pub(crate) dc: Vec<Vec<f32>>,
@@ -97,8 +97,6 @@ impl Workspace {
                 },
             ),
             gh: bufs(d, b * gh),
-            dgi: per_dir(true, t * b * gh),
-            dgh: per_dir(gru, t * b * gh),
             dh: per_dir(true, b * h),
             dc: per_dir(lstm, b * h),
             dy: bufs(
@@ -134,8 +132,6 @@ impl Workspace {
             &self.cells,
             &self.hn,
             &self.gh,
-            &self.dgi,
-            &self.dgh,
             &self.dh,
             &self.dc,
             &self.dy,

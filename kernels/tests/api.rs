@@ -67,6 +67,41 @@ fn workspace_must_fit_the_call() {
 }
 
 #[test]
+fn one_backward_consumes_one_forward() {
+    for cell in [CellKind::Lstm, CellKind::Gru, CellKind::RnnTanh] {
+        let (desc, w, x) = setup(cell);
+        let mut ws = Workspace::new(&desc, 5, 2, Mode::Training).unwrap();
+        let mut out = Outputs::zeros(&desc, 5, 2);
+        let input = SeqBatch::new(5, 2, &x);
+        let go = vec![0.5f32; out.output.len()];
+        let mut first = Gradients::zeros(&desc, 5, 2);
+        forward_training(&w, &mut ws, &input, &mut out).unwrap();
+        // Bad arguments are rejected before the saved forward is touched.
+        let short = OutputGrads::new(&go[1..]);
+        assert!(backward(&w, &mut ws, &short, &mut first).is_err());
+        backward(&w, &mut ws, &OutputGrads::new(&go), &mut first).unwrap();
+
+        let mut again = Gradients::zeros(&desc, 5, 2);
+        let e = backward(&w, &mut ws, &OutputGrads::new(&go), &mut again).unwrap_err();
+        assert!(
+            e.to_string().contains("forward_training run"),
+            "{cell:?}: {e}"
+        );
+        // An inference forward in a training workspace saves nothing either.
+        forward_inference(&w, &mut ws, &input, &mut out).unwrap();
+        let e = backward(&w, &mut ws, &OutputGrads::new(&go), &mut again).unwrap_err();
+        assert!(
+            e.to_string().contains("forward_training run"),
+            "{cell:?}: {e}"
+        );
+
+        forward_training(&w, &mut ws, &input, &mut out).unwrap();
+        backward(&w, &mut ws, &OutputGrads::new(&go), &mut again).unwrap();
+        assert_eq!(again, first, "{cell:?}");
+    }
+}
+
+#[test]
 fn c0_for_a_gru_is_an_error() {
     let (desc, w, x) = setup(CellKind::Gru);
     let c0 = vec![0.0f32; 16];

@@ -27,20 +27,22 @@ pub(crate) fn forward_row(s: &FwdStep<'_>, b: usize, r: FwdRow<'_>) {
 
 pub(crate) fn backward_row(s: &BwdStep<'_>, b: usize, dy: &[f32], r: BwdRow<'_>) {
     let n = s.hidden;
-    let g = row(s.gates, b, 3 * n);
-    let (h_prev, hn) = (row(s.h_prev, b, n), row(s.hn, b, n));
+    let h_prev = row(s.h_prev, b, n);
+    // In place: unit j's activations and hn are read before its gradients are written.
+    let g = r.gates;
     for j in 0..n {
         let (rr, z, nn) = (g[j], g[n + j], g[2 * n + j]);
         let dh = r.dh[j] + dy[j];
         let dn = dh * (1.0 - z) * (1.0 - nn * nn);
         let dz = dh * (h_prev[j] - nn) * z * (1.0 - z);
-        let dr = dn * hn[j] * rr * (1.0 - rr);
-        r.dgi[j] = dr;
-        r.dgi[n + j] = dz;
-        r.dgi[2 * n + j] = dn;
+        let dr = dn * r.hn[j] * rr * (1.0 - rr);
+        g[j] = dr;
+        g[n + j] = dz;
+        g[2 * n + j] = dn;
         r.dgh[j] = dr;
         r.dgh[n + j] = dz;
         r.dgh[2 * n + j] = dn * rr;
+        r.hn[j] = dn * rr;
         r.dh[j] = dh * z;
     }
 }

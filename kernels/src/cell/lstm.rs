@@ -26,16 +26,16 @@ pub(crate) fn forward_row(s: &FwdStep<'_>, b: usize, r: FwdRow<'_>) {
 
 pub(crate) fn backward_row(s: &BwdStep<'_>, b: usize, dy: &[f32], r: BwdRow<'_>) {
     let n = s.hidden;
-    let g = row(s.gates, b, 4 * n);
     let (c_prev, c) = (row(s.c_prev, b, n), row(s.c, b, n));
-    let dg = r.dgi;
-    // tanh(c') goes through the o-gate slot of dG first: each j reads it before writing it.
-    dg[3 * n..].copy_from_slice(c);
-    activation::tanh(s.isa, &mut dg[3 * n..]);
+    let tanh_c = &mut r.dgh[..n];
+    tanh_c.copy_from_slice(c);
+    activation::tanh(s.isa, tanh_c);
+    // In place: unit j's four activations are read before its four gradients are written.
+    let dg = r.gates;
     for j in 0..n {
-        let (i, f, gg, o) = (g[j], g[n + j], g[2 * n + j], g[3 * n + j]);
+        let (i, f, gg, o) = (dg[j], dg[n + j], dg[2 * n + j], dg[3 * n + j]);
         let dh = r.dh[j] + dy[j];
-        let tc = dg[3 * n + j];
+        let tc = tanh_c[j];
         let dc = r.dc[j] + dh * o * (1.0 - tc * tc);
         dg[j] = dc * gg * i * (1.0 - i);
         dg[n + j] = dc * c_prev[j] * f * (1.0 - f);

@@ -44,25 +44,29 @@ pub(crate) struct FwdRow<'a> {
 pub(crate) struct BwdStep<'a> {
     pub isa: Isa,
     pub hidden: usize,
-    /// `(B, G*H)`: the gate activations saved by the forward.
-    pub gates: &'a [f32],
     pub h_prev: &'a [f32],
     /// `(B, H)`: the state after the step.
     pub h: &'a [f32],
     pub c_prev: &'a [f32],
     pub c: &'a [f32],
-    /// `(B, H)`: GRU's W_hn h_prev + b_hn, else empty.
-    pub hn: &'a [f32],
 }
 
-/// The gradients one backward step writes for one batch row.
+/// What one backward step reads and writes for one batch row.
+///
+/// The backward works in place over what the forward saved: each cell reads every saved value
+/// of hidden unit `j` before it writes unit `j`'s gradients, and units do not interact.
 pub(crate) struct BwdRow<'a> {
-    /// `(G*H)`: d loss / d input-side gate pre-activations.
-    pub dgi: &'a mut [f32],
-    /// `(G*H)`: d loss / d hidden-side pre-activations (GRU only; equal to `dgi` otherwise).
+    /// `(G*H)`: on entry the gate activations the forward saved; on exit d loss / d input-side
+    /// gate pre-activations (dG_in).
+    pub gates: &'a mut [f32],
+    /// `(G*H)`: GRU: d loss / d hidden-side pre-activations (dG_h) of this step; LSTM: scratch
+    /// (tanh(c') in the first H); RNN: empty.
     pub dgh: &'a mut [f32],
+    /// `(H)`: GRU: on entry W_hn h_prev + b_hn, on exit its gradient dn * r (the n block of
+    /// dG_h, kept for dW_hh and b_hh); else empty.
+    pub hn: &'a mut [f32],
     /// `(H)`: on entry d loss / d h (from later steps); on exit the part of d loss / d h_prev
-    /// that does not go through W_hh (the GEMM with `dgh` adds the rest).
+    /// that does not go through W_hh (the GEMM with dG_h adds the rest).
     pub dh: &'a mut [f32],
     /// `(H)`: d loss / d c, carried to c_prev (LSTM), else empty.
     pub dc: &'a mut [f32],

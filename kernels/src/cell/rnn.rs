@@ -30,7 +30,7 @@ pub(crate) fn backward_row<const RELU: bool>(s: &BwdStep<'_>, b: usize, dy: &[f3
         } else {
             dh * (1.0 - h[j] * h[j])
         };
-        r.dgi[j] = d;
+        r.gates[j] = d;
         r.dh[j] = 0.0;
     }
 }
