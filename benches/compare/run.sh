@@ -4,24 +4,47 @@
 #
 #   bash ../shared/anchors/setup.sh          # once: PyTorch + ONNX Runtime in /tmp/anchor-venv
 #   bash benches/compare/run.sh [LOG]        # from the repository root
+#   bash benches/compare/run.sh [LOG] extra  # shapes outside the reference table (peers.py);
+#                                            # LOG defaults to target/compare-extra.log here
 #
 # Each thread count runs, one after the other: the FMA peak (peak_flops.c), PyTorch
 # (torch_rnn.py), ONNX Runtime (ort_rnn.py), then `recur bench`. The machine is shared and
 # noisy: read the ratios within one run.
+#
+# With `extra`, PyTorch and ONNX Runtime come from peers.py (same timing method as the anchors)
+# and `recur bench` runs once per case (--seconds 1), on peers.py's extra cases: odd sizes,
+# I != H, long T, small H. Knobs, all optional: CASES (peers.py --cases: extra, reference or
+# CELL:T:B:I:H,...; extra mode only), THREADS (default "1 2"), SKIP_BUILD=1 (use the built
+# target/release/recur and target/peak_flops as they are).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 anchors=${ANCHORS:-../shared/anchors}
 py=${ANCHOR_VENV:-/tmp/anchor-venv}/bin/python
+[ "${1:-}" = extra ] && [ $# -eq 1 ] && set -- target/compare-extra.log extra  # `run.sh extra`
 log=${1:-target/compare.log}
+what=${2:-reference}
+case "$what" in reference|extra) ;; *) echo "usage: run.sh [LOG] [extra]" >&2; exit 2;; esac
 mkdir -p "$(dirname "$log")"
-cargo build --release --quiet
-gcc -O2 -mavx512f -mfma -fopenmp "$anchors/peak_flops.c" -o target/peak_flops
+if [ "${SKIP_BUILD:-0}" != 1 ]; then
+  cargo build --release --quiet
+  gcc -O2 -mavx512f -mfma -fopenmp "$anchors/peak_flops.c" -o target/peak_flops
+fi
 : > "$log"
-for th in 1 2; do
+for th in ${THREADS:-1 2}; do
   { echo "== peak $th"; OMP_NUM_THREADS=$th target/peak_flops; } >> "$log"
-  { echo "== torch $th"; "$py" "$anchors/torch_rnn.py" "$th" | grep -v -e sdpa -e sgemm; } >> "$log"
-  { echo "== ort $th"; "$py" "$anchors/ort_rnn.py" "$th"; } >> "$log"
-  { echo "== recur $th"; target/release/recur bench --threads "$th" --seconds 1.5; } >> "$log"
+  if [ "$what" = reference ]; then
+    { echo "== torch $th"; "$py" "$anchors/torch_rnn.py" "$th" | grep -v -e sdpa -e sgemm; } >> "$log"
+    { echo "== ort $th"; "$py" "$anchors/ort_rnn.py" "$th"; } >> "$log"
+    { echo "== recur $th"; target/release/recur bench --threads "$th" --seconds 1.5; } >> "$log"
+  else
+    cases=${CASES:-extra}
+    "$py" benches/compare/peers.py "$th" --cases "$cases" >> "$log"  # writes "== torch TH", "== ort TH"
+    echo "== recur $th" >> "$log"
+    "$py" benches/compare/peers.py --list --cases "$cases" | while read -r cell T B I H; do
+      target/release/recur bench --cell "$cell" --seq "$T" --batch "$B" --input "$I" --hidden "$H" \
+        --threads "$th" --seconds 1 < /dev/null >> "$log"
+    done
+  fi
 done
 "$py" benches/compare/table.py "$log" infer
 "$py" benches/compare/table.py "$log" train

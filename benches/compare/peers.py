@@ -1,0 +1,123 @@
+"""PyTorch and ONNX Runtime timings on any list of RNN shapes, as a fragment of run.sh's log.
+
+Usage: python peers.py THREADS [--cases extra|reference|CELL:T:B:I:H,...] [--tool torch|ort|both]
+       python peers.py --list [--cases ...]     -> the cases, one "cell T B I H" a line (for run.sh)
+
+Prints "== torch THREADS" then the PyTorch lines (fwd-infer under torch.inference_mode, and fwd+bwd
+of y.sum()), then "== ort THREADS" and the ONNX Runtime lines (fwd-infer), in the formats of
+../shared/anchors/torch_rnn.py and ort_rnn.py, which table.py parses. Each tool runs in its own
+process (this script again), as the anchors do, so that one's idle thread pool never spins
+while the other is timed.
+
+Timing as in the anchors: one warm-up call, then the best of 3 loops of the anchors' repetitions
+(5 inference, 3 training), raised for fast cases until a loop lasts at least --min-loop seconds
+(default 0.1; 0 gives exactly the anchors' repetitions). Models built as in the anchors: torch.nn
+defaults after torch.manual_seed(0); the ONNX model a single LSTM/GRU/RNN node, opset 14, weights
+N(0, 0.05^2) from numpy's default_rng(0), zero bias. FLOPs counted as the anchors do (GEMM work):
+forward 2*T*B*(I+H)*G*H, fwd+bwd 3x that. Times print with 3 decimals (the anchors use 2), which
+table.py reads the same way, so that the speed-ups of sub-millisecond cases keep their digits."""
+import argparse, math, os, subprocess, sys, time
+
+GATES = {"rnn": 1, "lstm": 4, "gru": 3}
+CASES = {  # cell, T, B, I, H
+    "reference": [("lstm", 100, 1, 256, 256), ("lstm", 100, 16, 512, 512), ("lstm", 100, 64, 512, 512),
+                  ("lstm", 50, 64, 1024, 1024), ("gru", 100, 16, 512, 512), ("gru", 100, 64, 512, 512),
+                  ("rnn", 100, 64, 512, 512)],
+    # shapes outside the reference table: odd sizes, I != H, long T, small H
+    "extra": [("lstm", 37, 5, 300, 200), ("lstm", 400, 8, 128, 128), ("gru", 61, 3, 100, 383),
+              ("rnn", 100, 32, 1000, 250), ("lstm", 100, 1, 64, 64), ("gru", 50, 24, 512, 1000)],
+}
+
+
+def parse_cases(spec):
+    if spec in CASES:
+        return CASES[spec]
+    out = []
+    for item in spec.split(","):
+        f = item.strip().split(":")
+        if len(f) != 5 or f[0] not in GATES:
+            sys.exit(f"peers.py: bad case {item!r}: want extra, reference or CELL:T:B:I:H,... with CELL lstm|gru|rnn")
+        out.append((f[0],) + tuple(int(v) for v in f[1:]))
+    return out
+
+
+def timeit(fn, reps, min_loop):
+    t = time.perf_counter(); fn(); first = time.perf_counter() - t  # warm-up
+    if min_loop > 0 and first > 0:
+        reps = max(reps, min(1000, math.ceil(min_loop / first)))
+    best = float("inf")
+    for _ in range(3):
+        t = time.perf_counter()
+        for _ in range(reps): fn()
+        best = min(best, (time.perf_counter() - t) / reps)
+    return best
+
+
+def run_torch(threads, cases, min_loop):
+    import torch
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    for cell, T, B, I, H in cases:
+        mod = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[cell](I, H)
+        x = torch.randn(T, B, I)
+        flops = 2 * T * B * (I + H) * GATES[cell] * H
+        with torch.inference_mode():
+            s = timeit(lambda: mod(x), 5, min_loop)
+        print(f"{cell} T={T} B={B} I={I} H={H} fwd-infer {s*1e3:.3f} ms {flops/s/1e9:.1f} GFLOP/s", flush=True)
+        xg = x.clone().requires_grad_(True)
+        def step():
+            out, _ = mod(xg)
+            out.sum().backward()
+        s = timeit(step, 3, min_loop)
+        print(f"{cell} T={T} B={B} I={I} H={H} fwd+bwd {s*1e3:.3f} ms {3*flops/s/1e9:.1f} GFLOP/s", flush=True)
+
+
+def run_ort(threads, cases, min_loop):
+    import numpy as np, onnx, onnxruntime as ort
+    from onnx import helper, TensorProto
+    rng = np.random.default_rng(0)
+    for cell, T, B, I, H in cases:
+        op, G = cell.upper(), GATES[cell]
+        W = (rng.standard_normal((1, G * H, I)) * 0.05).astype(np.float32)
+        R = (rng.standard_normal((1, G * H, H)) * 0.05).astype(np.float32)
+        Bb = np.zeros((1, 2 * G * H), np.float32)
+        node = helper.make_node(op, ["X", "W", "R", "B"], ["Y"], hidden_size=H)
+        graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("X", TensorProto.FLOAT, [T, B, I])],
+            [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)],
+            [onnx.numpy_helper.from_array(W, "W"), onnx.numpy_helper.from_array(R, "R"), onnx.numpy_helper.from_array(Bb, "B")])
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
+        so = ort.SessionOptions(); so.intra_op_num_threads = threads; so.inter_op_num_threads = 1
+        sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+        x = rng.standard_normal((T, B, I)).astype(np.float32)
+        s = timeit(lambda: sess.run(None, {"X": x}), 5, min_loop)
+        flops = 2 * T * B * (I + H) * G * H
+        print(f"ort {cell} T={T} B={B} I={I} H={H} fwd-infer {s*1e3:.3f} ms {flops/s/1e9:.1f} GFLOP/s", flush=True)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("threads", type=int, nargs="?")
+    ap.add_argument("--cases", default=os.environ.get("PEERS_CASES", "extra"),
+                    help="extra (default), reference, or CELL:T:B:I:H,... (also from $PEERS_CASES)")
+    ap.add_argument("--tool", choices=("torch", "ort", "both"), default="both")
+    ap.add_argument("--min-loop", type=float, default=0.1, help="seconds a timed loop lasts at least (0: anchors' reps)")
+    ap.add_argument("--list", action="store_true", help="print the cases, one 'cell T B I H' a line, and exit")
+    ap.add_argument("--no-header", action="store_true", help="leave out the '== TOOL THREADS' line")
+    a = ap.parse_args()
+    cases = parse_cases(a.cases)
+    if a.list:
+        for c in cases: print(*c)
+        return
+    if a.threads is None:
+        ap.error("THREADS is required")
+    for tool in (("torch", "ort") if a.tool == "both" else (a.tool,)):
+        if not a.no_header: print(f"== {tool} {a.threads}", flush=True)
+        if a.tool == "both":  # a fresh process per tool, like the anchors
+            subprocess.run([sys.executable, os.path.abspath(__file__), str(a.threads), "--cases", a.cases,
+                            "--tool", tool, "--min-loop", str(a.min_loop), "--no-header"], check=True)
+        else:
+            (run_torch if tool == "torch" else run_ort)(a.threads, cases, a.min_loop)
+
+
+if __name__ == "__main__":
+    main()
