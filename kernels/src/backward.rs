@@ -13,10 +13,12 @@ use crate::error::{Error, Result};
 use crate::forward::{slots, sub, time_of};
 use crate::gemm_tn::gemm_tn;
 use crate::isa::Isa;
+use crate::microkernel;
+use crate::packed::split;
 use crate::packed::{self, PackedB};
 use crate::params::LayerParams;
-use crate::rows::{grain_for, par_rows};
 use crate::seq::{Gradients, OutputGrads};
+use crate::team::{self, Shared, MAX_SLICES};
 use crate::weights::PackedWeights;
 use crate::workspace::Workspace;
 use rayon::prelude::*;
@@ -177,17 +179,50 @@ fn recurrence(
     };
     let hw = if gru { h } else { 0 };
     let cw = if w.dc.is_empty() { 0 } else { h };
-    let grain = grain_for(batch);
-    for step in (0..t_len).rev() {
-        let t = time_of(d, step, t_len);
-        let (p, q) = slots(d, t);
-        fn at(buf: &[f32], slot: usize, len: usize) -> &[f32] {
-            if buf.is_empty() {
-                buf
-            } else {
-                &buf[slot * len..(slot + 1) * len]
+    // Each step is two rounds of a team (see team.rs): the cells' backward cut by batch rows,
+    // then d h_prev += dG_h W_hh cut by groups of panels (each thread keeps its part of W_hh).
+    let panels = w_hh.panels();
+    let wide = microkernel::wide_panels(w_hh.isa(), batch).max(1);
+    let groups = panels.div_ceil(wide);
+    let slices =
+        (rayon::current_num_threads() / desc.directions()).clamp(1, MAX_SLICES.min(groups));
+    let (gates, scratch, hn, dh, dc) = (
+        Shared::new(w.gates),
+        Shared::new(if sw == 0 { &mut [] } else { &mut *w.dgh }),
+        Shared::new(w.hn),
+        Shared::new(w.dh),
+        Shared::new(w.dc),
+    );
+    team::rounds(2 * t_len, slices, &|round, i| {
+        let t = time_of(d, t_len - 1 - round / 2, t_len);
+        let gates_at = t * batch * g;
+        if round % 2 == 1 {
+            let (g0, g1) = split(groups, slices, i);
+            // SAFETY: this round only reads dG_h of step t (all rows, written last round) and
+            // adds into the columns of this slice's panels of d h (disjoint across slices); dG_h
+            // holds B rows of G*H floats and d h B rows of H, as the GEMM needs.
+            unsafe {
+                let dg_h = if gru {
+                    scratch.part(0, batch * g)
+                } else {
+                    gates.part(gates_at, batch * g)
+                };
+                packed::gemm_block(
+                    w_hh,
+                    dg_h.as_ptr(),
+                    g,
+                    dh.out(),
+                    h,
+                    true,
+                    0..batch,
+                    g0 * wide..(g1 * wide).min(panels),
+                );
             }
+            return;
         }
+        let (p, q) = slots(d, t);
+        let (b0, b1) = split(batch, slices, i);
+        let n = b1 - b0;
         let s = BwdStep {
             isa: w_hh.isa(),
             hidden: h,
@@ -197,43 +232,45 @@ fn recurrence(
             c: at(cells, q, bh),
         };
         let dy_t = &dy_l[t * batch * out_w..(t + 1) * batch * out_w];
-        let gates_t = &mut w.gates[t * batch * g..(t + 1) * batch * g];
-        let hn_t: &mut [f32] = if gru {
-            &mut w.hn[t * bh..(t + 1) * bh]
-        } else {
-            &mut []
+        // SAFETY: this round touches rows b0..b1 of this step's gates, of the scratch, of hn,
+        // of d h and of d c: rows of no other slice (the GEMM of the round before is done).
+        let [gr, sr, nr, dhr, dcr] = unsafe {
+            [
+                gates.part_mut(gates_at + b0 * g, n * g),
+                scratch.part_mut(b0 * sw, n * sw),
+                hn.part_mut(t * bh + b0 * hw, n * hw),
+                dh.part_mut(b0 * h, n * h),
+                dc.part_mut(b0 * cw, n * cw),
+            ]
         };
-        let scratch: &mut [f32] = if sw == 0 { &mut [] } else { &mut *w.dgh };
-        par_rows(
-            [&mut *gates_t, &mut *scratch, hn_t, &mut *w.dh, &mut *w.dc],
-            [g, sw, hw, h, cw],
-            batch,
-            grain,
-            &|start, n, [gr, sr, nr, dhr, dcr]: [&mut [f32]; 5]| {
-                for i in 0..n {
-                    let b = start + i;
-                    if t < lengths[b] {
-                        let dy = &row(dy_t, b, out_w)[d * h..(d + 1) * h];
-                        let r = BwdRow {
-                            gates: sub(gr, i, g),
-                            dgh: sub(sr, i, sw),
-                            hn: sub(nr, i, hw),
-                            dh: sub(dhr, i, h),
-                            dc: sub(dcr, i, cw),
-                        };
-                        cell::backward_row(desc.cell, &s, b, dy, r);
-                    } else {
-                        // Padded step: no gradient is made here; d h and d c pass through.
-                        sub(gr, i, g).fill(0.0);
-                        sub(sr, i, sw).fill(0.0);
-                        sub(nr, i, hw).fill(0.0);
-                    }
-                }
-            },
-        );
-        // d h_prev += dG_h W_hh (rows past their length have dG_h = 0 and keep their d h).
-        let dg_h: &[f32] = if gru { scratch } else { gates_t };
-        packed::gemm(batch, dg_h, g, w_hh, w.dh, h, true);
+        for i in 0..n {
+            let b = b0 + i;
+            if t < lengths[b] {
+                let dy = &row(dy_t, b, out_w)[d * h..(d + 1) * h];
+                let r = BwdRow {
+                    gates: sub(gr, i, g),
+                    dgh: sub(sr, i, sw),
+                    hn: sub(nr, i, hw),
+                    dh: sub(dhr, i, h),
+                    dc: sub(dcr, i, cw),
+                };
+                cell::backward_row(desc.cell, &s, b, dy, r);
+            } else {
+                // Padded step: no gradient is made here; d h and d c pass through.
+                sub(gr, i, g).fill(0.0);
+                sub(sr, i, sw).fill(0.0);
+                sub(nr, i, hw).fill(0.0);
+            }
+        }
+    });
+}
+
+/// Slot `slot` of a per-slot buffer (empty for an unused one).
+fn at(buf: &[f32], slot: usize, len: usize) -> &[f32] {
+    if buf.is_empty() {
+        buf
+    } else {
+        &buf[slot * len..(slot + 1) * len]
     }
 }
 

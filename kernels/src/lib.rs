@@ -54,7 +54,6 @@ mod microkernel;
 mod packed;
 pub mod params;
 pub mod reference;
-mod rows;
 pub mod seq;
 mod tbptt;
 mod team;
