@@ -3,14 +3,15 @@
 //! Only the recurrence is sequential: per step, the cell's elementwise backward turns d h (and
 //! d c) into gate gradients, written in place over the gate activations the forward saved (so
 //! the backward needs no buffer of its own the size of the sequence, and consumes the forward),
-//! and one GEMM with W_hh carries d h to the step before. Every weight gradient is then one GEMM over all T*B rows (`gemm_tn`), and the
-//! input gradient one GEMM per direction, all on our micro-kernels. Every reduction runs in a fixed order, so the results are
-//! bit-identical at any thread count.
+//! and one GEMM with W_hh carries d h to the step before; threads own blocks of hidden units
+//! as in the forward, one wait per step. Every weight gradient is then one GEMM over all T*B
+//! rows (`gemm_tn`), and the input gradient one GEMM per direction, all on our micro-kernels.
+//! Every reduction runs in a fixed order, so the results are bit-identical at any thread count.
 
-use crate::cell::{self, row, BwdRow, BwdStep};
+use crate::cell::{self, BwdUnits};
 use crate::desc::{CellKind, RnnDesc};
 use crate::error::{Error, Result};
-use crate::forward::{slots, sub, time_of};
+use crate::forward::{slots, time_of};
 use crate::gemm_tn::gemm_tn;
 use crate::isa::Isa;
 use crate::microkernel;
@@ -170,107 +171,110 @@ fn recurrence(
 ) {
     let (h, g) = (desc.hidden_size, desc.gates() * desc.hidden_size);
     let (bh, out_w) = (batch * h, desc.output_size());
+    let gate_count = desc.gates();
     let gru = desc.cell == CellKind::Gru;
-    // Scratch width: GRU's dG_h, LSTM's tanh(c') (a full row keeps the indexing simple).
-    let sw = if desc.cell.has_cell_state() || gru {
-        g
-    } else {
-        0
-    };
-    let hw = if gru { h } else { 0 };
-    let cw = if w.dc.is_empty() { 0 } else { h };
-    // Each step is two rounds of a team (see team.rs): the cells' backward cut by batch rows,
-    // then d h_prev += dG_h W_hh cut by groups of panels (each thread keeps its part of W_hh).
-    let panels = w_hh.panels();
-    let wide = microkernel::wide_panels(w_hh.isa(), batch).max(1);
-    let groups = panels.div_ceil(wide);
+    let lstm = desc.cell.has_cell_state();
+    // Scratch rows of G*H: GRU's dG_h, in two buffers by step parity (a step's cells write one
+    // while the GEMM of the step before reads the other); LSTM's tanh(c') in the first H.
+    let sw = if lstm || gru { g } else { 0 };
+    let isa = w_hh.isa();
+    // Each round is cut by blocks of hidden units, as in the forward, and does two things for
+    // its units: d h_prev += dG_h W_hh of the step before (the columns of its units: W_hh is
+    // packed with its H columns as the panels), then the cells of this step, which need d h of
+    // these units only. One wait per step: the next GEMM needs dG_h of every unit.
+    let nr = microkernel::shape(isa).nr;
+    let blocks = h.div_ceil(nr);
     let slices =
-        (rayon::current_num_threads() / desc.directions()).clamp(1, MAX_SLICES.min(groups));
+        (rayon::current_num_threads() / desc.directions()).clamp(1, MAX_SLICES.min(blocks));
     let (gates, scratch, hn, dh, dc) = (
         Shared::new(w.gates),
-        Shared::new(if sw == 0 { &mut [] } else { &mut *w.dgh }),
+        Shared::new(if sw == 0 {
+            &mut []
+        } else {
+            &mut w.dgh[..2 * batch * sw]
+        }),
         Shared::new(w.hn),
         Shared::new(w.dh),
         Shared::new(w.dc),
     );
-    team::rounds(2 * t_len, slices, &|round, i| {
-        let t = time_of(d, t_len - 1 - round / 2, t_len);
-        let gates_at = t * batch * g;
-        if round % 2 == 1 {
-            let (g0, g1) = split(groups, slices, i);
-            // SAFETY: this round only reads dG_h of step t (all rows, written last round) and
-            // adds into the columns of this slice's panels of d h (disjoint across slices); dG_h
-            // holds B rows of G*H floats and d h B rows of H, as the GEMM needs.
+    // dG_h of processing step `s` (time `t`), B rows of G*H.
+    let dg_h_at = |s: usize, t: usize| {
+        if gru {
+            (&scratch, (s % 2) * batch * sw)
+        } else {
+            (&gates, t * batch * g)
+        }
+    };
+    team::rounds(t_len + 1, slices, &|round, i| {
+        let (u0, u1) = split(blocks, slices, i);
+        let (j0, n) = (u0 * nr, (u1 * nr).min(h) - u0 * nr);
+        if round > 0 {
+            let s = round - 1;
+            let (buf, at) = dg_h_at(s, time_of(d, t_len - 1 - s, t_len));
+            // SAFETY: dG_h of the step before was written in the round before, by every slice,
+            // and nothing writes it now (this round's cells write the other parity or another
+            // step); this slice adds into the columns of its units of d h, which only it
+            // touches. dG_h holds B rows of G*H floats and d h B rows of H, as the GEMM needs.
             unsafe {
-                let dg_h = if gru {
-                    scratch.part(0, batch * g)
-                } else {
-                    gates.part(gates_at, batch * g)
-                };
-                packed::gemm_block(
-                    w_hh,
-                    dg_h.as_ptr(),
-                    g,
-                    dh.out(),
-                    h,
-                    true,
-                    0..batch,
-                    g0 * wide..(g1 * wide).min(panels),
-                );
+                let dg_h = buf.part(at, batch * g);
+                packed::gemm_block(w_hh, dg_h.as_ptr(), g, dh.out(), h, true, 0..batch, u0..u1);
             }
+        }
+        if round == t_len {
             return;
         }
+        let t = time_of(d, t_len - 1 - round, t_len);
         let (p, q) = slots(d, t);
-        let (b0, b1) = split(batch, slices, i);
-        let n = b1 - b0;
-        let s = BwdStep {
-            isa: w_hh.isa(),
-            hidden: h,
-            h_prev: at(states, p, bh),
-            h: at(states, q, bh),
-            c_prev: at(cells, p, bh),
-            c: at(cells, q, bh),
-        };
+        let scratch_at = if gru { (round % 2) * batch * sw } else { 0 };
         let dy_t = &dy_l[t * batch * out_w..(t + 1) * batch * out_w];
-        // SAFETY: this round touches rows b0..b1 of this step's gates, of the scratch, of hn,
-        // of d h and of d c: rows of no other slice (the GEMM of the round before is done).
-        let [gr, sr, nr, dhr, dcr] = unsafe {
-            [
-                gates.part_mut(gates_at + b0 * g, n * g),
-                scratch.part_mut(b0 * sw, n * sw),
-                hn.part_mut(t * bh + b0 * hw, n * hw),
-                dh.part_mut(b0 * h, n * h),
-                dc.part_mut(b0 * cw, n * cw),
-            ]
-        };
-        for i in 0..n {
-            let b = b0 + i;
-            if t < lengths[b] {
-                let dy = &row(dy_t, b, out_w)[d * h..(d + 1) * h];
-                let r = BwdRow {
-                    gates: sub(gr, i, g),
-                    dgh: sub(sr, i, sw),
-                    hn: sub(nr, i, hw),
-                    dh: sub(dhr, i, h),
-                    dc: sub(dcr, i, cw),
-                };
-                cell::backward_row(desc.cell, &s, b, dy, r);
+        for (b, &len) in lengths.iter().enumerate() {
+            let (at, gates_at) = (b * h + j0, (t * batch + b) * g + j0);
+            let per_gate = |k: usize| if k < gate_count { n } else { 0 };
+            // SAFETY: units j0..j0+n of row b of this step's gates, scratch, hn, d h and d c:
+            // only this slice touches them in this round (the GEMM above reads the other
+            // parity of the scratch, or another step's gates).
+            let u = unsafe {
+                BwdUnits {
+                    isa,
+                    gates: std::array::from_fn(|k| gates.part_mut(gates_at + k * h, per_gate(k))),
+                    dgh: std::array::from_fn(|k| {
+                        let len = match (gru, lstm) {
+                            (true, _) => per_gate(k),
+                            (false, true) if k == 0 => n,
+                            _ => 0,
+                        };
+                        scratch.part_mut(scratch_at + b * sw + k * h + j0, len)
+                    }),
+                    hn: hn.part_mut(t * bh + at, if gru { n } else { 0 }),
+                    dh: dh.part_mut(at, n),
+                    dc: dc.part_mut(at, if lstm { n } else { 0 }),
+                    dy: &dy_t[b * out_w + d * h + j0..][..n],
+                    h_prev: at_slot(states, p, bh, at, n),
+                    h: at_slot(states, q, bh, at, n),
+                    c_prev: at_slot(cells, p, bh, at, n),
+                    c: at_slot(cells, q, bh, at, n),
+                }
+            };
+            if t < len {
+                cell::backward(desc.cell, u);
             } else {
                 // Padded step: no gradient is made here; d h and d c pass through.
-                sub(gr, i, g).fill(0.0);
-                sub(sr, i, sw).fill(0.0);
-                sub(nr, i, hw).fill(0.0);
+                for v in u.gates.into_iter().chain(u.dgh) {
+                    v.fill(0.0);
+                }
+                u.hn.fill(0.0);
             }
         }
     });
 }
 
-/// Slot `slot` of a per-slot buffer (empty for an unused one).
-fn at(buf: &[f32], slot: usize, len: usize) -> &[f32] {
+/// Units `at..at + n` of slot `slot` (of `len` floats) of a per-slot buffer (empty for an
+/// unused one).
+fn at_slot(buf: &[f32], slot: usize, len: usize, at: usize, n: usize) -> &[f32] {
     if buf.is_empty() {
         buf
     } else {
-        &buf[slot * len..(slot + 1) * len]
+        &buf[slot * len + at..][..n]
     }
 }
 

@@ -2,11 +2,13 @@
 //!
 //! Per layer and direction: one GEMM projects the input of every time step at once (hoisted out
 //! of the recurrence), then each step runs one GEMM of the state with W_hh for all gates and
-//! the cell's elementwise math. Directions run in parallel; within a step the batch rows are
-//! shared across the pool. Rows past their sequence's length hold their state, so h_n is
-//! simply the last slot and the reverse direction starts at each sequence's own last step.
+//! the cell's elementwise math. Directions run in parallel; within a direction the steps run
+//! in one team (`team.rs`), each thread owning a block of hidden units: their columns of the
+//! step GEMM, then their cells, one wait per step. Rows past their sequence's length hold their
+//! state, so h_n is simply the last slot and the reverse direction starts at each sequence's own
+//! last step.
 
-use crate::cell::{self, row, FwdRow, FwdStep};
+use crate::cell::{self, FwdUnits};
 use crate::desc::RnnDesc;
 use crate::error::{Error, Result};
 use crate::microkernel;
@@ -16,7 +18,6 @@ use crate::seq::{Outputs, SeqBatch};
 use crate::team::{self, Shared, MAX_SLICES};
 use crate::weights::PackedWeights;
 use crate::workspace::{Mode, Workspace};
-use crate::CellKind;
 use rayon::prelude::*;
 
 /// Runs the network forward without saving anything for a backward.
@@ -76,12 +77,6 @@ pub(crate) fn time_of(dir: usize, step: usize, seq_len: usize) -> usize {
     } else {
         seq_len - 1 - step
     }
-}
-
-/// Rows `i` of width `w` of a per-row buffer (empty when `w == 0`).
-#[inline]
-pub(crate) fn sub(buf: &mut [f32], i: usize, w: usize) -> &mut [f32] {
-    &mut buf[i * w..(i + 1) * w]
 }
 
 fn run(
@@ -223,18 +218,17 @@ fn direction(
     init(states, h0);
     init(cells, c0);
 
-    let (cw, hw) = (
-        if cells.is_empty() { 0 } else { h },
-        if hn.is_empty() { 0 } else { h },
-    );
-    // Each step is two rounds of a team (see team.rs): the step GEMM cut by groups of panels
-    // (each thread keeps streaming its own part of W_hh), then the cell cut by batch rows.
+    // Each step is one round of a team (see team.rs), cut by blocks of hidden units: a slice
+    // computes its units' columns of every gate in the step GEMM (so each thread streams the
+    // same part of W_hh step after step, from its own cache), then runs their cells at once.
+    // One wait per step: the next step's GEMM needs every unit of the new state.
+    let (isa, cell, gate_count) = (weights.isa(), desc.cell, desc.gates());
     let w_hh = &pw.w_hh;
-    let panels = w_hh.panels();
-    let wide = microkernel::wide_panels(weights.isa(), batch).max(1);
-    let groups = panels.div_ceil(wide);
+    let nr = microkernel::shape(isa).nr;
+    let (hp, blocks) = (packed::padded(isa, h), h.div_ceil(nr));
+    let ldg = gate_count * hp;
     let slices =
-        (rayon::current_num_threads() / desc.directions()).clamp(1, MAX_SLICES.min(groups));
+        (rayon::current_num_threads() / desc.directions()).clamp(1, MAX_SLICES.min(blocks));
     let (states, cells, gates, gh, hn) = (
         Shared::new(states),
         Shared::new(cells),
@@ -242,86 +236,69 @@ fn direction(
         Shared::new(gh),
         Shared::new(hn),
     );
-    team::rounds(2 * t_len, slices, &|round, i| {
-        let t = time_of(d, round / 2, t_len);
+    let (lstm, gru) = (cells.len() > 0, hn.len() > 0);
+    team::rounds(t_len, slices, &|step, i| {
+        let t = time_of(d, step, t_len);
         let (p, q) = slots(d, t);
-        if round % 2 == 0 {
-            let (g0, g1) = split(groups, slices, i);
-            // SAFETY: this round only reads the state slot `p` and writes the columns of this
-            // slice's panels of `gh` (disjoint across slices); the slot holds B rows of H
-            // floats and `gh` B rows of G*H, as the GEMM needs.
-            unsafe {
-                let h_prev = states.part(p * bh, bh);
+        let (u0, u1) = split(blocks, slices, i);
+        let (j0, n) = (u0 * nr, (u1 * nr).min(h) - u0 * nr);
+        // SAFETY: this round reads the state slot `p` (all units) and writes this slice's
+        // columns of every gate block of `gh`, then reads them back: columns of no other slice.
+        // The slot holds B rows of H floats and `gh` B rows of G*Hp, as the GEMM needs.
+        unsafe {
+            let h_prev = states.part(p * bh, bh);
+            for k in 0..gate_count {
                 packed::gemm_block(
                     w_hh,
                     h_prev.as_ptr(),
                     h,
                     gh.out(),
-                    g,
+                    ldg,
                     false,
                     0..batch,
-                    g0 * wide..(g1 * wide).min(panels),
+                    k * blocks + u0..k * blocks + u1,
                 );
             }
-            return;
         }
-        let (b0, b1) = split(batch, slices, i);
-        let n = b1 - b0;
         let hn_at = if training { t * bh } else { 0 };
-        // SAFETY: this round reads `gh` and the slot `p` of the states and cells, which no slice
-        // writes, and writes rows b0..b1 of this step's gates, of the slot `q` and of `hn`: rows
-        // of no other slice.
-        let (s, bufs) = unsafe {
-            let s = FwdStep {
-                isa: weights.isa(),
-                hidden: h,
-                gh: gh.part(0, gh.len()),
-                b_hh: &lp.b_hh,
-                h_prev: states.part(p * bh, bh),
-                c_prev: cells.part(p * bh, bh),
+        for (b, &len) in lengths.iter().enumerate() {
+            let (at, gates_at) = (b * h + j0, (t * batch + b) * g + j0);
+            // SAFETY: units j0..j0+n of row b: this step's gates and gh of this slice's
+            // columns, the slots `p` (read by all, written by none) and `q`, and hn, which only
+            // this slice touches in this round.
+            let u = unsafe {
+                FwdUnits {
+                    isa,
+                    gates: std::array::from_fn(|k| {
+                        let len = if k < gate_count { n } else { 0 };
+                        gates.part_mut(gates_at + k * h, len)
+                    }),
+                    gh: std::array::from_fn(|k| {
+                        let len = if k < gate_count { n } else { 0 };
+                        gh.part(b * ldg + k * hp + j0, len)
+                    }),
+                    b_hh: std::array::from_fn(|k| match k < gate_count {
+                        true => &lp.b_hh[k * h + j0..][..n],
+                        false => &[],
+                    }),
+                    h_prev: states.part(p * bh + at, n),
+                    c_prev: cells.part(p * bh + at, n),
+                    h: states.part_mut(q * bh + at, n),
+                    c: cells.part_mut(q * bh + at, n),
+                    hn: hn.part_mut(hn_at + at, if gru { n } else { 0 }),
+                }
             };
-            let bufs = [
-                gates.part_mut((t * batch + b0) * g, n * g),
-                states.part_mut(q * bh + b0 * h, n * h),
-                cells.part_mut(q * bh + b0 * cw, n * cw),
-                hn.part_mut(hn_at + b0 * hw, n * hw),
-            ];
-            (s, bufs)
-        };
-        cell_rows(desc.cell, &s, lengths, t, b0, g, bufs);
-    });
-}
-
-/// The cell of one step for batch rows `start..` (as many as `bufs` hold): gates (`g` wide),
-/// h, c, hn.
-fn cell_rows(
-    cell: CellKind,
-    s: &FwdStep<'_>,
-    lengths: &[usize],
-    t: usize,
-    start: usize,
-    g: usize,
-    [gr, hr, cr, nr]: [&mut [f32]; 4],
-) {
-    let h = s.hidden;
-    let cw = if cr.is_empty() { 0 } else { h };
-    let hw = if nr.is_empty() { 0 } else { h };
-    for i in 0..hr.len() / h {
-        let b = start + i;
-        if t < lengths[b] {
-            let row_out = FwdRow {
-                gates: sub(gr, i, g),
-                h: sub(hr, i, h),
-                c: sub(cr, i, cw),
-                hn: sub(nr, i, hw),
-            };
-            cell::forward_row(cell, s, b, row_out);
-        } else {
-            // Past the end of this sequence: hold the state.
-            sub(hr, i, h).copy_from_slice(row(s.h_prev, b, h));
-            sub(cr, i, cw).copy_from_slice(row(s.c_prev, b, cw));
+            if t < len {
+                cell::forward(cell, u);
+            } else {
+                // Past the end of this sequence: hold the state.
+                u.h.copy_from_slice(u.h_prev);
+                if lstm {
+                    u.c.copy_from_slice(u.c_prev);
+                }
+            }
         }
-    }
+    });
 }
 
 /// Writes the layer output `(T, B, D*H)` from the direction's state slots, zero where padded.

@@ -30,6 +30,29 @@ impl PackedB {
         Self::pack(isa, k, n, |kk, j| w[j * k + kk], bias)
     }
 
+    /// Packs `B = Wᵀ` for a recurrent weight `w`: `(gates * h, k)` row-major, gate blocks of `h`
+    /// rows. Each gate's columns start on a panel: gate `q`'s unit `j` is column
+    /// `q * padded(isa, h) + j`, the columns past `h` are zeros. So a range of unit blocks is a
+    /// range of panels in every gate, and one thread can compute all the gates of its units.
+    pub fn from_gate_weight(isa: Isa, w: &[f32], gates: usize, h: usize, k: usize) -> Self {
+        assert_eq!(w.len(), gates * h * k, "weight size");
+        let hp = padded(isa, h);
+        Self::pack(
+            isa,
+            k,
+            gates * hp,
+            |kk, j| {
+                let (q, u) = (j / hp, j % hp);
+                if u < h {
+                    w[(q * h + u) * k + kk]
+                } else {
+                    0.0
+                }
+            },
+            None,
+        )
+    }
+
     /// Packs `B = W` itself for `w`: `(k, n)` row-major (the backward's `dG · W`).
     pub fn from_rows(isa: Isa, w: &[f32], k: usize, n: usize) -> Self {
         assert_eq!(w.len(), k * n, "weight size");
@@ -75,6 +98,12 @@ impl PackedB {
     pub(crate) fn panels(&self) -> usize {
         self.n.div_ceil(self.nr)
     }
+}
+
+/// `h` rounded up to whole panels of `isa`'s kernels: the column stride of a gate block in a
+/// [`PackedB::from_gate_weight`] GEMM's output.
+pub(crate) fn padded(isa: Isa, h: usize) -> usize {
+    h.div_ceil(shape(isa).nr) * shape(isa).nr
 }
 
 /// Lets tasks write disjoint blocks of one C.

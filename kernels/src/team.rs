@@ -146,12 +146,12 @@ impl<'a> Shared<'a> {
         }
     }
 
-    /// `len` values from `start` (empty when the buffer is).
+    /// `len` values from `start` (empty when the buffer or `len` is, wherever `start` is).
     ///
     /// # Safety
     /// Nothing may write these values while the result lives.
     pub(crate) unsafe fn part(&self, start: usize, len: usize) -> &'a [f32] {
-        if self.len == 0 {
+        if self.len == 0 || len == 0 {
             return &[];
         }
         assert!(start <= self.len && len <= self.len - start, "shared part");
@@ -159,13 +159,13 @@ impl<'a> Shared<'a> {
         unsafe { std::slice::from_raw_parts(self.ptr.add(start), len) }
     }
 
-    /// `len` values from `start`, to write (empty when the buffer is).
+    /// `len` values from `start`, to write (empty when the buffer or `len` is).
     ///
     /// # Safety
     /// Nothing else may read or write these values while the result lives.
     #[allow(clippy::mut_from_ref)]
     pub(crate) unsafe fn part_mut(&self, start: usize, len: usize) -> &'a mut [f32] {
-        if self.len == 0 {
+        if self.len == 0 || len == 0 {
             return &mut [];
         }
         assert!(start <= self.len && len <= self.len - start, "shared part");

@@ -26,7 +26,8 @@ pub struct PackedWeights {
 pub(crate) struct PackedLayer {
     /// `W_ihᵀ`, with `b_ih`.
     pub w_ih: PackedB,
-    /// `W_hhᵀ`, no bias (the cell adds `b_hh`: GRU needs it inside the reset product).
+    /// `W_hhᵀ`, no bias (the cell adds `b_hh`: GRU needs it inside the reset product), each
+    /// gate's columns padded to whole panels (`PackedB::from_gate_weight`).
     pub w_hh: PackedB,
     /// `W_hh` itself, for the backward's per-step `dh_prev += dG · W_hh`.
     pub w_hh_back: PackedB,
@@ -62,7 +63,13 @@ impl PackedWeights {
                 let bias = desc.bias.then_some(&lp.b_ih[..]);
                 PackedLayer {
                     w_ih: PackedB::from_weight(isa, &lp.w_ih, g, i_l, bias),
-                    w_hh: PackedB::from_weight(isa, &lp.w_hh, g, desc.hidden_size, None),
+                    w_hh: PackedB::from_gate_weight(
+                        isa,
+                        &lp.w_hh,
+                        desc.gates(),
+                        desc.hidden_size,
+                        desc.hidden_size,
+                    ),
                     w_hh_back: PackedB::from_rows(isa, &lp.w_hh, g, desc.hidden_size),
                     w_ih_back: PackedB::from_rows(isa, &lp.w_ih, g, i_l),
                 }

@@ -2,6 +2,7 @@
 
 use crate::desc::RnnDesc;
 use crate::error::{Error, Result};
+use crate::microkernel::MAX_NR;
 
 /// Whether a workspace serves inference only or the training forward plus backward.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,8 +37,9 @@ pub struct Workspace {
     pub(crate) states: Vec<Vec<f32>>,
     pub(crate) cells: Vec<Vec<f32>>,
     pub(crate) hn: Vec<Vec<f32>>,
-    /// Per direction: `(B, G*H)`, h_prev W_hhᵀ of the current step; in the backward, GRU's dG_h
-    /// of the current step or LSTM's scratch.
+    /// Per direction: h_prev W_hhᵀ of the current step, `(B, G*Hp)` with gate blocks padded to
+    /// whole panels; in the backward, GRU's dG_h of two steps (one written while the other is
+    /// read) or LSTM's scratch, `(2, B, G*H)`.
     pub(crate) gh: Vec<Vec<f32>>,
     /// Backward, per direction: the carried d loss / d h and d loss / d c, `(B, H)`.
     pub(crate) dh: Vec<Vec<f32>>,
@@ -66,6 +68,8 @@ impl Workspace {
             .max(desc.gates() * desc.hidden_size)
             .max(desc.output_size());
         crate::error::size("workspace buffers", &[seq_len + 1, batch, widest])?;
+        let padded = desc.hidden_size.div_ceil(MAX_NR) * MAX_NR;
+        crate::error::size("workspace buffers", &[2, batch, desc.gates(), padded])?;
         let (t, b, h, d) = (seq_len, batch, desc.hidden_size, desc.directions());
         let gh = desc.gates() * h;
         let training = mode == Mode::Training;
@@ -96,7 +100,7 @@ impl Workspace {
                     (true, false) => b * h,
                 },
             ),
-            gh: bufs(d, b * gh),
+            gh: bufs(d, 2 * b * desc.gates() * padded),
             dh: per_dir(true, b * h),
             dc: per_dir(lstm, b * h),
             dy: bufs(

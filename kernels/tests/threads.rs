@@ -3,14 +3,14 @@
 mod common;
 
 use common::Case;
-use recur_kernels::{CellKind, RnnDesc};
+use recur_kernels::{CellKind, Isa, RnnDesc};
 
-fn run_with(threads: usize, case: &Case) -> Vec<Vec<u32>> {
+fn run_with(threads: usize, case: &Case, isa: Isa) -> Vec<Vec<u32>> {
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()
         .unwrap();
-    let (infer, train, grads) = pool.install(|| case.optimized());
+    let (infer, train, grads) = pool.install(|| case.optimized_with(isa));
     let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>();
     let mut all = vec![
         bits(&infer.output),
@@ -42,19 +42,24 @@ fn bit_identical_at_1_2_3_4_threads() {
         CellKind::Gru,
     ];
     for (n, cell) in cells.into_iter().enumerate() {
-        // Batches and sizes that split unevenly across threads; one direction, so that every
-        // thread joins the step's team; few rows, so that the few-rows kernels run.
+        // Batches and sizes that split unevenly across threads: the steps are cut by blocks of
+        // 16 or 32 hidden units, so H = 100 or 70 gives 3 to 7 blocks, the last one partial;
+        // one direction, so that every thread joins the step's team; few rows, so that the
+        // few-rows kernels run.
+        let hidden = [100, 70, 100, 70][n];
         for (batch, bidirectional) in [(13, true), (13, false), (1, false), (3, false)] {
-            let desc = RnnDesc::new(cell, 19, 37)
+            let desc = RnnDesc::new(cell, 19, hidden)
                 .layers(2)
                 .bidirectional(bidirectional);
             let case = Case::new(desc, 11, batch, 40 + n as u64, true, true, true);
-            let one = run_with(1, &case);
-            for threads in [2, 3, 4] {
-                assert!(
-                    run_with(threads, &case) == one,
-                    "{cell:?} batch {batch}: results differ at {threads} threads"
-                );
+            for isa in Isa::available() {
+                let one = run_with(1, &case, isa);
+                for threads in [2, 3, 4] {
+                    assert!(
+                        run_with(threads, &case, isa) == one,
+                        "{cell:?} {isa:?} batch {batch}: results differ at {threads} threads"
+                    );
+                }
             }
         }
     }

@@ -1,48 +1,74 @@
 //! GRU, gates r, z, n (PyTorch's "linear before reset"):
 //! n = tanh(x W_inᵀ + b_in + r (h W_hnᵀ + b_hn)), h' = (1 - z) n + z h.
 
-use super::{row, BwdRow, BwdStep, FwdRow, FwdStep};
+use super::{add_hidden, BwdUnits, FwdUnits};
 use crate::activation;
 
-pub(crate) fn forward_row(s: &FwdStep<'_>, b: usize, r: FwdRow<'_>) {
-    let n = s.hidden;
-    let gh = row(s.gh, b, 3 * n);
-    let g = r.gates;
-    for ((g, h), bh) in g[..2 * n].iter_mut().zip(gh).zip(s.b_hh) {
-        *g += h + bh;
+pub(crate) fn forward(u: FwdUnits<'_>) {
+    let FwdUnits {
+        isa,
+        gates: [r, z, n, _],
+        gh,
+        b_hh,
+        h_prev,
+        h,
+        hn,
+        ..
+    } = u;
+    add_hidden(r, gh[0], b_hh[0]);
+    add_hidden(z, gh[1], b_hh[1]);
+    activation::sigmoid(isa, r);
+    activation::sigmoid(isa, z);
+    for j in 0..h.len() {
+        let v = gh[2][j] + b_hh[2][j];
+        hn[j] = v;
+        n[j] += r[j] * v;
     }
-    activation::sigmoid(s.isa, &mut g[..2 * n]);
-    for j in 0..n {
-        let hn = gh[2 * n + j] + s.b_hh[2 * n + j];
-        r.hn[j] = hn;
-        g[2 * n + j] += g[j] * hn;
-    }
-    activation::tanh(s.isa, &mut g[2 * n..]);
-    let h_prev = row(s.h_prev, b, n);
-    for j in 0..n {
-        let (z, nn) = (g[n + j], g[2 * n + j]);
-        r.h[j] = (1.0 - z) * nn + z * h_prev[j];
+    activation::tanh(isa, n);
+    for j in 0..h.len() {
+        h[j] = (1.0 - z[j]) * n[j] + z[j] * h_prev[j];
     }
 }
 
-pub(crate) fn backward_row(s: &BwdStep<'_>, b: usize, dy: &[f32], r: BwdRow<'_>) {
-    let n = s.hidden;
-    let h_prev = row(s.h_prev, b, n);
+pub(crate) fn backward(u: BwdUnits<'_>) {
+    let BwdUnits {
+        gates: [r, z, n, _],
+        dgh: [dr_h, dz_h, dn_h, _],
+        hn,
+        dh,
+        dy,
+        h_prev,
+        ..
+    } = u;
+    let n_units = dh.len();
+    // Equal lengths up front, so the loop below needs no bounds checks.
+    let (r, z, n, hn, dy, h_prev) = (
+        &mut r[..n_units],
+        &mut z[..n_units],
+        &mut n[..n_units],
+        &mut hn[..n_units],
+        &dy[..n_units],
+        &h_prev[..n_units],
+    );
+    let (dr_h, dz_h, dn_h) = (
+        &mut dr_h[..n_units],
+        &mut dz_h[..n_units],
+        &mut dn_h[..n_units],
+    );
     // In place: unit j's activations and hn are read before its gradients are written.
-    let g = r.gates;
-    for j in 0..n {
-        let (rr, z, nn) = (g[j], g[n + j], g[2 * n + j]);
-        let dh = r.dh[j] + dy[j];
-        let dn = dh * (1.0 - z) * (1.0 - nn * nn);
-        let dz = dh * (h_prev[j] - nn) * z * (1.0 - z);
-        let dr = dn * r.hn[j] * rr * (1.0 - rr);
-        g[j] = dr;
-        g[n + j] = dz;
-        g[2 * n + j] = dn;
-        r.dgh[j] = dr;
-        r.dgh[n + j] = dz;
-        r.dgh[2 * n + j] = dn * rr;
-        r.hn[j] = dn * rr;
-        r.dh[j] = dh * z;
+    for j in 0..n_units {
+        let (ar, az, an) = (r[j], z[j], n[j]);
+        let dhj = dh[j] + dy[j];
+        let dn = dhj * (1.0 - az) * (1.0 - an * an);
+        let dz = dhj * (h_prev[j] - an) * az * (1.0 - az);
+        let dr = dn * hn[j] * ar * (1.0 - ar);
+        r[j] = dr;
+        z[j] = dz;
+        n[j] = dn;
+        dr_h[j] = dr;
+        dz_h[j] = dz;
+        dn_h[j] = dn * ar;
+        hn[j] = dn * ar;
+        dh[j] = dhj * az;
     }
 }

@@ -1,47 +1,78 @@
 //! LSTM, gates i, f, g, o: c' = f c + i g, h' = o tanh(c').
 
-use super::{row, BwdRow, BwdStep, FwdRow, FwdStep};
+use super::{add_hidden, BwdUnits, FwdUnits};
 use crate::activation;
 
-pub(crate) fn forward_row(s: &FwdStep<'_>, b: usize, r: FwdRow<'_>) {
-    let n = s.hidden;
-    let g = r.gates;
-    for ((g, h), bh) in g.iter_mut().zip(row(s.gh, b, 4 * n)).zip(s.b_hh) {
-        *g += h + bh;
+pub(crate) fn forward(u: FwdUnits<'_>) {
+    let FwdUnits {
+        isa,
+        gates: [i, f, g, o],
+        gh,
+        b_hh,
+        c_prev,
+        h,
+        c,
+        ..
+    } = u;
+    for (k, v) in [&mut *i, &mut *f, &mut *g, &mut *o].into_iter().enumerate() {
+        add_hidden(v, gh[k], b_hh[k]);
     }
-    activation::sigmoid(s.isa, &mut g[..2 * n]);
-    activation::tanh(s.isa, &mut g[2 * n..3 * n]);
-    activation::sigmoid(s.isa, &mut g[3 * n..]);
-    let c_prev = row(s.c_prev, b, n);
-    for j in 0..n {
-        let c = g[n + j] * c_prev[j] + g[j] * g[2 * n + j];
-        r.c[j] = c;
-        r.h[j] = c;
+    activation::sigmoid(isa, i);
+    activation::sigmoid(isa, f);
+    activation::tanh(isa, g);
+    activation::sigmoid(isa, o);
+    for ((((c, h), (i, f)), g), c_prev) in c
+        .iter_mut()
+        .zip(&mut *h)
+        .zip(i.iter().zip(&*f))
+        .zip(&*g)
+        .zip(c_prev)
+    {
+        let cc = f * c_prev + i * g;
+        *c = cc;
+        *h = cc;
     }
-    activation::tanh(s.isa, r.h);
-    for (h, o) in r.h.iter_mut().zip(&g[3 * n..]) {
+    activation::tanh(isa, h);
+    for (h, o) in h.iter_mut().zip(&*o) {
         *h *= o;
     }
 }
 
-pub(crate) fn backward_row(s: &BwdStep<'_>, b: usize, dy: &[f32], r: BwdRow<'_>) {
-    let n = s.hidden;
-    let (c_prev, c) = (row(s.c_prev, b, n), row(s.c, b, n));
-    let tanh_c = &mut r.dgh[..n];
+pub(crate) fn backward(u: BwdUnits<'_>) {
+    let BwdUnits {
+        isa,
+        gates: [i, f, g, o],
+        dgh: [tanh_c, ..],
+        dh,
+        dc,
+        dy,
+        c_prev,
+        c,
+        ..
+    } = u;
     tanh_c.copy_from_slice(c);
-    activation::tanh(s.isa, tanh_c);
+    activation::tanh(isa, tanh_c);
+    let n = c.len();
+    // Equal lengths up front, so the loop below needs no bounds checks.
+    let (i, f, g, o) = (&mut i[..n], &mut f[..n], &mut g[..n], &mut o[..n]);
+    let (dh, dc, dy, c_prev, tanh_c) = (
+        &mut dh[..n],
+        &mut dc[..n],
+        &dy[..n],
+        &c_prev[..n],
+        &tanh_c[..n],
+    );
     // In place: unit j's four activations are read before its four gradients are written.
-    let dg = r.gates;
     for j in 0..n {
-        let (i, f, gg, o) = (dg[j], dg[n + j], dg[2 * n + j], dg[3 * n + j]);
-        let dh = r.dh[j] + dy[j];
+        let (ai, af, ag, ao) = (i[j], f[j], g[j], o[j]);
+        let dhj = dh[j] + dy[j];
         let tc = tanh_c[j];
-        let dc = r.dc[j] + dh * o * (1.0 - tc * tc);
-        dg[j] = dc * gg * i * (1.0 - i);
-        dg[n + j] = dc * c_prev[j] * f * (1.0 - f);
-        dg[2 * n + j] = dc * i * (1.0 - gg * gg);
-        dg[3 * n + j] = dh * tc * o * (1.0 - o);
-        r.dc[j] = dc * f;
-        r.dh[j] = 0.0;
+        let dcj = dc[j] + dhj * ao * (1.0 - tc * tc);
+        i[j] = dcj * ag * ai * (1.0 - ai);
+        f[j] = dcj * c_prev[j] * af * (1.0 - af);
+        g[j] = dcj * ai * (1.0 - ag * ag);
+        o[j] = dhj * tc * ao * (1.0 - ao);
+        dc[j] = dcj * af;
+        dh[j] = 0.0;
     }
 }

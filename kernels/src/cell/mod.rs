@@ -1,10 +1,14 @@
-//! The per-row elementwise math of each cell, forward and backward.
+//! The elementwise math of each cell, forward and backward, for one batch row and one range of
+//! hidden units.
 //!
-//! The drivers (`forward.rs`, `backward.rs`) run the GEMMs; a cell turns one batch row of gate
-//! pre-activations into the new state, or one row of state gradients into gate gradients.
-//! Gate activations are written over the pre-activations so that the backward finds them.
+//! The drivers (`forward.rs`, `backward.rs`) run the GEMMs; a cell turns one row's gate
+//! pre-activations of some hidden units into their new state, or their state gradients into
+//! gate gradients. Units never interact, so the drivers cut a step by units: the thread that
+//! computed units' gate columns in the step GEMM runs their cell at once, with no wait between.
+//! Every slice below holds the same `n` units (a gate's slice is that gate's block); gate
+//! activations are written over the pre-activations so that the backward finds them.
 
-// Gate blocks sit at offsets j, H + j, 2H + j...: indexed loops read clearest here.
+// Parallel slices of one unit range, indexed together: indexed loops read clearest here.
 #![allow(clippy::needless_range_loop)]
 
 pub(crate) mod gru;
@@ -14,88 +18,82 @@ pub(crate) mod rnn;
 use crate::desc::CellKind;
 use crate::isa::Isa;
 
-/// Read-only inputs of one forward step, for all batch rows.
-pub(crate) struct FwdStep<'a> {
+/// One forward step of one batch row, for a range of `n` hidden units.
+pub(crate) struct FwdUnits<'a> {
     pub isa: Isa,
-    pub hidden: usize,
-    /// `(B, G*H)`: h_prev W_hhᵀ, without bias.
-    pub gh: &'a [f32],
-    /// `(G*H)`: b_hh, zeros without bias.
-    pub b_hh: &'a [f32],
-    /// `(B, H)`: the state before the step.
+    /// Per gate (the first `G`): x W_ihᵀ + b_ih on entry, the gate activation on exit.
+    pub gates: [&'a mut [f32]; 4],
+    /// Per gate: h_prev W_hhᵀ, without bias.
+    pub gh: [&'a [f32]; 4],
+    /// Per gate: b_hh (zeros without bias).
+    pub b_hh: [&'a [f32]; 4],
+    /// The state before the step.
     pub h_prev: &'a [f32],
-    /// `(B, H)`: the cell state before the step (LSTM), else empty.
+    /// The cell state before the step (LSTM), else empty.
     pub c_prev: &'a [f32],
-}
-
-/// The outputs of one forward step for one batch row.
-pub(crate) struct FwdRow<'a> {
-    /// `(G*H)`: x W_ihᵀ + b_ih on entry, the gate activations on exit.
-    pub gates: &'a mut [f32],
-    /// `(H)`: the new state.
+    /// The new state.
     pub h: &'a mut [f32],
-    /// `(H)`: the new cell state (LSTM), else empty.
+    /// The new cell state (LSTM), else empty.
     pub c: &'a mut [f32],
-    /// `(H)`: W_hn h_prev + b_hn (GRU), which the backward needs; else empty.
+    /// W_hn h_prev + b_hn (GRU), which the backward needs; else empty.
     pub hn: &'a mut [f32],
 }
 
-/// Read-only inputs of one backward step, for all batch rows.
-pub(crate) struct BwdStep<'a> {
+/// One backward step of one batch row, for a range of `n` hidden units.
+///
+/// The backward works in place over what the forward saved: each cell reads every saved value
+/// of unit `j` before it writes unit `j`'s gradients.
+pub(crate) struct BwdUnits<'a> {
     pub isa: Isa,
-    pub hidden: usize,
+    /// Per gate: on entry the activations the forward saved; on exit d loss / d input-side gate
+    /// pre-activations (dG_in).
+    pub gates: [&'a mut [f32]; 4],
+    /// GRU, per gate: d loss / d hidden-side pre-activations (dG_h); LSTM: scratch in the
+    /// first; RNN: empty.
+    pub dgh: [&'a mut [f32]; 4],
+    /// GRU: on entry W_hn h_prev + b_hn, on exit its gradient dn * r (the n block of dG_h,
+    /// kept for dW_hh and b_hh); else empty.
+    pub hn: &'a mut [f32],
+    /// On entry d loss / d h from later steps; on exit the part of d loss / d h_prev that does
+    /// not go through W_hh (the GEMM with dG_h adds the rest).
+    pub dh: &'a mut [f32],
+    /// d loss / d c, carried to c_prev (LSTM), else empty.
+    pub dc: &'a mut [f32],
+    /// d loss / d output of this step.
+    pub dy: &'a [f32],
     pub h_prev: &'a [f32],
-    /// `(B, H)`: the state after the step.
+    /// The state after the step.
     pub h: &'a [f32],
     pub c_prev: &'a [f32],
     pub c: &'a [f32],
 }
 
-/// What one backward step reads and writes for one batch row.
-///
-/// The backward works in place over what the forward saved: each cell reads every saved value
-/// of hidden unit `j` before it writes unit `j`'s gradients, and units do not interact.
-pub(crate) struct BwdRow<'a> {
-    /// `(G*H)`: on entry the gate activations the forward saved; on exit d loss / d input-side
-    /// gate pre-activations (dG_in).
-    pub gates: &'a mut [f32],
-    /// `(G*H)`: GRU: d loss / d hidden-side pre-activations (dG_h) of this step; LSTM: scratch
-    /// (tanh(c') in the first H); RNN: empty.
-    pub dgh: &'a mut [f32],
-    /// `(H)`: GRU: on entry W_hn h_prev + b_hn, on exit its gradient dn * r (the n block of
-    /// dG_h, kept for dW_hh and b_hh); else empty.
-    pub hn: &'a mut [f32],
-    /// `(H)`: on entry d loss / d h (from later steps); on exit the part of d loss / d h_prev
-    /// that does not go through W_hh (the GEMM with dG_h adds the rest).
-    pub dh: &'a mut [f32],
-    /// `(H)`: d loss / d c, carried to c_prev (LSTM), else empty.
-    pub dc: &'a mut [f32],
-}
-
-/// One batch row of a forward step.
+/// One forward step of one row's units.
 #[inline]
-pub(crate) fn forward_row(cell: CellKind, s: &FwdStep<'_>, b: usize, row: FwdRow<'_>) {
+pub(crate) fn forward(cell: CellKind, u: FwdUnits<'_>) {
     match cell {
-        CellKind::RnnTanh => rnn::forward_row::<false>(s, b, row),
-        CellKind::RnnRelu => rnn::forward_row::<true>(s, b, row),
-        CellKind::Lstm => lstm::forward_row(s, b, row),
-        CellKind::Gru => gru::forward_row(s, b, row),
+        CellKind::RnnTanh => rnn::forward::<false>(u),
+        CellKind::RnnRelu => rnn::forward::<true>(u),
+        CellKind::Lstm => lstm::forward(u),
+        CellKind::Gru => gru::forward(u),
     }
 }
 
-/// One batch row of a backward step; `dy` is d loss / d output of this row and direction.
+/// One backward step of one row's units.
 #[inline]
-pub(crate) fn backward_row(cell: CellKind, s: &BwdStep<'_>, b: usize, dy: &[f32], row: BwdRow<'_>) {
+pub(crate) fn backward(cell: CellKind, u: BwdUnits<'_>) {
     match cell {
-        CellKind::RnnTanh => rnn::backward_row::<false>(s, b, dy, row),
-        CellKind::RnnRelu => rnn::backward_row::<true>(s, b, dy, row),
-        CellKind::Lstm => lstm::backward_row(s, b, dy, row),
-        CellKind::Gru => gru::backward_row(s, b, dy, row),
+        CellKind::RnnTanh => rnn::backward::<false>(u),
+        CellKind::RnnRelu => rnn::backward::<true>(u),
+        CellKind::Lstm => lstm::backward(u),
+        CellKind::Gru => gru::backward(u),
     }
 }
 
-/// Row `b` of a `(B, width)` buffer.
+/// `g += gh + b`, elementwise.
 #[inline]
-pub(crate) fn row(buf: &[f32], b: usize, width: usize) -> &[f32] {
-    &buf[b * width..(b + 1) * width]
+fn add_hidden(g: &mut [f32], gh: &[f32], b: &[f32]) {
+    for ((g, h), b) in g.iter_mut().zip(gh).zip(b) {
+        *g += h + b;
+    }
 }

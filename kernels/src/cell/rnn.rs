@@ -1,36 +1,46 @@
 //! Elman RNN: h' = act(x W_ihᵀ + b_ih + h W_hhᵀ + b_hh), act = tanh or relu.
 
-use super::{row, BwdRow, BwdStep, FwdRow, FwdStep};
+use super::{add_hidden, BwdUnits, FwdUnits};
 use crate::activation;
 
-pub(crate) fn forward_row<const RELU: bool>(s: &FwdStep<'_>, b: usize, r: FwdRow<'_>) {
-    let gh = row(s.gh, b, s.hidden);
-    for ((g, h), bh) in r.gates.iter_mut().zip(gh).zip(s.b_hh) {
-        *g += h + bh;
-    }
+pub(crate) fn forward<const RELU: bool>(u: FwdUnits<'_>) {
+    let FwdUnits {
+        isa,
+        gates: [g, ..],
+        gh,
+        b_hh,
+        h,
+        ..
+    } = u;
+    add_hidden(g, gh[0], b_hh[0]);
     if RELU {
-        r.gates.iter_mut().for_each(|g| *g = g.max(0.0));
+        g.iter_mut().for_each(|v| *v = v.max(0.0));
     } else {
-        activation::tanh(s.isa, r.gates);
+        activation::tanh(isa, g);
     }
-    r.h.copy_from_slice(r.gates);
+    h.copy_from_slice(g);
 }
 
-pub(crate) fn backward_row<const RELU: bool>(s: &BwdStep<'_>, b: usize, dy: &[f32], r: BwdRow<'_>) {
-    let h = row(s.h, b, s.hidden);
-    for j in 0..s.hidden {
-        let dh = r.dh[j] + dy[j];
+pub(crate) fn backward<const RELU: bool>(u: BwdUnits<'_>) {
+    let BwdUnits {
+        gates: [g, ..],
+        dh,
+        dy,
+        h,
+        ..
+    } = u;
+    for j in 0..dh.len() {
+        let dhj = dh[j] + dy[j];
         // relu'(pre) is 1 where the output is positive (PyTorch's threshold_backward).
-        let d = if RELU {
+        g[j] = if RELU {
             if h[j] > 0.0 {
-                dh
+                dhj
             } else {
                 0.0
             }
         } else {
-            dh * (1.0 - h[j] * h[j])
+            dhj * (1.0 - h[j] * h[j])
         };
-        r.gates[j] = d;
-        r.dh[j] = 0.0;
+        dh[j] = 0.0;
     }
 }

@@ -65,6 +65,10 @@ pub(crate) fn wide_panels(isa: Isa, rows: usize) -> usize {
     }
 }
 
+/// The widest panel of any ISA; every `nr` divides it, so a buffer whose gate blocks are padded
+/// to a multiple of it fits the padding of any ISA (see `packed::padded`).
+pub(crate) const MAX_NR: usize = 32;
+
 pub(crate) fn shape(isa: Isa) -> Shape {
     match isa {
         Isa::Avx512 => Shape { mr: 8, nr: 32 },
@@ -203,6 +207,18 @@ pub(crate) unsafe fn tile_kmajor(
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2 => avx2::tile_kmajor(rows, k, a, lda, b, ldb, c, ldc, cols, acc_in),
             _ => portable::tile_kmajor(rows, k, a, lda, b, ldb, c, ldc, cols, acc_in),
+        }
+    }
+}
+
+#[cfg(test)]
+mod shape_tests {
+    use super::*;
+
+    #[test]
+    fn every_panel_width_divides_max_nr() {
+        for isa in [Isa::Avx512, Isa::Avx2, Isa::Portable] {
+            assert_eq!(MAX_NR % shape(isa).nr, 0, "{isa:?}");
         }
     }
 }
