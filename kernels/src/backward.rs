@@ -11,13 +11,14 @@
 use crate::cell::{self, BwdUnits};
 use crate::desc::{CellKind, RnnDesc};
 use crate::error::{Error, Result};
-use crate::forward::{slots, time_of};
+use crate::forward::{slots, time_of, PREFETCH_ROWS};
 use crate::gemm_tn::gemm_tn;
 use crate::isa::Isa;
 use crate::microkernel;
 use crate::packed::split;
 use crate::packed::{self, PackedB};
 use crate::params::LayerParams;
+use crate::prefetch;
 use crate::seq::{Gradients, OutputGrads};
 use crate::team::{self, Shared, MAX_SLICES};
 use crate::weights::PackedWeights;
@@ -229,6 +230,14 @@ fn recurrence(
         let dy_t = &dy_l[t * batch * out_w..(t + 1) * batch * out_w];
         for (b, &len) in lengths.iter().enumerate() {
             let (at, gates_at) = (b * h + j0, (t * batch + b) * g + j0);
+            // The saved activations come from memory in short runs per row, as in the forward.
+            if b + PREFETCH_ROWS < batch {
+                for k in 0..gate_count {
+                    // SAFETY: a read of this slice's units of a row of this step's gates, which
+                    // only this slice touches in this round.
+                    prefetch::lines(unsafe { gates.part(gates_at + PREFETCH_ROWS * g + k * h, n) });
+                }
+            }
             let per_gate = |k: usize| if k < gate_count { n } else { 0 };
             // SAFETY: units j0..j0+n of row b of this step's gates, scratch, hn, d h and d c:
             // only this slice touches them in this round (the GEMM above reads the other

@@ -8,12 +8,14 @@
 //! state, so h_n is simply the last slot and the reverse direction starts at each sequence's own
 //! last step.
 
+use crate::aligned::Buf;
 use crate::cell::{self, FwdUnits};
 use crate::desc::RnnDesc;
 use crate::error::{Error, Result};
 use crate::microkernel;
 use crate::packed;
 use crate::packed::split;
+use crate::prefetch;
 use crate::seq::{Outputs, SeqBatch};
 use crate::team::{self, Shared, MAX_SLICES};
 use crate::weights::PackedWeights;
@@ -49,6 +51,9 @@ pub fn forward_training(
     }
     run(weights, ws, input, out, true)
 }
+
+/// Rows ahead whose input projection the cells prefetch.
+pub(crate) const PREFETCH_ROWS: usize = 2;
 
 /// The buffers one direction of one layer works in.
 pub(crate) struct DirBufs<'a> {
@@ -263,6 +268,16 @@ fn direction(
         let hn_at = if training { t * bh } else { 0 };
         for (b, &len) in lengths.iter().enumerate() {
             let (at, gates_at) = (b * h + j0, (t * batch + b) * g + j0);
+            // This step's input projection comes from memory (the sequence's is too big for the
+            // caches), in short runs of units per row that the hardware does not prefetch:
+            // ask for the row after next.
+            if b + PREFETCH_ROWS < batch {
+                for k in 0..gate_count {
+                    // SAFETY: a read of this slice's units of a row of this step's gates, which
+                    // only this slice touches in this round.
+                    prefetch::lines(unsafe { gates.part(gates_at + PREFETCH_ROWS * g + k * h, n) });
+                }
+            }
             // SAFETY: units j0..j0+n of row b: this step's gates and gh of this slice's
             // columns, the slots `p` (read by all, written by none) and `q`, and hn, which only
             // this slice touches in this round.
@@ -304,7 +319,7 @@ fn direction(
 /// Writes the layer output `(T, B, D*H)` from the direction's state slots, zero where padded.
 fn gather_output(
     desc: &RnnDesc,
-    slots: &[Vec<f32>],
+    slots: &[Buf],
     lengths: &[usize],
     t_len: usize,
     batch: usize,

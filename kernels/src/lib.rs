@@ -41,6 +41,7 @@
 //! ```
 
 pub mod activation;
+mod aligned;
 mod backward;
 mod cell;
 pub mod clip;
@@ -53,6 +54,7 @@ pub mod isa;
 mod microkernel;
 mod packed;
 pub mod params;
+mod prefetch;
 pub mod reference;
 pub mod seq;
 mod tbptt;

@@ -1,5 +1,6 @@
 //! Buffers sized once per (descriptor, T, B, mode) and reused across calls.
 
+use crate::aligned::Buf;
 use crate::desc::RnnDesc;
 use crate::error::{Error, Result};
 use crate::microkernel::MAX_NR;
@@ -32,26 +33,26 @@ pub struct Workspace {
     /// Training: a copy of the input, for dW_ih of layer 0.
     pub(crate) x: Vec<f32>,
     /// Outputs of the layers below the top: all of them in training, two alternating otherwise.
-    pub(crate) inter: Vec<Vec<f32>>,
-    pub(crate) gates: Vec<Vec<f32>>,
-    pub(crate) states: Vec<Vec<f32>>,
-    pub(crate) cells: Vec<Vec<f32>>,
-    pub(crate) hn: Vec<Vec<f32>>,
+    pub(crate) inter: Vec<Buf>,
+    pub(crate) gates: Vec<Buf>,
+    pub(crate) states: Vec<Buf>,
+    pub(crate) cells: Vec<Buf>,
+    pub(crate) hn: Vec<Buf>,
     /// Per direction: h_prev W_hhᵀ of the current step, `(B, G*Hp)` with gate blocks padded to
     /// whole panels; in the backward, GRU's dG_h of two steps (one written while the other is
     /// read) or LSTM's scratch, `(2, B, G*H)`.
-    pub(crate) gh: Vec<Vec<f32>>,
+    pub(crate) gh: Vec<Buf>,
     /// Backward, per direction: the carried d loss / d h and d loss / d c, `(B, H)`.
-    pub(crate) dh: Vec<Vec<f32>>,
-    pub(crate) dc: Vec<Vec<f32>>,
+    pub(crate) dh: Vec<Buf>,
+    pub(crate) dc: Vec<Buf>,
     /// Backward: d loss / d output of the layer below, two alternating `(T, B, D*H)`.
-    pub(crate) dy: Vec<Vec<f32>>,
+    pub(crate) dy: Vec<Buf>,
     /// Set by a training forward, which the backward needs first.
     pub(crate) saved: bool,
 }
 
-fn bufs(count: usize, len: usize) -> Vec<Vec<f32>> {
-    (0..count).map(|_| vec![0.0; len]).collect()
+fn bufs(count: usize, len: usize) -> Vec<Buf> {
+    (0..count).map(|_| Buf::zeros(len)).collect()
 }
 
 impl Workspace {
@@ -140,7 +141,7 @@ impl Workspace {
             &self.dc,
             &self.dy,
         ];
-        let floats: usize = all.iter().flat_map(|v| v.iter()).map(Vec::len).sum();
+        let floats: usize = all.iter().flat_map(|v| v.iter()).map(|b| b.len()).sum();
         (floats + self.x.len()) * std::mem::size_of::<f32>()
     }
 
