@@ -10,7 +10,8 @@ use std::ops::{Deref, DerefMut};
 const LINE_FLOATS: usize = 16;
 
 /// `len` zeroed floats starting on a 64-byte boundary.
-#[derive(Debug, Clone)]
+/// Not `Clone`: a copy would sit at another address, with `start` no longer on a line.
+#[derive(Debug)]
 pub(crate) struct Buf {
     data: Vec<f32>,
     start: usize,

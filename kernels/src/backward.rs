@@ -11,16 +11,13 @@
 use crate::cell::{self, BwdUnits};
 use crate::desc::{CellKind, RnnDesc};
 use crate::error::{Error, Result};
-use crate::forward::{slots, time_of, PREFETCH_ROWS};
+use crate::forward::{slots, time_of, UnitBlocks, PREFETCH_ROWS};
 use crate::gemm_tn::gemm_tn;
 use crate::isa::Isa;
-use crate::microkernel;
-use crate::packed::split;
 use crate::packed::{self, PackedB};
 use crate::params::LayerParams;
-use crate::prefetch;
 use crate::seq::{Gradients, OutputGrads};
-use crate::team::{self, Shared, MAX_SLICES};
+use crate::team::{self, Shared};
 use crate::weights::PackedWeights;
 use crate::workspace::Workspace;
 use rayon::prelude::*;
@@ -183,10 +180,7 @@ fn recurrence(
     // its units: d h_prev += dG_h W_hh of the step before (the columns of its units: W_hh is
     // packed with its H columns as the panels), then the cells of this step, which need d h of
     // these units only. One wait per step: the next GEMM needs dG_h of every unit.
-    let nr = microkernel::shape(isa).nr;
-    let blocks = h.div_ceil(nr);
-    let slices =
-        (rayon::current_num_threads() / desc.directions()).clamp(1, MAX_SLICES.min(blocks));
+    let cut = UnitBlocks::new(desc, isa);
     let (gates, scratch, hn, dh, dc) = (
         Shared::new(w.gates),
         Shared::new(if sw == 0 {
@@ -206,9 +200,8 @@ fn recurrence(
             (&gates, t * batch * g)
         }
     };
-    team::rounds(t_len + 1, slices, &|round, i| {
-        let (u0, u1) = split(blocks, slices, i);
-        let (j0, n) = (u0 * nr, (u1 * nr).min(h) - u0 * nr);
+    team::rounds(t_len + 1, cut.slices, &|round, i| {
+        let (units, j0, n) = cut.slice(i);
         if round > 0 {
             let s = round - 1;
             let (buf, at) = dg_h_at(s, time_of(d, t_len - 1 - s, t_len));
@@ -218,7 +211,16 @@ fn recurrence(
             // touches. dG_h holds B rows of G*H floats and d h B rows of H, as the GEMM needs.
             unsafe {
                 let dg_h = buf.part(at, batch * g);
-                packed::gemm_block(w_hh, dg_h.as_ptr(), g, dh.out(), h, true, 0..batch, u0..u1);
+                packed::gemm_block(
+                    w_hh,
+                    dg_h.as_ptr(),
+                    g,
+                    dh.out(),
+                    h,
+                    true,
+                    0..batch,
+                    units.clone(),
+                );
             }
         }
         if round == t_len {
@@ -230,33 +232,25 @@ fn recurrence(
         let dy_t = &dy_l[t * batch * out_w..(t + 1) * batch * out_w];
         for (b, &len) in lengths.iter().enumerate() {
             let (at, gates_at) = (b * h + j0, (t * batch + b) * g + j0);
-            // The saved activations come from memory in short runs per row, as in the forward.
             if b + PREFETCH_ROWS < batch {
-                for k in 0..gate_count {
-                    // SAFETY: a read of this slice's units of a row of this step's gates, which
-                    // only this slice touches in this round.
-                    prefetch::lines(unsafe { gates.part(gates_at + PREFETCH_ROWS * g + k * h, n) });
-                }
+                // SAFETY: reads of this slice's units of a later row of this step's gates,
+                // which only this slice touches in this round.
+                unsafe { gates.prefetch_gates(gates_at + PREFETCH_ROWS * g, h, gate_count, n) };
             }
-            let per_gate = |k: usize| if k < gate_count { n } else { 0 };
+            // GRU's dG_h of every gate; LSTM's scratch in the first.
+            let scratch_gates = if gru { gate_count } else { usize::from(lstm) };
             // SAFETY: units j0..j0+n of row b of this step's gates, scratch, hn, d h and d c:
             // only this slice touches them in this round (the GEMM above reads the other
-            // parity of the scratch, or another step's gates).
+            // parity of the scratch, or another step's gates). Buffers a cell does not use are
+            // empty, and so are their parts.
             let u = unsafe {
                 BwdUnits {
                     isa,
-                    gates: std::array::from_fn(|k| gates.part_mut(gates_at + k * h, per_gate(k))),
-                    dgh: std::array::from_fn(|k| {
-                        let len = match (gru, lstm) {
-                            (true, _) => per_gate(k),
-                            (false, true) if k == 0 => n,
-                            _ => 0,
-                        };
-                        scratch.part_mut(scratch_at + b * sw + k * h + j0, len)
-                    }),
-                    hn: hn.part_mut(t * bh + at, if gru { n } else { 0 }),
+                    gates: gates.gates_mut(gates_at, h, gate_count, n),
+                    dgh: scratch.gates_mut(scratch_at + b * sw + j0, h, scratch_gates, n),
+                    hn: hn.part_mut(t * bh + at, n),
                     dh: dh.part_mut(at, n),
-                    dc: dc.part_mut(at, if lstm { n } else { 0 }),
+                    dc: dc.part_mut(at, n),
                     dy: &dy_t[b * out_w + d * h + j0..][..n],
                     h_prev: at_slot(states, p, bh, at, n),
                     h: at_slot(states, q, bh, at, n),

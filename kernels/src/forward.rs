@@ -15,7 +15,6 @@ use crate::error::{Error, Result};
 use crate::microkernel;
 use crate::packed;
 use crate::packed::split;
-use crate::prefetch;
 use crate::seq::{Outputs, SeqBatch};
 use crate::team::{self, Shared, MAX_SLICES};
 use crate::weights::PackedWeights;
@@ -52,8 +51,45 @@ pub fn forward_training(
     run(weights, ws, input, out, true)
 }
 
-/// Rows ahead whose input projection the cells prefetch.
+/// Rows ahead whose input projection (forward) or saved activations (backward) the cells
+/// prefetch: they come from memory in short runs of units per row, which the hardware
+/// prefetcher does not follow.
 pub(crate) const PREFETCH_ROWS: usize = 2;
+
+/// How a direction's steps are cut across a team: blocks of `nr` hidden units (one panel of
+/// each gate's columns of W_hh), a near-equal range of blocks per slice.
+pub(crate) struct UnitBlocks {
+    nr: usize,
+    h: usize,
+    blocks: usize,
+    pub slices: usize,
+}
+
+impl UnitBlocks {
+    pub(crate) fn new(desc: &RnnDesc, isa: crate::isa::Isa) -> Self {
+        let (nr, h) = (microkernel::shape(isa).nr, desc.hidden_size);
+        let blocks = h.div_ceil(nr);
+        let slices =
+            (rayon::current_num_threads() / desc.directions()).clamp(1, MAX_SLICES.min(blocks));
+        UnitBlocks {
+            nr,
+            h,
+            blocks,
+            slices,
+        }
+    }
+
+    /// Slice `i`'s blocks (panels of one gate) and its units: the first and how many.
+    pub(crate) fn slice(&self, i: usize) -> (std::ops::Range<usize>, usize, usize) {
+        let (u0, u1) = split(self.blocks, self.slices, i);
+        let j0 = u0 * self.nr;
+        (u0..u1, j0, (u1 * self.nr).min(self.h) - j0)
+    }
+
+    pub(crate) fn blocks(&self) -> usize {
+        self.blocks
+    }
+}
 
 /// The buffers one direction of one layer works in.
 pub(crate) struct DirBufs<'a> {
@@ -229,11 +265,10 @@ fn direction(
     // One wait per step: the next step's GEMM needs every unit of the new state.
     let (isa, cell, gate_count) = (weights.isa(), desc.cell, desc.gates());
     let w_hh = &pw.w_hh;
-    let nr = microkernel::shape(isa).nr;
-    let (hp, blocks) = (packed::padded(isa, h), h.div_ceil(nr));
+    let cut = UnitBlocks::new(desc, isa);
+    let blocks = cut.blocks();
+    let hp = packed::padded(isa, h);
     let ldg = gate_count * hp;
-    let slices =
-        (rayon::current_num_threads() / desc.directions()).clamp(1, MAX_SLICES.min(blocks));
     let (states, cells, gates, gh, hn) = (
         Shared::new(states),
         Shared::new(cells),
@@ -241,12 +276,10 @@ fn direction(
         Shared::new(gh),
         Shared::new(hn),
     );
-    let (lstm, gru) = (cells.len() > 0, hn.len() > 0);
-    team::rounds(t_len, slices, &|step, i| {
+    team::rounds(t_len, cut.slices, &|step, i| {
         let t = time_of(d, step, t_len);
         let (p, q) = slots(d, t);
-        let (u0, u1) = split(blocks, slices, i);
-        let (j0, n) = (u0 * nr, (u1 * nr).min(h) - u0 * nr);
+        let (units, j0, n) = cut.slice(i);
         // SAFETY: this round reads the state slot `p` (all units) and writes this slice's
         // columns of every gate block of `gh`, then reads them back: columns of no other slice.
         // The slot holds B rows of H floats and `gh` B rows of G*Hp, as the GEMM needs.
@@ -261,37 +294,27 @@ fn direction(
                     ldg,
                     false,
                     0..batch,
-                    k * blocks + u0..k * blocks + u1,
+                    k * blocks + units.start..k * blocks + units.end,
                 );
             }
         }
         let hn_at = if training { t * bh } else { 0 };
         for (b, &len) in lengths.iter().enumerate() {
             let (at, gates_at) = (b * h + j0, (t * batch + b) * g + j0);
-            // This step's input projection comes from memory (the sequence's is too big for the
-            // caches), in short runs of units per row that the hardware does not prefetch:
-            // ask for the row after next.
             if b + PREFETCH_ROWS < batch {
-                for k in 0..gate_count {
-                    // SAFETY: a read of this slice's units of a row of this step's gates, which
-                    // only this slice touches in this round.
-                    prefetch::lines(unsafe { gates.part(gates_at + PREFETCH_ROWS * g + k * h, n) });
-                }
+                // SAFETY: reads of this slice's units of a later row of this step's gates,
+                // which only this slice touches in this round.
+                unsafe { gates.prefetch_gates(gates_at + PREFETCH_ROWS * g, h, gate_count, n) };
             }
             // SAFETY: units j0..j0+n of row b: this step's gates and gh of this slice's
             // columns, the slots `p` (read by all, written by none) and `q`, and hn, which only
-            // this slice touches in this round.
+            // this slice touches in this round. Buffers a cell does not use are empty, and so
+            // are their parts.
             let u = unsafe {
                 FwdUnits {
                     isa,
-                    gates: std::array::from_fn(|k| {
-                        let len = if k < gate_count { n } else { 0 };
-                        gates.part_mut(gates_at + k * h, len)
-                    }),
-                    gh: std::array::from_fn(|k| {
-                        let len = if k < gate_count { n } else { 0 };
-                        gh.part(b * ldg + k * hp + j0, len)
-                    }),
+                    gates: gates.gates_mut(gates_at, h, gate_count, n),
+                    gh: gh.gates(b * ldg + j0, hp, gate_count, n),
                     b_hh: std::array::from_fn(|k| match k < gate_count {
                         true => &lp.b_hh[k * h + j0..][..n],
                         false => &[],
@@ -300,17 +323,15 @@ fn direction(
                     c_prev: cells.part(p * bh + at, n),
                     h: states.part_mut(q * bh + at, n),
                     c: cells.part_mut(q * bh + at, n),
-                    hn: hn.part_mut(hn_at + at, if gru { n } else { 0 }),
+                    hn: hn.part_mut(hn_at + at, n),
                 }
             };
             if t < len {
                 cell::forward(cell, u);
             } else {
-                // Past the end of this sequence: hold the state.
+                // Past the end of this sequence: hold the state (c is empty but for LSTM).
                 u.h.copy_from_slice(u.h_prev);
-                if lstm {
-                    u.c.copy_from_slice(u.c_prev);
-                }
+                u.c.copy_from_slice(u.c_prev);
             }
         }
     });

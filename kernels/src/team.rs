@@ -173,13 +173,56 @@ impl<'a> Shared<'a> {
         unsafe { std::slice::from_raw_parts_mut(self.ptr.add(start), len) }
     }
 
+    /// `n` values at `at + k * stride` for each gate `k < count`, empty for the others (the
+    /// same units of every gate block of a row).
+    ///
+    /// # Safety
+    /// As [`Shared::part`], for every part.
+    pub(crate) unsafe fn gates(
+        &self,
+        at: usize,
+        stride: usize,
+        count: usize,
+        n: usize,
+    ) -> [&'a [f32]; 4] {
+        // SAFETY: forwarded to the caller.
+        std::array::from_fn(|k| unsafe {
+            self.part(at + k * stride, if k < count { n } else { 0 })
+        })
+    }
+
+    /// [`Shared::gates`], to write.
+    ///
+    /// # Safety
+    /// As [`Shared::part_mut`], for every part.
+    pub(crate) unsafe fn gates_mut(
+        &self,
+        at: usize,
+        stride: usize,
+        count: usize,
+        n: usize,
+    ) -> [&'a mut [f32]; 4] {
+        // SAFETY: forwarded to the caller; the parts of distinct gates are disjoint when
+        // `stride >= n`.
+        std::array::from_fn(|k| unsafe {
+            self.part_mut(at + k * stride, if k < count { n } else { 0 })
+        })
+    }
+
+    /// Asks for the lines of [`Shared::gates`]'s parts to be fetched (see `prefetch.rs`).
+    ///
+    /// # Safety
+    /// As [`Shared::gates`].
+    pub(crate) unsafe fn prefetch_gates(&self, at: usize, stride: usize, count: usize, n: usize) {
+        // SAFETY: forwarded to the caller.
+        for part in unsafe { self.gates(at, stride, count, n) } {
+            crate::prefetch::lines(part);
+        }
+    }
+
     /// The raw start, for the GEMM drivers that write disjoint blocks.
     pub(crate) fn out(&self) -> crate::packed::OutPtr {
         crate::packed::OutPtr(self.ptr)
-    }
-
-    pub(crate) fn len(&self) -> usize {
-        self.len
     }
 }
 
