@@ -1,9 +1,16 @@
-//! AVX-512 micro-kernel: up to 8 rows by 32 columns (two zmm per row), 16 accumulators.
+//! AVX-512 micro-kernel: up to 12 rows by 32 columns (two zmm per row), 24 accumulators: per
+//! k step 2 loads of B and 12 broadcasts feed 24 FMAs (an 8-row tile's 16 chains ran the
+//! in-cache tile at 85% of peak, 12 rows at 92%).
 
 use super::{by_panels, by_rows};
 use std::arch::x86_64::*;
 
 const NR: usize = 32;
+/// How far ahead (floats, 16 k steps) the tile prefetches its panel. The first row tile of a
+/// panel's k-block streams it from L3 or memory (the recurrent weight of H = 1024 is 16 MiB)
+/// faster than the hardware prefetcher, which stops at each 4 KiB page, keeps up; on
+/// 64x4096x1024 the prefetch took the GEMM from 66 to 106 GFLOP/s.
+const PF: usize = NR * 16;
 
 /// # Safety
 /// See [`super::tile`]; the CPU must have AVX-512 F.
@@ -26,8 +33,8 @@ pub(crate) unsafe fn tile(
         by_rows!(
             rows,
             tile_r(k, a, lda, b, bias, c, ldc, cols, acc_in),
-            [1, 2, 3, 4, 5, 6, 7],
-            8
+            [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11],
+            12
         )
     }
 }
@@ -64,6 +71,9 @@ unsafe fn tile_r<const R: usize>(
         let rows: [*const f32; R] = std::array::from_fn(|i| a.add(i * lda));
         for p in 0..k {
             let bp = b.add(p * NR);
+            // A hint: it cannot fault, even past the end of the panel.
+            _mm_prefetch::<_MM_HINT_T0>(bp.wrapping_add(PF).cast());
+            _mm_prefetch::<_MM_HINT_T0>(bp.wrapping_add(PF + 16).cast());
             let w0 = _mm512_loadu_ps(bp);
             let w1 = _mm512_loadu_ps(bp.add(16));
             for (i, acc) in acc.iter_mut().enumerate() {
@@ -218,8 +228,8 @@ pub(crate) unsafe fn tile_kmajor(
         by_rows!(
             rows,
             tile_kmajor_r(k, a, lda, b, ldb, c, ldc, cols, acc_in),
-            [1, 2, 3, 4, 5, 6, 7],
-            8
+            [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11],
+            12
         )
     }
 }

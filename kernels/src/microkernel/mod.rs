@@ -71,7 +71,7 @@ pub(crate) const MAX_NR: usize = 32;
 
 pub(crate) fn shape(isa: Isa) -> Shape {
     match isa {
-        Isa::Avx512 => Shape { mr: 8, nr: 32 },
+        Isa::Avx512 => Shape { mr: 12, nr: 32 },
         Isa::Avx2 => Shape { mr: 6, nr: 16 },
         Isa::Portable => Shape { mr: 4, nr: 16 },
     }
