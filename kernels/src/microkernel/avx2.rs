@@ -166,6 +166,7 @@ unsafe fn wide_rp<const R: usize, const P: usize>(
         for p in 0..k {
             let x: [__m256; R] = std::array::from_fn(|i| _mm256_set1_ps(*rows[i].add(p)));
             for (j, panel) in panels.iter().enumerate() {
+                _mm_prefetch::<_MM_HINT_T0>(panel.wrapping_add(p * NR + PF).cast());
                 let w0 = _mm256_loadu_ps(panel.add(p * NR));
                 let w1 = _mm256_loadu_ps(panel.add(p * NR + 8));
                 for (acc, x) in acc.iter_mut().zip(&x) {

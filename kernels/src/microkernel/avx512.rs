@@ -168,6 +168,10 @@ unsafe fn wide_rp<const R: usize, const P: usize>(
         for p in 0..k {
             let x: [__m512; R] = std::array::from_fn(|i| _mm512_set1_ps(*rows[i].add(p)));
             for (j, panel) in panels.iter().enumerate() {
+                // Each panel is read once: from L2 (or further) at a rate the hardware's
+                // prefetch does not reach (1x1024x256: 35 -> 45 GFLOP/s with this hint).
+                _mm_prefetch::<_MM_HINT_T0>(panel.wrapping_add(p * NR + PF).cast());
+                _mm_prefetch::<_MM_HINT_T0>(panel.wrapping_add(p * NR + PF + 16).cast());
                 let w0 = _mm512_loadu_ps(panel.add(p * NR));
                 let w1 = _mm512_loadu_ps(panel.add(p * NR + 16));
                 for (acc, x) in acc.iter_mut().zip(&x) {
