@@ -2,10 +2,14 @@
 //! `dW = dGᵀ X`, reduced over all T*B rows at once.
 //!
 //! For each k the micro-kernel reads `MR` consecutive floats of A (a row of dG) and `NR` of B.
-//! A is read in place; each k-block of a panel of B is first copied into a contiguous buffer on
-//! the stack (leading dimensions such as 512 floats would map its rows onto a few L1 sets), and
-//! stays in L1 while the row tiles of a block of A pass over it. Each element of C is one FMA
-//! chain over k in order, whatever the split across threads.
+//! Both are copied first, a k-block at a time: each k-block of a panel of B into a contiguous
+//! buffer on the stack (leading dimensions such as 512 floats would map its rows onto a few L1
+//! sets), which stays in L1 while the row tiles of a block of A pass over it; and the k-block
+//! of a block of A's row tiles, tile by tile, into one contiguous stream per tile. In place, a
+//! tile of A is 48 bytes per k at a stride of G*H floats: a new page every k, which the
+//! hardware prefetchers do not follow (the kernel ran at 109 GFLOP/s where the forward's runs
+//! at 154). Each element of C is one FMA chain over k in order, whatever the split across
+//! threads.
 
 use crate::error::holds;
 use crate::isa::Isa;
@@ -64,18 +68,24 @@ pub(crate) fn gemm_tn(
         let (r0, r1) = split(row_tiles, row_tasks, t / panel_tasks);
         let (p0, p1) = split(panels, panel_tasks, t % panel_tasks);
         let mut panel = [0.0f32; PANEL_BLOCK];
+        // One allocation per task and call (the size depends on the ISA and k), none inside.
+        let mut a_tiles = vec![0.0f32; BLOCK_TILES.min(r1 - r0) * mr * kc];
         for rb in (r0..r1).step_by(BLOCK_TILES) {
+            let rb1 = (rb + BLOCK_TILES).min(r1);
+            let (i_lo, i_hi) = (rb * mr, (rb1 * mr).min(m));
             for k0 in (0..k).step_by(kc) {
                 let kl = kc.min(k - k0);
+                // Tile t's k-block: kl steps of mr floats (the last tile's rows past m unused).
+                let a_block = &a[k0 * lda..];
+                by_width!(mr, pack_a(a_block, lda, kl, i_lo..i_hi, kc, &mut a_tiles));
                 for p in p0..p1 {
                     let cols = nr.min(n - p * nr);
-                    for (dst, q) in panel.chunks_exact_mut(nr).zip(k0..k0 + kl) {
-                        dst[..cols].copy_from_slice(&b[q * ldb + p * nr..q * ldb + p * nr + cols]);
-                    }
-                    for rt in rb..(rb + BLOCK_TILES).min(r1) {
+                    let b_block = &b[k0 * ldb + p * nr..];
+                    by_width!(nr, pack_b(b_block, ldb, kl, cols, &mut panel));
+                    for rt in rb..rb1 {
                         let (i0, rows) = (rt * mr, mr.min(m - rt * mr));
-                        // SAFETY: the asserts above bound every read of A (k steps, columns
-                        // i0..i0+rows < m <= lda) and every access to C (rows i0..i0+rows,
+                        // SAFETY: `a_tiles` holds this tile's kl steps of mr floats (rows <= mr
+                        // read); the asserts above bound every access to C (rows i0..i0+rows,
                         // columns p*nr..p*nr+cols); `panel` holds kl steps of nr floats; tasks
                         // cover disjoint (row tile, panel) pairs; `isa` is available (caller).
                         unsafe {
@@ -83,8 +93,8 @@ pub(crate) fn gemm_tn(
                                 isa,
                                 rows,
                                 kl,
-                                a.as_ptr().add(k0 * lda + i0),
-                                lda,
+                                a_tiles.as_ptr().add((rt - rb) * mr * kc),
+                                mr,
                                 panel.as_ptr(),
                                 nr,
                                 out.at(i0 * ldc + p * nr),
@@ -99,6 +109,70 @@ pub(crate) fn gemm_tn(
         }
     };
     run_tasks(row_tasks * panel_tasks, task);
+}
+
+/// `f::<W>(args)` for the packing width `w`: the copies of a run of `W` floats inline (a run
+/// of a length unknown to the compiler is a `memmove` call, 11% of the time when it was).
+macro_rules! by_width {
+    ($w:expr, $f:ident $args:tt) => {
+        match $w {
+            4 => $f::<4> $args,
+            6 => $f::<6> $args,
+            12 => $f::<12> $args,
+            16 => $f::<16> $args,
+            32 => $f::<32> $args,
+            _ => $f::<0> $args,
+        }
+    };
+}
+use by_width;
+
+/// Copies the rows `rows` of each of the `kl` first k steps of `a` (leading dimension `lda`)
+/// into `tiles`, tile by tile: tile `t`'s step `q` is the `W` floats at `t * W * kc + q * W`.
+fn pack_a<const W: usize>(
+    a: &[f32],
+    lda: usize,
+    kl: usize,
+    rows: std::ops::Range<usize>,
+    kc: usize,
+    tiles: &mut [f32],
+) {
+    let w = W.max(1);
+    for (t, i0) in rows.clone().step_by(w).enumerate() {
+        let i1 = (i0 + w).min(rows.end);
+        for q in 0..kl {
+            copy_run::<W>(
+                &mut tiles[t * W * kc + q * W..],
+                &a[q * lda + i0..q * lda + i1],
+            );
+        }
+    }
+}
+
+/// Copies `cols` floats of each of the `kl` first k steps of `b` (leading dimension `ldb`)
+/// into `panel`, `W` floats apart.
+fn pack_b<const W: usize>(b: &[f32], ldb: usize, kl: usize, cols: usize, panel: &mut [f32]) {
+    for q in 0..kl {
+        copy_run::<W>(&mut panel[q * W..], &b[q * ldb..][..cols]);
+    }
+}
+
+/// `dst[..src.len()] = src`, inline for a whole run of `W`.
+#[inline(always)]
+fn copy_run<const W: usize>(dst: &mut [f32], src: &[f32]) {
+    if W > 0 && src.len() == W {
+        dst[..W].copy_from_slice(&src[..W]);
+    } else {
+        copy_short(dst, src);
+    }
+}
+
+/// The rare partial run, out of line so that the compiler cannot merge it with the whole runs'
+/// copy into one call of variable length.
+#[cold]
+#[inline(never)]
+fn copy_short(dst: &mut [f32], src: &[f32]) {
+    dst[..src.len()].copy_from_slice(src);
 }
 
 #[cfg(test)]
@@ -150,6 +224,55 @@ mod tests {
                         "{isa:?} {m}x{n}x{k} at {threads} threads"
                     );
                 }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod timing {
+    use super::*;
+
+    /// `cargo test --release -p recur-kernels --lib gemm_tn::timing -- --ignored --nocapture`
+    /// (RECUR_TIMING_ISA=avx512, say, times one ISA only). Shapes of the weight gradients:
+    /// dW_ih of LSTM 100,64,512 and 50,64,1024, GRU 100,16,512.
+    #[test]
+    #[ignore = "a measurement, not a test"]
+    fn gflops() {
+        let only = std::env::var("RECUR_TIMING_ISA").ok();
+        for isa in Isa::available() {
+            if only
+                .as_ref()
+                .is_some_and(|o| !format!("{isa:?}").eq_ignore_ascii_case(o))
+            {
+                continue;
+            }
+            for &(m, n, k) in &[(2048, 512, 6400), (4096, 1024, 3200), (1536, 512, 1600)] {
+                let a = vec![0.5f32; k * m];
+                let b = vec![0.25f32; k * n];
+                let mut c = vec![0.0f32; m * n];
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(1)
+                    .build()
+                    .unwrap();
+                // The median of 5 runs: the machine is shared and noisy.
+                let reps = (4e9 / (2.0 * (m * n * k) as f64)).max(1.0) as usize;
+                let mut runs: Vec<f64> = (0..5)
+                    .map(|_| {
+                        let t = std::time::Instant::now();
+                        pool.install(|| {
+                            for _ in 0..reps {
+                                gemm_tn(isa, m, n, k, &a, m, &b, n, &mut c, n);
+                            }
+                        });
+                        t.elapsed().as_secs_f64() / reps as f64
+                    })
+                    .collect();
+                runs.sort_by(f64::total_cmp);
+                println!(
+                    "{isa:?} gemm_tn {m}x{n}x{k}: {:.1} GFLOP/s",
+                    2.0 * (m * n * k) as f64 / runs[2] / 1e9
+                );
             }
         }
     }

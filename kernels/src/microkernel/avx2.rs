@@ -238,7 +238,8 @@ unsafe fn tile_kmajor_r<const R: usize>(
     cols: usize,
     acc_in: bool,
 ) {
-    // SAFETY: as in the AVX-512 kernel; masked loads and stores stay inside `cols`.
+    // SAFETY: as in the AVX-512 kernel: NR floats of B per k; masked accesses of C stay inside
+    // `cols`.
     unsafe {
         let (k0, k1) = masks(cols);
         let zero = _mm256_setzero_ps();
@@ -252,8 +253,8 @@ unsafe fn tile_kmajor_r<const R: usize>(
         }
         for p in 0..k {
             let (ap, bp) = (a.add(p * lda), b.add(p * ldb));
-            let w0 = _mm256_maskload_ps(bp, k0);
-            let w1 = _mm256_maskload_ps(bp.add(8), k1);
+            let w0 = _mm256_loadu_ps(bp);
+            let w1 = _mm256_loadu_ps(bp.add(8));
             for (i, acc) in acc.iter_mut().enumerate() {
                 let x = _mm256_set1_ps(*ap.add(i));
                 acc[0] = _mm256_fmadd_ps(x, w0, acc[0]);

@@ -209,7 +209,7 @@ fn masks(cols: usize) -> (u16, u16) {
 }
 
 /// The "k-major" tile for `C (+)= Aᵀ B`: A and B both stored k-major, `A[p][i]` at
-/// `a + p * lda + i`, `B[p][j]` at `b + p * ldb + j` (loads of B masked to `cols`).
+/// `a + p * lda + i`, `B[p][j]` at `b + p * ldb + j` (all NR read, `cols` stored).
 ///
 /// # Safety
 /// See [`super::tile_kmajor`]; the CPU must have AVX-512 F.
@@ -252,8 +252,8 @@ unsafe fn tile_kmajor_r<const R: usize>(
     cols: usize,
     acc_in: bool,
 ) {
-    // SAFETY: the caller guarantees k steps of R floats of A, of `cols` floats of B, and the
-    // R x cols block of C; the masks keep every access of B and C inside `cols`.
+    // SAFETY: the caller guarantees k steps of R floats of A, of NR floats of B, and the
+    // R x cols block of C; the masks keep every access of C inside `cols`.
     unsafe {
         let (m0, m1) = masks(cols);
         let zero = _mm512_setzero_ps();
@@ -267,8 +267,10 @@ unsafe fn tile_kmajor_r<const R: usize>(
         }
         for p in 0..k {
             let (ap, bp) = (a.add(p * lda), b.add(p * ldb));
-            let w0 = _mm512_maskz_loadu_ps(m0, bp);
-            let w1 = _mm512_maskz_loadu_ps(m1, bp.add(16));
+            // Plain loads (a masked one costs an FMA port slot); columns past `cols` are
+            // computed and never stored.
+            let w0 = _mm512_loadu_ps(bp);
+            let w1 = _mm512_loadu_ps(bp.add(16));
             for (i, acc) in acc.iter_mut().enumerate() {
                 let x = _mm512_set1_ps(*ap.add(i));
                 acc[0] = _mm512_fmadd_ps(x, w0, acc[0]);

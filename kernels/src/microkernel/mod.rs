@@ -183,7 +183,8 @@ pub(crate) unsafe fn wide(
 ///
 /// # Safety
 /// `isa` must be available; for every `p < k`, `a + p * lda` must hold `rows` floats and
-/// `b + p * ldb` `cols` floats; C as in [`tile`].
+/// `b + p * ldb` a whole panel's `NR` floats (read; the products past `cols` are not stored);
+/// C as in [`tile`].
 #[allow(clippy::too_many_arguments)]
 #[inline]
 pub(crate) unsafe fn tile_kmajor(
