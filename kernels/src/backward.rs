@@ -215,11 +215,12 @@ fn recurrence(
                     w_hh,
                     dg_h.as_ptr(),
                     g,
-                    dh.out(),
+                    dh.out_block(j0, batch, h, n),
                     h,
                     true,
                     0..batch,
                     units.clone(),
+                    n,
                 );
             }
         }

@@ -1,12 +1,12 @@
 //! The forward sequence driver: layers, directions, time steps, variable lengths.
 //!
-//! Per layer and direction: one GEMM projects the input of every time step at once (hoisted out
-//! of the recurrence), then each step runs one GEMM of the state with W_hh for all gates and
-//! the cell's elementwise math. Directions run in parallel; within a direction the steps run
-//! in one team (`team.rs`), each thread owning a block of hidden units: their columns of the
-//! step GEMM, then their cells, one wait per step. Rows past their sequence's length hold their
-//! state, so h_n is simply the last slot and the reverse direction starts at each sequence's own
-//! last step.
+//! Per layer and direction: the input projection of a chunk of steps at a time (out of the
+//! recurrence: it depends on no state), then each step runs one GEMM of the state with W_hh
+//! for all gates and the cell's elementwise math. Directions run in parallel; within a
+//! direction the steps run in one team (`team.rs`), each thread owning a block of hidden units:
+//! their columns of the projection and of the step GEMM, then their cells, one wait per step.
+//! Rows past their sequence's length hold their state, so h_n is simply the last slot and the
+//! reverse direction starts at each sequence's own last step.
 
 use crate::aligned::Buf;
 use crate::cell::{self, FwdUnits};
@@ -51,10 +51,19 @@ pub fn forward_training(
     run(weights, ws, input, out, true)
 }
 
-/// Rows ahead whose input projection (forward) or saved activations (backward) the cells
-/// prefetch: they come from memory in short runs of units per row, which the hardware
-/// prefetcher does not follow.
+/// Rows ahead whose saved activations the backward's cells prefetch: they come from memory in
+/// short runs of units per row, which the hardware prefetcher does not follow. (The forward's
+/// cells read the input projection of their chunk from cache.)
 pub(crate) const PREFETCH_ROWS: usize = 2;
+
+/// Rows of the input projection computed at once: enough for the GEMM to reuse each panel of
+/// W_ih over many rows, few enough for a chunk of gates to stay in L2.
+const PROJECTION_ROWS: usize = 256;
+
+/// Steps per chunk of the input projection (see `direction`).
+pub(crate) fn chunk_steps(seq_len: usize, batch: usize) -> usize {
+    PROJECTION_ROWS.div_ceil(batch).clamp(1, seq_len.max(1))
+}
 
 /// How a direction's steps are cut across a team: blocks of `nr` hidden units (one panel of
 /// each gate's columns of W_hh), a near-equal range of blocks per slice.
@@ -241,10 +250,7 @@ fn direction(
         gh,
     } = bufs;
 
-    // The input projection of every step at once: gates = X W_ihᵀ + b_ih.
     let pw = weights.packed(l, d);
-    packed::gemm(t_len * batch, x_l, i_l, &pw.w_ih, gates, g, false);
-
     // Initial state in the slot before the first step.
     let first = if d == 0 { 0 } else { t_len };
     let init = |buf: &mut [f32], v: Option<&[f32]>| {
@@ -263,12 +269,18 @@ fn direction(
     // computes its units' columns of every gate in the step GEMM (so each thread streams the
     // same part of W_hh step after step, from its own cache), then runs their cells at once.
     // One wait per step: the next step's GEMM needs every unit of the new state.
+    //
+    // The input projection (X W_ihᵀ + b_ih, no dependence between steps) is computed a chunk of
+    // steps ahead, in the round that starts the chunk, by each slice for its own units' columns
+    // (W_ih is packed by gate like W_hh): the cells then read it from cache, not from memory,
+    // and inference keeps one chunk of it instead of the whole sequence.
     let (isa, cell, gate_count) = (weights.isa(), desc.cell, desc.gates());
-    let w_hh = &pw.w_hh;
+    let (w_ih, w_hh) = (&pw.w_ih, &pw.w_hh);
     let cut = UnitBlocks::new(desc, isa);
     let blocks = cut.blocks();
     let hp = packed::padded(isa, h);
     let ldg = gate_count * hp;
+    let chunk = chunk_steps(t_len, batch);
     let (states, cells, gates, gh, hn) = (
         Shared::new(states),
         Shared::new(cells),
@@ -276,10 +288,47 @@ fn direction(
         Shared::new(gh),
         Shared::new(hn),
     );
+    // The rows of `gates` holding time `t`: all of them in training (the backward reads them),
+    // one chunk's in inference.
+    let chunk_times = |step: usize| {
+        let (s0, s1) = (
+            step / chunk * chunk,
+            (step / chunk * chunk + chunk).min(t_len),
+        );
+        if d == 0 {
+            (s0, s1)
+        } else {
+            (t_len - s1, t_len - s0)
+        }
+    };
+    let gate_row = |t: usize, step: usize| if training { t } else { t - chunk_times(step).0 };
     team::rounds(t_len, cut.slices, &|step, i| {
         let t = time_of(d, step, t_len);
         let (p, q) = slots(d, t);
         let (units, j0, n) = cut.slice(i);
+        if step % chunk == 0 {
+            let (t0, t1) = chunk_times(step);
+            let rows = (t1 - t0) * batch;
+            let row0 = gate_row(t0, step) * batch;
+            for k in 0..gate_count {
+                // SAFETY: X holds T*B rows of I floats (validated), of which rows t0*B..t1*B are
+                // read; this slice writes its units' columns of gate k in `rows` rows of the
+                // gates buffer, which no other slice touches and nothing reads meanwhile.
+                unsafe {
+                    packed::gemm_block(
+                        w_ih,
+                        x_l[t0 * batch * i_l..].as_ptr(),
+                        i_l,
+                        gates.out_block(row0 * g + k * h + j0, rows, g, n),
+                        g,
+                        false,
+                        0..rows,
+                        k * blocks + units.start..k * blocks + units.end,
+                        n,
+                    );
+                }
+            }
+        }
         // SAFETY: this round reads the state slot `p` (all units) and writes this slice's
         // columns of every gate block of `gh`, then reads them back: columns of no other slice.
         // The slot holds B rows of H floats and `gh` B rows of G*Hp, as the GEMM needs.
@@ -290,22 +339,18 @@ fn direction(
                     w_hh,
                     h_prev.as_ptr(),
                     h,
-                    gh.out(),
+                    gh.out_block(k * hp + j0, batch, ldg, n),
                     ldg,
                     false,
                     0..batch,
                     k * blocks + units.start..k * blocks + units.end,
+                    n,
                 );
             }
         }
         let hn_at = if training { t * bh } else { 0 };
         for (b, &len) in lengths.iter().enumerate() {
-            let (at, gates_at) = (b * h + j0, (t * batch + b) * g + j0);
-            if b + PREFETCH_ROWS < batch {
-                // SAFETY: reads of this slice's units of a later row of this step's gates,
-                // which only this slice touches in this round.
-                unsafe { gates.prefetch_gates(gates_at + PREFETCH_ROWS * g, h, gate_count, n) };
-            }
+            let (at, gates_at) = (b * h + j0, (gate_row(t, step) * batch + b) * g + j0);
             // SAFETY: units j0..j0+n of row b: this step's gates and gh of this slice's
             // columns, the slots `p` (read by all, written by none) and `q`, and hn, which only
             // this slice touches in this round. Buffers a cell does not use are empty, and so

@@ -30,13 +30,33 @@ impl PackedB {
         Self::pack(isa, k, n, |kk, j| w[j * k + kk], bias)
     }
 
-    /// Packs `B = Wᵀ` for a recurrent weight `w`: `(gates * h, k)` row-major, gate blocks of `h`
-    /// rows. Each gate's columns start on a panel: gate `q`'s unit `j` is column
-    /// `q * padded(isa, h) + j`, the columns past `h` are zeros. So a range of unit blocks is a
-    /// range of panels in every gate, and one thread can compute all the gates of its units.
-    pub fn from_gate_weight(isa: Isa, w: &[f32], gates: usize, h: usize, k: usize) -> Self {
+    /// Packs `B = Wᵀ` for a gate weight `w`: `(gates * h, k)` row-major, gate blocks of `h`
+    /// rows, and its bias (`gates * h` values) if any. Each gate's columns start on a panel:
+    /// gate `q`'s unit `j` is column `q * padded(isa, h) + j`, the columns past `h` are zeros.
+    /// So a range of unit blocks is a range of panels in every gate, and one thread can compute
+    /// all the gates of its units.
+    pub fn from_gate_weight(
+        isa: Isa,
+        w: &[f32],
+        gates: usize,
+        h: usize,
+        k: usize,
+        bias: Option<&[f32]>,
+    ) -> Self {
         assert_eq!(w.len(), gates * h * k, "weight size");
         let hp = padded(isa, h);
+        let padded_bias = bias.map(|b| {
+            assert_eq!(b.len(), gates * h, "bias size");
+            (0..gates * hp)
+                .map(|j| {
+                    if j % hp < h {
+                        b[j / hp * h + j % hp]
+                    } else {
+                        0.0
+                    }
+                })
+                .collect::<Vec<f32>>()
+        });
         Self::pack(
             isa,
             k,
@@ -49,7 +69,7 @@ impl PackedB {
                     0.0
                 }
             },
-            None,
+            padded_bias.as_deref(),
         )
     }
 
@@ -150,10 +170,23 @@ pub(crate) fn gemm(
     let wide = microkernel::wide_panels(b.isa, m);
     let out = OutPtr(c.as_mut_ptr());
     let task = |r0: usize, r1: usize, p0: usize, p1: usize| {
-        // SAFETY: the asserts above bound every read of A and every access of C in these rows;
-        // tasks cover disjoint (row range, panel range) blocks, so no element of C is touched
-        // by two tasks.
-        unsafe { gemm_block(b, a.as_ptr(), lda, out, ldc, accumulate, r0..r1, p0..p1) }
+        let c0 = OutPtr(out.at(p0 * b.nr));
+        // SAFETY: the asserts above bound every read of A and every access of C in these rows
+        // (columns below n); tasks cover disjoint (row range, panel range) blocks, so no
+        // element of C is touched by two tasks.
+        unsafe {
+            gemm_block(
+                b,
+                a.as_ptr(),
+                lda,
+                c0,
+                ldc,
+                accumulate,
+                r0..r1,
+                p0..p1,
+                n - p0 * b.nr,
+            )
+        }
     };
     let panels = b.panels();
     if wide > 0 {
@@ -179,9 +212,13 @@ pub(crate) fn gemm(
 /// thread: the few-rows kernel when it applies, else row blocks (A in L2) > panels > k-blocks
 /// (a panel's block in L1) > row tiles. Every element is the same FMA chain either way.
 ///
+/// C is addressed from the first panel of the range: panel `p`'s column `j` is C's column
+/// `(p - panels.start) * nr + j`, written only below `width`. So a range of one gate's panels
+/// of a [`PackedB::from_gate_weight`] operand can land in an unpadded gate block of C.
+///
 /// # Safety
 /// A must hold `k` floats at `a + i * lda` and C must be ours at `c + i * ldc + j` for every
-/// row `i` in `rows` and every column `j` of the panels (the last panel may be partial).
+/// row `i` in `rows` and every column `j < width` of the panels' columns.
 #[allow(clippy::too_many_arguments)]
 pub(crate) unsafe fn gemm_block(
     b: &PackedB,
@@ -192,9 +229,17 @@ pub(crate) unsafe fn gemm_block(
     accumulate: bool,
     rows: std::ops::Range<usize>,
     panels: std::ops::Range<usize>,
+    width: usize,
 ) {
-    let (k, n, nr) = (b.k, b.n, b.nr);
-    let cols_of = |p: usize| nr.min(n - p * nr);
+    let (k, nr) = (b.k, b.nr);
+    let width = width.min((panels.len()) * nr);
+    if width == 0 {
+        return;
+    }
+    // Past `width`, no panel is touched at all.
+    let panels = panels.start..panels.start + width.div_ceil(nr);
+    let col = |p: usize| (p - panels.start) * nr;
+    let cols_of = |p: usize| nr.min(width - col(p));
     let wide = microkernel::wide_panels(b.isa, rows.len());
     if wide > 0 {
         // With so few rows a panel is used once: no k-blocking, several panels per call.
@@ -214,7 +259,7 @@ pub(crate) unsafe fn gemm_block(
                     b.data.as_ptr().add(p * k * nr),
                     k * nr,
                     b.bias.as_ptr().add(p * nr),
-                    c.at(rows.start * ldc + p * nr),
+                    c.at(rows.start * ldc + col(p)),
                     ldc,
                     cols_of(p + count - 1),
                     accumulate,
@@ -246,7 +291,7 @@ pub(crate) unsafe fn gemm_block(
                             lda,
                             panel.as_ptr().add(k0 * nr),
                             bias.as_ptr(),
-                            c.at(i0 * ldc + p * nr),
+                            c.at(i0 * ldc + col(p)),
                             ldc,
                             cols_of(p),
                             accumulate || k0 > 0,

@@ -220,9 +220,24 @@ impl<'a> Shared<'a> {
         }
     }
 
-    /// The raw start, for the GEMM drivers that write disjoint blocks.
-    pub(crate) fn out(&self) -> crate::packed::OutPtr {
-        crate::packed::OutPtr(self.ptr)
+    /// The block of `rows` rows of `width` values, `ld` apart, from `start`, for the GEMM
+    /// drivers that write disjoint blocks through a raw pointer.
+    pub(crate) fn out_block(
+        &self,
+        start: usize,
+        rows: usize,
+        ld: usize,
+        width: usize,
+    ) -> crate::packed::OutPtr {
+        let end = rows
+            .checked_sub(1)
+            .map_or(Some(0), |r| r.checked_mul(ld)?.checked_add(width));
+        assert!(
+            end.and_then(|e| e.checked_add(start))
+                .is_some_and(|e| e <= self.len),
+            "shared block"
+        );
+        crate::packed::OutPtr(self.ptr.wrapping_add(start))
     }
 }
 

@@ -24,7 +24,8 @@ pub struct PackedWeights {
 /// One (layer, direction) packed for the forward.
 #[derive(Debug, Clone)]
 pub(crate) struct PackedLayer {
-    /// `W_ihᵀ`, with `b_ih`.
+    /// `W_ihᵀ`, with `b_ih`, each gate's columns padded to whole panels as `w_hh`'s: a thread
+    /// projects the input onto its own units' gate columns.
     pub w_ih: PackedB,
     /// `W_hhᵀ`, no bias (the cell adds `b_hh`: GRU needs it inside the reset product), each
     /// gate's columns padded to whole panels (`PackedB::from_gate_weight`).
@@ -62,13 +63,21 @@ impl PackedWeights {
                 let i_l = desc.layer_input_size(k / desc.directions());
                 let bias = desc.bias.then_some(&lp.b_ih[..]);
                 PackedLayer {
-                    w_ih: PackedB::from_weight(isa, &lp.w_ih, g, i_l, bias),
+                    w_ih: PackedB::from_gate_weight(
+                        isa,
+                        &lp.w_ih,
+                        desc.gates(),
+                        desc.hidden_size,
+                        i_l,
+                        bias,
+                    ),
                     w_hh: PackedB::from_gate_weight(
                         isa,
                         &lp.w_hh,
                         desc.gates(),
                         desc.hidden_size,
                         desc.hidden_size,
+                        None,
                     ),
                     w_hh_back: PackedB::from_rows(isa, &lp.w_hh, g, desc.hidden_size),
                     w_ih_back: PackedB::from_rows(isa, &lp.w_ih, g, i_l),

@@ -17,8 +17,9 @@ pub enum Mode {
 /// Every buffer a forward or backward call needs, so that the time loop allocates nothing.
 ///
 /// Per (layer, direction) "slot" (shared across layers in inference):
-/// - `gates`: `(T, B, G*H)`, the hoisted input projection, then the gate activations, then (in
-///   the backward, in place) the input-side gate gradients;
+/// - `gates`: `(T, B, G*H)`, the input projection, then the gate activations, then (in the
+///   backward, in place) the input-side gate gradients; in inference, one chunk of steps of the
+///   projection (`forward::chunk_steps`);
 /// - `states`: `(T+1, B, H)`, slot `t` / `t+1` hold the state before / after step `t` going
 ///   forward, and the other way round going backward (so h0 sits in slot 0 or slot T);
 /// - `cells` (LSTM): the same for c; `hn` (GRU): W_hn h_prev + b_hn per step, then (in the
@@ -89,7 +90,13 @@ impl Workspace {
             lengths: vec![t; b],
             x: vec![0.0; if training { t * b * desc.input_size } else { 0 }],
             inter: bufs(inter, t * b * desc.output_size()),
-            gates: bufs(slots, t * b * gh),
+            gates: bufs(
+                slots,
+                match training {
+                    true => t * b * gh,
+                    false => crate::forward::chunk_steps(t, b) * b * gh,
+                },
+            ),
             states: bufs(slots, (t + 1) * b * h),
             // Unused buffers stay as empty Vecs, so per-slot code can zip over all of them.
             cells: bufs(slots, if lstm { (t + 1) * b * h } else { 0 }),

@@ -85,3 +85,17 @@ fn every_cell_stacked_bidirectional_varlen_on_every_isa() {
         }
     }
 }
+
+#[test]
+fn projection_in_chunks_with_a_partial_last_chunk() {
+    // Batch 40: the input projection runs 7 steps at a time (forward::chunk_steps), so T = 11
+    // is a chunk of 7 and one of 4 in each direction, the reverse one starting mid-chunk; H = 33
+    // leaves a partial unit block in every gate.
+    for isa in Isa::available() {
+        for (n, &cell) in CELLS.iter().enumerate() {
+            let desc = RnnDesc::new(cell, 5, 33).layers(2).bidirectional(true);
+            let case = Case::new(desc, 11, 40, 200 + n as u64, true, true, true);
+            compare_all(&case, isa, 2e-5).unwrap_or_else(|e| panic!("{isa:?} {cell:?}: {e}"));
+        }
+    }
+}
