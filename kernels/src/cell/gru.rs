@@ -4,6 +4,7 @@
 use super::{add_hidden, BwdUnits, FwdUnits};
 use crate::activation;
 
+#[inline(always)]
 pub(crate) fn forward(u: FwdUnits<'_>) {
     let FwdUnits {
         isa,
@@ -30,6 +31,7 @@ pub(crate) fn forward(u: FwdUnits<'_>) {
     }
 }
 
+#[inline(always)]
 pub(crate) fn backward(u: BwdUnits<'_>) {
     let BwdUnits {
         gates: [r, z, n, _],

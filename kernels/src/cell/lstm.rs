@@ -3,6 +3,7 @@
 use super::{add_hidden, BwdUnits, FwdUnits};
 use crate::activation;
 
+#[inline(always)]
 pub(crate) fn forward(u: FwdUnits<'_>) {
     let FwdUnits {
         isa,
@@ -38,6 +39,7 @@ pub(crate) fn forward(u: FwdUnits<'_>) {
     }
 }
 
+#[inline(always)]
 pub(crate) fn backward(u: BwdUnits<'_>) {
     let BwdUnits {
         isa,

@@ -3,6 +3,7 @@
 use super::{add_hidden, BwdUnits, FwdUnits};
 use crate::activation;
 
+#[inline(always)]
 pub(crate) fn forward<const RELU: bool>(u: FwdUnits<'_>) {
     let FwdUnits {
         isa,
@@ -21,6 +22,7 @@ pub(crate) fn forward<const RELU: bool>(u: FwdUnits<'_>) {
     h.copy_from_slice(g);
 }
 
+#[inline(always)]
 pub(crate) fn backward<const RELU: bool>(u: BwdUnits<'_>) {
     let BwdUnits {
         gates: [g, ..],
