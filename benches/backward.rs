@@ -37,7 +37,14 @@ fn train(c: &mut Criterion) {
         group.bench_function(BenchmarkId::from_parameter(id), |bench| {
             bench.iter(|| {
                 forward_training(&weights, &mut ws, &input, &mut out).unwrap();
-                backward(&weights, &mut ws, &OutputGrads::new(&go), &mut grads).unwrap();
+                backward(
+                    &weights,
+                    &mut ws,
+                    &input,
+                    &OutputGrads::new(&go),
+                    &mut grads,
+                )
+                .unwrap();
             })
         });
     }

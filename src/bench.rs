@@ -150,7 +150,13 @@ pub fn run_case(
             BenchMode::Infer => forward_inference(&weights, &mut ws, &input, &mut out)?,
             BenchMode::Train => {
                 forward_training(&weights, &mut ws, &input, &mut out)?;
-                backward(&weights, &mut ws, &OutputGrads::new(&go), &mut grads)?;
+                backward(
+                    &weights,
+                    &mut ws,
+                    &input,
+                    &OutputGrads::new(&go),
+                    &mut grads,
+                )?;
             }
         }
         Ok(start.elapsed())

@@ -200,14 +200,15 @@ impl Model {
         let (t, b) = (inputs.seq_len, inputs.batch);
         let mut ws = Workspace::new(desc, t, b, Mode::Training)?;
         let mut out = Outputs::zeros(desc, t, b);
-        forward_training(&self.weights, &mut ws, &Self::batch(inputs), &mut out)?;
+        let input = Self::batch(inputs);
+        forward_training(&self.weights, &mut ws, &input, &mut out)?;
         let mut grads = Gradients::zeros(desc, t, b);
         let g = OutputGrads {
             output: &og.output,
             h_n: og.h_n.as_deref(),
             c_n: og.c_n.as_deref(),
         };
-        backward(&self.weights, &mut ws, &g, &mut grads)?;
+        backward(&self.weights, &mut ws, &input, &g, &mut grads)?;
         Ok((out, grads))
     }
 

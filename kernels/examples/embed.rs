@@ -33,6 +33,7 @@ fn main() -> Result<()> {
         backward(
             &weights,
             &mut ws,
+            &input,
             &OutputGrads::new(&grad_output),
             &mut grads,
         )

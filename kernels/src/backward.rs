@@ -16,14 +16,18 @@ use crate::gemm_tn::gemm_tn;
 use crate::isa::Isa;
 use crate::packed::{self, PackedB};
 use crate::params::LayerParams;
-use crate::seq::{Gradients, OutputGrads};
+use crate::seq::{Gradients, OutputGrads, SeqBatch};
 use crate::team::{self, Shared};
 use crate::weights::PackedWeights;
 use crate::workspace::Workspace;
 use rayon::prelude::*;
 
 /// Gradients of every input, initial state and parameter, given the gradients of the outputs of
-/// the last [`crate::forward_training`] run in `ws`.
+/// the last [`crate::forward_training`] run in `ws` and that run's `input`.
+///
+/// `input` must be the one the forward ran on: the weight gradient of the first layer is
+/// `dGᵀ x`, and the workspace keeps no copy of x (as PyTorch's autograd keeps a reference, not a
+/// copy). Its shape and lengths are checked against the forward's; its values cannot be.
 ///
 /// `grads` is overwritten (size it with [`Gradients::zeros`]). The backward works in place over
 /// the activations the forward saved (the gate gradients overwrite them), so, like PyTorch's
@@ -33,6 +37,7 @@ use rayon::prelude::*;
 pub fn backward(
     weights: &PackedWeights,
     ws: &mut Workspace,
+    input: &SeqBatch<'_, f32>,
     out_grads: &OutputGrads<'_, f32>,
     grads: &mut Gradients<f32>,
 ) -> Result<()> {
@@ -44,6 +49,15 @@ pub fn backward(
         ));
     }
     let (t_len, batch) = (ws.seq_len, ws.batch);
+    input.validate(&desc)?;
+    ws.check(&desc, input.seq_len, input.batch)?;
+    if (0..batch).any(|b| input.length(b) != ws.lengths[b]) {
+        return Err(Error::Mismatch(format!(
+            "backward given an input with lengths {:?}, expected the forward's {:?}",
+            (0..batch).map(|b| input.length(b)).collect::<Vec<_>>(),
+            ws.lengths
+        )));
+    }
     out_grads.validate(&desc, t_len, batch)?;
     grads.validate(&desc, t_len, batch)?;
     // From here on the saved activations are overwritten.
@@ -54,7 +68,6 @@ pub fn backward(
     let gate_w = desc.gates() * desc.hidden_size;
     let Workspace {
         lengths,
-        x,
         inter,
         gates,
         states,
@@ -70,7 +83,7 @@ pub fn backward(
     for l in (0..desc.num_layers).rev() {
         let top = l + 1 == desc.num_layers;
         let i_l = desc.layer_input_size(l);
-        let x_l: &[f32] = if l == 0 { x } else { &inter[l - 1] };
+        let x_l: &[f32] = if l == 0 { input.x } else { &inter[l - 1] };
         // d loss / d this layer's output, and where d loss / d its input goes.
         let (dy_l, dx_l): (&[f32], &mut [f32]) = match (top, l) {
             (true, 0) => (out_grads.output, &mut grads.input),

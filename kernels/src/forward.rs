@@ -144,9 +144,6 @@ fn run(
     for (b, len) in ws.lengths.iter_mut().enumerate() {
         *len = input.length(b);
     }
-    if training {
-        ws.x.copy_from_slice(input.x);
-    }
     let (t_len, batch) = (input.seq_len, input.batch);
     let (nd, bh) = (desc.directions(), batch * desc.hidden_size);
     let Workspace {
@@ -241,7 +238,6 @@ fn direction(
     let (h, g) = (desc.hidden_size, desc.gates() * desc.hidden_size);
     let i_l = desc.layer_input_size(l);
     let bh = batch * h;
-    let lp = weights.layer(l, d);
     let DirBufs {
         gates,
         states,
@@ -361,7 +357,7 @@ fn direction(
                     gates: gates.gates_mut(gates_at, h, gate_count, n),
                     gh: gh.gates(b * ldg + j0, hp, gate_count, n),
                     b_hh: std::array::from_fn(|k| match k < gate_count {
-                        true => &lp.b_hh[k * h + j0..][..n],
+                        true => &pw.b_hh[k * h + j0..][..n],
                         false => &[],
                     }),
                     h_prev: states.part(p * bh + at, n),

@@ -35,7 +35,7 @@
 //!
 //! let grad_output = vec![1.0f32; out.output.len()];
 //! let mut grads = Gradients::zeros(&desc, t, b);
-//! backward(&weights, &mut ws, &OutputGrads::new(&grad_output), &mut grads)?;
+//! backward(&weights, &mut ws, &input, &OutputGrads::new(&grad_output), &mut grads)?;
 //! assert_eq!(grads.input.len(), x.len());
 //! # Ok::<(), recur_kernels::Error>(())
 //! ```

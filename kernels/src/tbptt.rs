@@ -133,7 +133,7 @@ pub fn tbptt(
             og.h_n = out_grads.h_n;
             og.c_n = out_grads.c_n;
         }
-        backward(weights, &mut win.ws, &og, &mut win.grads)?;
+        backward(weights, &mut win.ws, &batch_in, &og, &mut win.grads)?;
 
         out.output[t0 * out_w..(t0 + k) * out_w].copy_from_slice(&win.out.output);
         grads.input[t0 * in_w..(t0 + k) * in_w].copy_from_slice(&win.grads.input);

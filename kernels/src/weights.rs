@@ -4,20 +4,19 @@ use crate::desc::RnnDesc;
 use crate::error::Result;
 use crate::isa::Isa;
 use crate::packed::PackedB;
-use crate::params::{LayerParams, Params};
+use crate::params::Params;
 
 /// The parameters in the layout the kernels stream.
 ///
 /// Per layer and direction: `W_ihᵀ` (with `b_ih` fused) and `W_hhᵀ` packed in panels for the
-/// forward micro-kernels of one ISA, `W_hh` and `W_ih` packed for the backward's recurrence and
-/// input gradient, and PyTorch's layout for the weight-gradient GEMMs (biases zeroed when the
-/// descriptor has none). Build once, call [`PackedWeights::update`] when the
-/// parameters change.
+/// forward micro-kernels of one ISA, `b_hh` for the cells, `W_hh` and `W_ih` packed for the
+/// backward's recurrence and input gradient. No copy of the parameters in PyTorch's layout:
+/// the weight gradients need only activations. Build once, call [`PackedWeights::update`] when
+/// the parameters change.
 #[derive(Debug, Clone)]
 pub struct PackedWeights {
     desc: RnnDesc,
     isa: Isa,
-    layers: Vec<LayerParams<f32>>,
     packed: Vec<PackedLayer>,
 }
 
@@ -30,6 +29,8 @@ pub(crate) struct PackedLayer {
     /// `W_hhᵀ`, no bias (the cell adds `b_hh`: GRU needs it inside the reset product), each
     /// gate's columns padded to whole panels (`PackedB::from_gate_weight`).
     pub w_hh: PackedB,
+    /// `b_hh` (zeros without bias), which the cells add: GRU needs it inside the reset product.
+    pub b_hh: Vec<f32>,
     /// `W_hh` itself, for the backward's per-step `dh_prev += dG · W_hh`.
     pub w_hh_back: PackedB,
     /// `W_ih` itself, for the backward's `dx = dG · W_ih` over all steps.
@@ -47,16 +48,10 @@ impl PackedWeights {
     pub fn with_isa(params: &Params<f32>, isa: Isa) -> Result<Self> {
         let isa = isa.checked()?;
         params.validate()?;
-        let mut layers = params.layers.clone();
-        if !params.desc.bias {
-            for lp in &mut layers {
-                lp.b_ih.fill(0.0);
-                lp.b_hh.fill(0.0);
-            }
-        }
         let desc = params.desc;
         let g = desc.gates() * desc.hidden_size;
-        let packed = layers
+        let packed = params
+            .layers
             .iter()
             .enumerate()
             .map(|(k, lp)| {
@@ -79,17 +74,16 @@ impl PackedWeights {
                         desc.hidden_size,
                         None,
                     ),
+                    b_hh: match desc.bias {
+                        true => lp.b_hh.clone(),
+                        false => vec![0.0; g],
+                    },
                     w_hh_back: PackedB::from_rows(isa, &lp.w_hh, g, desc.hidden_size),
                     w_ih_back: PackedB::from_rows(isa, &lp.w_ih, g, i_l),
                 }
             })
             .collect();
-        Ok(PackedWeights {
-            desc,
-            isa,
-            packed,
-            layers,
-        })
+        Ok(PackedWeights { desc, isa, packed })
     }
 
     /// Re-prepares from new parameter values of the same descriptor.
@@ -111,10 +105,6 @@ impl PackedWeights {
     /// The kernels these weights run with.
     pub fn isa(&self) -> Isa {
         self.isa
-    }
-
-    pub(crate) fn layer(&self, layer: usize, dir: usize) -> &LayerParams<f32> {
-        &self.layers[layer * self.desc.directions() + dir]
     }
 
     pub(crate) fn packed(&self, layer: usize, dir: usize) -> &PackedLayer {

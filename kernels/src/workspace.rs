@@ -31,8 +31,6 @@ pub struct Workspace {
     pub(crate) batch: usize,
     pub(crate) mode: Mode,
     pub(crate) lengths: Vec<usize>,
-    /// Training: a copy of the input, for dW_ih of layer 0.
-    pub(crate) x: Vec<f32>,
     /// Outputs of the layers below the top: all of them in training, two alternating otherwise.
     pub(crate) inter: Vec<Buf>,
     pub(crate) gates: Vec<Buf>,
@@ -88,7 +86,6 @@ impl Workspace {
             batch,
             mode,
             lengths: vec![t; b],
-            x: vec![0.0; if training { t * b * desc.input_size } else { 0 }],
             inter: bufs(inter, t * b * desc.output_size()),
             gates: bufs(
                 slots,
@@ -149,7 +146,7 @@ impl Workspace {
             &self.dy,
         ];
         let floats: usize = all.iter().flat_map(|v| v.iter()).map(|b| b.len()).sum();
-        (floats + self.x.len()) * std::mem::size_of::<f32>()
+        floats * std::mem::size_of::<f32>()
     }
 
     /// Checks that a call's descriptor and sizes are the ones this workspace was made for.

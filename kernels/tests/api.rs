@@ -53,7 +53,8 @@ fn workspace_must_fit_the_call() {
     let mut ws = Workspace::new(&desc, 5, 2, Mode::Training).unwrap();
     let go = vec![0.0f32; out.output.len()];
     let mut grads = Gradients::zeros(&desc, 5, 2);
-    let e = backward(&w, &mut ws, &OutputGrads::new(&go), &mut grads).unwrap_err();
+    let input = SeqBatch::new(5, 2, &x);
+    let e = backward(&w, &mut ws, &input, &OutputGrads::new(&go), &mut grads).unwrap_err();
     assert!(e.to_string().contains("forward_training run"), "{e}");
 
     let other = RnnDesc::new(CellKind::Gru, 3, 5).layers(2);
@@ -78,25 +79,41 @@ fn one_backward_consumes_one_forward() {
         forward_training(&w, &mut ws, &input, &mut out).unwrap();
         // Bad arguments are rejected before the saved forward is touched.
         let short = OutputGrads::new(&go[1..]);
-        assert!(backward(&w, &mut ws, &short, &mut first).is_err());
-        backward(&w, &mut ws, &OutputGrads::new(&go), &mut first).unwrap();
+        assert!(backward(&w, &mut ws, &input, &short, &mut first).is_err());
+        // The input must be the forward's: its shape and lengths are checked.
+        let other = SeqBatch::new(5, 2, &x).with_lengths(&[5, 3]);
+        let e = backward(&w, &mut ws, &other, &OutputGrads::new(&go), &mut first).unwrap_err();
+        assert!(
+            e.to_string().contains("expected the forward's [5, 5]"),
+            "{e}"
+        );
+        let e = backward(
+            &w,
+            &mut ws,
+            &SeqBatch::new(5, 2, &x[1..]),
+            &OutputGrads::new(&go),
+            &mut first,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("input"), "{e}");
+        backward(&w, &mut ws, &input, &OutputGrads::new(&go), &mut first).unwrap();
 
         let mut again = Gradients::zeros(&desc, 5, 2);
-        let e = backward(&w, &mut ws, &OutputGrads::new(&go), &mut again).unwrap_err();
+        let e = backward(&w, &mut ws, &input, &OutputGrads::new(&go), &mut again).unwrap_err();
         assert!(
             e.to_string().contains("forward_training run"),
             "{cell:?}: {e}"
         );
         // An inference forward in a training workspace saves nothing either.
         forward_inference(&w, &mut ws, &input, &mut out).unwrap();
-        let e = backward(&w, &mut ws, &OutputGrads::new(&go), &mut again).unwrap_err();
+        let e = backward(&w, &mut ws, &input, &OutputGrads::new(&go), &mut again).unwrap_err();
         assert!(
             e.to_string().contains("forward_training run"),
             "{cell:?}: {e}"
         );
 
         forward_training(&w, &mut ws, &input, &mut out).unwrap();
-        backward(&w, &mut ws, &OutputGrads::new(&go), &mut again).unwrap();
+        backward(&w, &mut ws, &input, &OutputGrads::new(&go), &mut again).unwrap();
         assert_eq!(again, first, "{cell:?}");
     }
 }
@@ -131,7 +148,7 @@ fn reused_workspace_gives_the_same_bits() {
         let mut g = Gradients::zeros(&desc, t, b);
         let input = SeqBatch::new(t, b, x).with_lengths(&lengths);
         forward_training(&w, ws, &input, &mut out).unwrap();
-        backward(&w, ws, &OutputGrads::new(&go), &mut g).unwrap();
+        backward(&w, ws, &input, &OutputGrads::new(&go), &mut g).unwrap();
         (out, g)
     };
     let mut fresh = Workspace::new(&desc, t, b, Mode::Training).unwrap();

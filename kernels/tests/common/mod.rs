@@ -106,7 +106,7 @@ impl Case {
         let mut train = Outputs::zeros(&self.desc, t, b);
         forward_training(&weights, &mut ws, &input, &mut train).unwrap();
         let mut grads = Gradients::zeros(&self.desc, t, b);
-        backward(&weights, &mut ws, &data.output_grads(), &mut grads).unwrap();
+        backward(&weights, &mut ws, &input, &data.output_grads(), &mut grads).unwrap();
         (infer, train, grads)
     }
 
