@@ -15,6 +15,8 @@ pub enum BenchMode {
     Infer,
     /// The training forward plus the full backward.
     Train,
+    /// The same with `Mode::TrainingRecompute`: gate activations recomputed in the backward.
+    Recompute,
 }
 
 impl BenchMode {
@@ -22,6 +24,7 @@ impl BenchMode {
         match self {
             BenchMode::Infer => "infer",
             BenchMode::Train => "train",
+            BenchMode::Recompute => "recompute",
         }
     }
 }
@@ -92,7 +95,7 @@ impl BenchResult {
 
     pub fn table_header() -> String {
         format!(
-            "{:<6} {:<6} {:>5} {:>5} {:>6} {:>6} {:>3} {:>3} {:>3} {:>10} {:>9}",
+            "{:<6} {:<9} {:>5} {:>5} {:>6} {:>6} {:>3} {:>3} {:>3} {:>10} {:>9}",
             "cell", "mode", "T", "B", "I", "H", "L", "D", "thr", "ms", "GFLOP/s"
         )
     }
@@ -100,7 +103,7 @@ impl BenchResult {
     pub fn table_row(&self) -> String {
         let d = &self.case.desc;
         format!(
-            "{:<6} {:<6} {:>5} {:>5} {:>6} {:>6} {:>3} {:>3} {:>3} {:>10.3} {:>9.1}",
+            "{:<6} {:<9} {:>5} {:>5} {:>6} {:>6} {:>3} {:>3} {:>3} {:>10.3} {:>9.1}",
             d.cell.name().trim_end_matches("_tanh"),
             self.mode.name(),
             self.case.seq,
@@ -130,6 +133,7 @@ pub fn run_case(
     let ws_mode = match mode {
         BenchMode::Infer => Mode::Inference,
         BenchMode::Train => Mode::Training,
+        BenchMode::Recompute => Mode::TrainingRecompute,
     };
     // First, so that sizes that overflow are an error before anything is allocated.
     let mut ws = Workspace::new(&desc, t, b, ws_mode)?;
@@ -148,7 +152,7 @@ pub fn run_case(
         let start = Instant::now();
         match mode {
             BenchMode::Infer => forward_inference(&weights, &mut ws, &input, &mut out)?,
-            BenchMode::Train => {
+            BenchMode::Train | BenchMode::Recompute => {
                 forward_training(&weights, &mut ws, &input, &mut out)?;
                 backward(
                     &weights,
@@ -174,7 +178,7 @@ pub fn run_case(
     let median = times[times.len() / 2].as_secs_f64();
     let factor = match mode {
         BenchMode::Infer => 1.0,
-        BenchMode::Train => 3.0,
+        BenchMode::Train | BenchMode::Recompute => 3.0,
     };
     Ok(BenchResult {
         case,

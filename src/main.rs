@@ -91,6 +91,8 @@ struct IoArgs {
 enum ModeArg {
     Infer,
     Train,
+    /// Training with the gate activations recomputed in the backward (less memory).
+    Recompute,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -203,6 +205,7 @@ fn run_bench(args: &BenchArgs) -> Result<()> {
     let modes: &[BenchMode] = match args.mode {
         Some(ModeArg::Infer) => &[BenchMode::Infer],
         Some(ModeArg::Train) => &[BenchMode::Train],
+        Some(ModeArg::Recompute) => &[BenchMode::Recompute],
         None => &[BenchMode::Infer, BenchMode::Train],
     };
     let budget = Duration::from_secs_f64(args.seconds);

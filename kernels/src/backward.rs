@@ -8,18 +8,21 @@
 //! rows (`gemm_tn`), and the input gradient one GEMM per direction, all on our micro-kernels.
 //! Every reduction runs in a fixed order, so the results are bit-identical at any thread count.
 
+use crate::aligned::Buf;
+use crate::cell::FwdUnits;
 use crate::cell::{self, BwdUnits};
 use crate::desc::{CellKind, RnnDesc};
 use crate::error::{Error, Result};
-use crate::forward::{slots, time_of, UnitBlocks, PREFETCH_ROWS};
+use crate::forward::{chunk_steps, slots, time_of, UnitBlocks, PREFETCH_ROWS};
 use crate::gemm_tn::gemm_tn;
 use crate::isa::Isa;
-use crate::packed::{self, PackedB};
+use crate::microkernel;
+use crate::packed::{self, split, OutPtr, PackedB};
 use crate::params::LayerParams;
 use crate::seq::{Gradients, OutputGrads, SeqBatch};
 use crate::team::{self, Shared};
-use crate::weights::PackedWeights;
-use crate::workspace::Workspace;
+use crate::weights::{PackedLayer, PackedWeights};
+use crate::workspace::{Mode, Workspace};
 use rayon::prelude::*;
 
 /// Gradients of every input, initial state and parameter, given the gradients of the outputs of
@@ -62,6 +65,7 @@ pub fn backward(
     grads.validate(&desc, t_len, batch)?;
     // From here on the saved activations are overwritten.
     ws.saved = false;
+    let recompute = ws.mode == Mode::TrainingRecompute;
 
     let nd = desc.directions();
     let bh = batch * desc.hidden_size;
@@ -74,11 +78,15 @@ pub fn backward(
         cells,
         hn,
         gh,
+        re_gh,
+        re_h,
+        re_c,
         dh,
         dc,
         dy,
         ..
     } = ws;
+
     let lengths: &[usize] = lengths;
     for l in (0..desc.num_layers).rev() {
         let top = l + 1 == desc.num_layers;
@@ -99,47 +107,90 @@ pub fn backward(
             }
         };
         let s0 = l * nd;
-        let mut work = gates[s0..s0 + nd]
+        // Gate activations: this layer's saved ones, or one chunk per direction to recompute.
+        let g0 = if recompute { 0 } else { s0 };
+        let work = gates[g0..g0 + nd]
             .iter_mut()
-            .zip(&mut hn[s0..s0 + nd])
+            .zip(&mut hn[g0..g0 + nd])
             .zip(gh.iter_mut())
             .zip(dh.iter_mut())
             .zip(dc.iter_mut())
             .zip(&mut grads.params.layers[s0..s0 + nd])
-            .map(|(((((gates, hn), dgh), dh), dc), pg)| DirWork {
-                gates,
-                hn,
-                dgh,
-                dh,
-                dc,
-                pg,
-            });
-        let run_dir = |d: usize, mut w: DirWork<'_>| {
+            .zip(or_empty(re_gh).zip(or_empty(re_h)).zip(or_empty(re_c)))
+            .map(
+                |((((((gates, hn), dgh), dh), dc), pg), ((re_gh, re_h), re_c))| DirWork {
+                    gates,
+                    hn,
+                    dgh,
+                    dh,
+                    dc,
+                    pg,
+                    re_gh,
+                    re_h,
+                    re_c,
+                },
+            );
+        let init = |d: usize, w: &mut DirWork<'_>| {
             let k = s0 + d;
-            let init_h = out_grads.h_n.map(|g| &g[k * bh..][..bh]);
-            let init_c = out_grads.c_n.map(|g| &g[k * bh..][..bh]);
-            match init_h {
+            match out_grads.h_n.map(|g| &g[k * bh..][..bh]) {
                 Some(g) => w.dh.copy_from_slice(g),
                 None => w.dh.fill(0.0),
             }
             if !w.dc.is_empty() {
-                match init_c {
+                match out_grads.c_n.map(|g| &g[k * bh..][..bh]) {
                     Some(g) => w.dc.copy_from_slice(g),
                     None => w.dc.fill(0.0),
                 }
             }
-            let dirs = (t_len, batch, d);
-            let w_hh = &weights.packed(l, d).w_hh_back;
-            let (states, cells) = (&states[k][..], &cells[k][..]);
-            recurrence(&desc, w_hh, states, cells, lengths, dy_l, dirs, &mut w);
-            weight_grads(weights.isa(), &desc, x_l, i_l, states, w, dirs);
         };
-        let fwd = work.next().expect("one direction at least");
-        match work.next() {
-            Some(rev) => {
-                rayon::join(|| run_dir(0, fwd), || run_dir(1, rev));
+        let isa = weights.isa();
+        if recompute {
+            // Directions one after the other: each adds its chunks' share of d loss / d x_l.
+            for (d, mut w) in work.enumerate() {
+                init(d, &mut w);
+                let k = s0 + d;
+                let dirs = (t_len, batch, d);
+                let (states, cells) = (&states[k][..], &cells[k][..]);
+                let pw = weights.packed(l, d);
+                let layer = (x_l, i_l, states, cells, lengths, dy_l);
+                recompute_dir(&desc, pw, layer, &mut *dx_l, dirs, w);
             }
-            None => run_dir(0, fwd),
+        } else {
+            let run_dir = |d: usize, mut w: DirWork<'_>| {
+                init(d, &mut w);
+                let k = s0 + d;
+                let dirs = (t_len, batch, d);
+                let w_hh = &weights.packed(l, d).w_hh_back;
+                let (states, cells) = (&states[k][..], &cells[k][..]);
+                recurrence(
+                    &desc,
+                    w_hh,
+                    states,
+                    cells,
+                    lengths,
+                    dy_l,
+                    dirs,
+                    0..t_len,
+                    0,
+                    &mut w,
+                );
+                let DirWork { gates, hn, pg, .. } = w;
+                let all = WeightGradRows {
+                    times: (0, t_len),
+                    batch,
+                    d,
+                    accumulate: false,
+                };
+                weight_grads(isa, &desc, x_l, i_l, states, gates, hn, pg, all);
+            };
+            let mut work = work;
+            let fwd = work.next().expect("one direction at least");
+            match work.next() {
+                Some(rev) => {
+                    rayon::join(|| run_dir(0, fwd), || run_dir(1, rev));
+                }
+                None => run_dir(0, fwd),
+            }
         }
         for d in 0..nd {
             let k = s0 + d;
@@ -147,12 +198,169 @@ pub fn backward(
             if desc.cell.has_cell_state() {
                 grads.c0[k * bh..][..bh].copy_from_slice(&dc[d]);
             }
-            // d loss / d x_l = sum over directions of dG_in W_ih, in direction order.
-            let w_ih = &weights.packed(l, d).w_ih_back;
-            packed::gemm(t_len * batch, &gates[k], gate_w, w_ih, dx_l, i_l, d > 0);
+            if !recompute {
+                // d loss / d x_l = sum over directions of dG_in W_ih, in direction order.
+                let w_ih = &weights.packed(l, d).w_ih_back;
+                packed::gemm(t_len * batch, &gates[k], gate_w, w_ih, dx_l, i_l, d > 0);
+            }
         }
     }
     Ok(())
+}
+
+/// Each buffer of `v` whole, then empty slices for ever: per-direction buffers that a mode
+/// does not have still zip with those it has.
+fn or_empty(v: &mut [Buf]) -> impl Iterator<Item = &mut [f32]> {
+    v.iter_mut()
+        .map(|b| &mut b[..])
+        .chain(std::iter::repeat_with(|| -> &mut [f32] { &mut [] }))
+}
+
+/// [`Mode::TrainingRecompute`]'s backward of one (layer, direction): chunks of steps from the
+/// last, each recomputed (gate activations and GRU's W_hn h + b_hn, as the forward made them),
+/// run through the recurrence, and reduced into the weight gradients and d loss / d x_l.
+fn recompute_dir(
+    desc: &RnnDesc,
+    pw: &PackedLayer,
+    layer: LayerData<'_>,
+    dx_l: &mut [f32],
+    (t_len, batch, d): (usize, usize, usize),
+    mut w: DirWork<'_>,
+) {
+    let (x_l, i_l, states, cells, lengths, dy_l) = layer;
+    let g = desc.gates() * desc.hidden_size;
+    let chunk = chunk_steps(t_len, batch);
+    let isa = pw.w_hh.isa();
+    let mut r0 = 0;
+    while r0 < t_len {
+        // Rounds r0..r1 run the processing steps from the end: times ta..tb.
+        let r1 = (r0 + chunk).min(t_len);
+        let (ta, tb) = if d == 0 {
+            (t_len - r1, t_len - r0)
+        } else {
+            (r0, r1)
+        };
+        recompute_gates(desc, pw, layer, (ta, tb), batch, d, &mut w);
+        let dirs = (t_len, batch, d);
+        recurrence(
+            desc,
+            &pw.w_hh_back,
+            states,
+            cells,
+            lengths,
+            dy_l,
+            dirs,
+            r0..r1,
+            ta,
+            &mut w,
+        );
+        let rows = WeightGradRows {
+            times: (ta, tb),
+            batch,
+            d,
+            accumulate: r0 > 0,
+        };
+        weight_grads(isa, desc, x_l, i_l, states, w.gates, w.hn, w.pg, rows);
+        let n = (tb - ta) * batch;
+        let dx = &mut dx_l[ta * batch * i_l..tb * batch * i_l];
+        packed::gemm(n, &w.gates[..n * g], g, &pw.w_ih_back, dx, i_l, d > 0);
+        r0 = r1;
+    }
+}
+
+/// A layer's input, its saved states, the lengths and d loss / d its output.
+type LayerData<'a> = (
+    &'a [f32],
+    usize,
+    &'a [f32],
+    &'a [f32],
+    &'a [usize],
+    &'a [f32],
+);
+
+/// Recomputes the gate activations of times `ta..tb` into `w.gates` (and GRU's W_hn h + b_hn
+/// into `w.hn`), row `(t - ta) * B + b`, bit for bit as the forward made them: the same
+/// projection and h_prev W_hhᵀ (each element the same FMA chain), the same cells.
+fn recompute_gates(
+    desc: &RnnDesc,
+    pw: &PackedLayer,
+    (x_l, i_l, states, cells, lengths, _): LayerData<'_>,
+    (ta, tb): (usize, usize),
+    batch: usize,
+    d: usize,
+    w: &mut DirWork<'_>,
+) {
+    let (h, gate_count) = (desc.hidden_size, desc.gates());
+    let g = gate_count * h;
+    let isa = pw.w_hh.isa();
+    let (hp, bh) = (packed::padded(isa, h), batch * h);
+    let (ldg, panels) = (gate_count * hp, hp / microkernel::shape(isa).nr);
+    let rows = (tb - ta) * batch;
+    // The input projection, each gate's panels into its unpadded block, rows in two halves.
+    let x = &x_l[ta * batch * i_l..tb * batch * i_l];
+    let gates = &mut w.gates[..rows * g];
+    let out = OutPtr(gates.as_mut_ptr());
+    let parts = 2;
+    packed::run_tasks(gate_count * parts, |task| {
+        let (k, (i0, i1)) = (task / parts, split(rows, parts, task % parts));
+        // SAFETY: `x` holds `rows` rows of I floats and `gates` `rows` rows of G*H; this task
+        // writes rows i0..i1 of gate k's H columns, which no other task touches.
+        unsafe {
+            packed::gemm_block(
+                &pw.w_ih,
+                x.as_ptr(),
+                i_l,
+                OutPtr(out.at(k * h)),
+                g,
+                false,
+                i0..i1,
+                k * panels..(k + 1) * panels,
+                h,
+            )
+        }
+    });
+    // h_prev W_hhᵀ of every row at once (the state before step t: slot t, or t + 1 reversed).
+    let first = if d == 0 { 0 } else { 1 };
+    let h_prev = &states[(first + ta) * bh..(first + tb) * bh];
+    packed::gemm(
+        rows,
+        h_prev,
+        h,
+        &pw.w_hh,
+        &mut w.re_gh[..rows * ldg],
+        ldg,
+        false,
+    );
+    // The cells, row by row, writing the activations; their h and c go to scratch (the saved
+    // states are the same values and stay as they are).
+    let (gates, re_gh) = (Shared::new(gates), Shared::new(w.re_gh));
+    let (re_h, re_c, hn) = (Shared::new(w.re_h), Shared::new(w.re_c), Shared::new(w.hn));
+    (0..rows).into_par_iter().for_each(|r| {
+        let (t, b) = (ta + r / batch, r % batch);
+        if t >= lengths[b] {
+            // Padded: the recurrence zeroes these rows' gradients without reading them.
+            return;
+        }
+        let p = slots(d, t).0;
+        // SAFETY: row r of every chunk buffer is this task's alone; the GEMMs above are done.
+        let u = unsafe {
+            FwdUnits {
+                isa,
+                gates: gates.gates_mut(r * g, h, gate_count, h),
+                gh: re_gh.gates(r * ldg, hp, gate_count, h),
+                b_hh: std::array::from_fn(|k| match k < gate_count {
+                    true => &pw.b_hh[k * h..][..h],
+                    false => &[],
+                }),
+                h_prev: &states[p * bh + b * h..][..h],
+                c_prev: at_slot(cells, p, bh, b * h, h),
+                h: re_h.part_mut(r * h, h),
+                c: re_c.part_mut(r * h, h),
+                hn: hn.part_mut(r * h, h),
+            }
+        };
+        cell::forward(desc.cell, u);
+    });
 }
 
 /// What the backward of one (layer, direction) writes.
@@ -166,6 +374,11 @@ struct DirWork<'a> {
     dh: &'a mut [f32],
     dc: &'a mut [f32],
     pg: &'a mut LayerParams<f32>,
+    /// [`Mode::TrainingRecompute`]: a chunk's h_prev W_hhᵀ, and scratch for its recomputed h
+    /// and c (empty in the other mode).
+    re_gh: &'a mut [f32],
+    re_h: &'a mut [f32],
+    re_c: &'a mut [f32],
 }
 
 /// The sequential part: steps in reverse processing order, d h carried through W_hh.
@@ -178,6 +391,8 @@ fn recurrence(
     lengths: &[usize],
     dy_l: &[f32],
     (t_len, batch, d): (usize, usize, usize),
+    rounds: std::ops::Range<usize>,
+    t_base: usize,
     w: &mut DirWork<'_>,
 ) {
     let (h, g) = (desc.hidden_size, desc.gates() * desc.hidden_size);
@@ -210,12 +425,16 @@ fn recurrence(
         if gru {
             (&scratch, (s % 2) * batch * sw)
         } else {
-            (&gates, t * batch * g)
+            (&gates, (t - t_base) * batch * g)
         }
     };
-    team::rounds(t_len + 1, cut.slices, &|round, i| {
+    // Rounds r0..r1 of the backward (the processing steps from the end), plus one round for
+    // the GEMM of the last of them; time t sits in row t - t_base of `gates` and `hn`.
+    let r0 = rounds.start;
+    team::rounds(rounds.len() + 1, cut.slices, &|local, i| {
+        let round = r0 + local;
         let (units, j0, n) = cut.slice(i);
-        if round > 0 {
+        if local > 0 {
             let s = round - 1;
             let (buf, at) = dg_h_at(s, time_of(d, t_len - 1 - s, t_len));
             // SAFETY: dG_h of the step before was written in the round before, by every slice,
@@ -237,7 +456,7 @@ fn recurrence(
                 );
             }
         }
-        if round == t_len {
+        if round == rounds.end {
             return;
         }
         let t = time_of(d, t_len - 1 - round, t_len);
@@ -245,7 +464,7 @@ fn recurrence(
         let scratch_at = if gru { (round % 2) * batch * sw } else { 0 };
         let dy_t = &dy_l[t * batch * out_w..(t + 1) * batch * out_w];
         for (b, &len) in lengths.iter().enumerate() {
-            let (at, gates_at) = (b * h + j0, (t * batch + b) * g + j0);
+            let (at, gates_at) = (b * h + j0, ((t - t_base) * batch + b) * g + j0);
             if b + PREFETCH_ROWS < batch {
                 // SAFETY: reads of this slice's units of a later row of this step's gates,
                 // which only this slice touches in this round.
@@ -262,7 +481,7 @@ fn recurrence(
                     isa,
                     gates: gates.gates_mut(gates_at, h, gate_count, n),
                     dgh: scratch.gates_mut(scratch_at + b * sw + j0, h, scratch_gates, n),
-                    hn: hn.part_mut(t * bh + at, n),
+                    hn: hn.part_mut((t - t_base) * bh + at, n),
                     dh: dh.part_mut(at, n),
                     dc: dc.part_mut(at, n),
                     dy: &dy_t[b * out_w + d * h + j0..][..n],
@@ -295,38 +514,56 @@ fn at_slot(buf: &[f32], slot: usize, len: usize, at: usize, n: usize) -> &[f32] 
     }
 }
 
-/// The deferred weight gradients of one (layer, direction): one GEMM each over all T*B rows.
+/// Which rows the weight gradients sum: times `ta..tb` of direction `d` (rows `(t - ta) * B + b`
+/// of the gate buffers), added to the gradients so far or overwriting them.
+struct WeightGradRows {
+    times: (usize, usize),
+    batch: usize,
+    d: usize,
+    accumulate: bool,
+}
+
+/// The deferred weight gradients of one (layer, direction): one GEMM each over the rows of
+/// `times` (all T*B of them, or a recomputed chunk's).
+#[allow(clippy::too_many_arguments)]
 fn weight_grads(
     isa: Isa,
     desc: &RnnDesc,
     x_l: &[f32],
     i_l: usize,
     states: &[f32],
-    w: DirWork<'_>,
-    (t_len, batch, d): (usize, usize, usize),
+    gates: &[f32],
+    hn: &[f32],
+    pg: &mut LayerParams<f32>,
+    WeightGradRows {
+        times: (ta, tb),
+        batch,
+        d,
+        accumulate: acc,
+    }: WeightGradRows,
 ) {
     let (h, g) = (desc.hidden_size, desc.gates() * desc.hidden_size);
-    let rows = t_len * batch;
-    let DirWork { gates, hn, pg, .. } = w;
-    let (dgi, hn): (&[f32], &[f32]) = (gates, hn);
+    let rows = (tb - ta) * batch;
+    let (dgi, hn) = (&gates[..rows * g], &hn[..hn.len().min(rows * h)]);
+    let x = &x_l[ta * batch * i_l..tb * batch * i_l];
     // dW_ih = dG_inᵀ X.
-    gemm_tn(isa, g, i_l, rows, dgi, g, x_l, i_l, &mut pg.w_ih, i_l);
+    gemm_tn(isa, g, i_l, rows, dgi, g, x, i_l, &mut pg.w_ih, i_l, acc);
     // dW_hh = dG_hᵀ H_prev, where the state before step t sits in slot t (forward) or t+1.
     let first = if d == 0 { 0 } else { 1 };
-    let h_prev = &states[first * batch * h..(first + t_len) * batch * h];
+    let h_prev = &states[(first + ta) * batch * h..(first + tb) * batch * h];
     // dG_h equals dG_in but for GRU's n block, which sits in `hn`.
     let same = if desc.cell == CellKind::Gru { 2 * h } else { g };
     let (w_same, w_n) = pg.w_hh.split_at_mut(same * h);
-    gemm_tn(isa, same, h, rows, dgi, g, h_prev, h, w_same, h);
+    gemm_tn(isa, same, h, rows, dgi, g, h_prev, h, w_same, h, acc);
     if same < g {
-        gemm_tn(isa, h, h, rows, hn, h, h_prev, h, w_n, h);
+        gemm_tn(isa, h, h, rows, hn, h, h_prev, h, w_n, h, acc);
     }
     if desc.bias {
-        column_sums(dgi, g, &mut pg.b_ih);
+        column_sums(dgi, g, &mut pg.b_ih, acc);
         let (b_same, b_n) = pg.b_hh.split_at_mut(same);
-        column_sums(dgi, g, b_same);
+        column_sums(dgi, g, b_same, acc);
         if same < g {
-            column_sums(hn, h, b_n);
+            column_sums(hn, h, b_n, acc);
         }
     } else {
         pg.b_ih.fill(0.0);
@@ -334,11 +571,13 @@ fn weight_grads(
     }
 }
 
-/// `out[j] = sum over rows of m[row][j]`, rows in order, columns shared across the pool.
-fn column_sums(m: &[f32], width: usize, out: &mut [f32]) {
+/// `out[j] (+)= sum over rows of m[row][j]`, rows in order, columns shared across the pool.
+fn column_sums(m: &[f32], width: usize, out: &mut [f32], accumulate: bool) {
     const COLS: usize = 64;
     out.par_chunks_mut(COLS).enumerate().for_each(|(c, o)| {
-        o.fill(0.0);
+        if !accumulate {
+            o.fill(0.0);
+        }
         let (j0, n) = (c * COLS, o.len());
         for r in m.chunks_exact(width) {
             for (acc, v) in o.iter_mut().zip(&r[j0..j0 + n]) {

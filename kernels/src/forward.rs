@@ -36,16 +36,18 @@ pub fn forward_inference(
 
 /// Runs the network forward and saves in `ws` what [`crate::backward`] needs.
 ///
-/// `ws` must be a [`Mode::Training`] workspace.
+/// `ws` must be a [`Mode::Training`] or [`Mode::TrainingRecompute`] workspace.
 pub fn forward_training(
     weights: &PackedWeights,
     ws: &mut Workspace,
     input: &SeqBatch<'_, f32>,
     out: &mut Outputs<f32>,
 ) -> Result<()> {
-    if ws.mode != Mode::Training {
+    if ws.mode == Mode::Inference {
         return Err(Error::Mismatch(
-            "forward_training needs a workspace made with Mode::Training".into(),
+            "forward_training needs a workspace made with Mode::Training or \
+             Mode::TrainingRecompute"
+                .into(),
         ));
     }
     run(weights, ws, input, out, true)
@@ -146,6 +148,7 @@ fn run(
     }
     let (t_len, batch) = (input.seq_len, input.batch);
     let (nd, bh) = (desc.directions(), batch * desc.hidden_size);
+    let ws_mode = ws.mode;
     let Workspace {
         lengths,
         inter,
@@ -158,6 +161,8 @@ fn run(
     } = ws;
     let lengths: &[usize] = lengths;
     let inter_index = |l: usize| if training { l } else { l % 2 };
+    // Gate activations (and GRU's W_hn h + b_hn) are kept for the backward in one mode only.
+    let keep_gates = training && ws_mode == Mode::Training;
     for l in 0..desc.num_layers {
         let top = l + 1 == desc.num_layers;
         // This layer's input and output: the user's buffers at the ends, the workspace between.
@@ -176,11 +181,12 @@ fn run(
             }
         };
         let s0 = if training { l * nd } else { 0 };
-        let mut dirs = gates[s0..s0 + nd]
+        let g0 = if keep_gates { l * nd } else { 0 };
+        let mut dirs = gates[g0..g0 + nd]
             .iter_mut()
             .zip(&mut states[s0..s0 + nd])
             .zip(&mut cells[s0..s0 + nd])
-            .zip(&mut hn[s0..s0 + nd])
+            .zip(&mut hn[g0..g0 + nd])
             .zip(gh.iter_mut())
             .map(|((((gates, states), cells), hn), gh)| DirBufs {
                 gates,
@@ -195,7 +201,7 @@ fn run(
             let c0 = input.c0.map(|v| &v[k * bh..(k + 1) * bh]);
             let init = (h0, c0);
             direction(
-                &desc, weights, l, d, x_l, lengths, init, bufs, training, t_len, batch,
+                &desc, weights, l, d, x_l, lengths, init, bufs, keep_gates, t_len, batch,
             )
         };
         let fwd = dirs.next().expect("one direction at least");
@@ -231,7 +237,7 @@ fn direction(
     lengths: &[usize],
     (h0, c0): (Option<&[f32]>, Option<&[f32]>),
     bufs: DirBufs<'_>,
-    training: bool,
+    keep_gates: bool,
     t_len: usize,
     batch: usize,
 ) {
@@ -284,8 +290,8 @@ fn direction(
         Shared::new(gh),
         Shared::new(hn),
     );
-    // The rows of `gates` holding time `t`: all of them in training (the backward reads them),
-    // one chunk's in inference.
+    // The rows of `gates` holding time `t`: all of them when kept for the backward, else one
+    // chunk's.
     let chunk_times = |step: usize| {
         let (s0, s1) = (
             step / chunk * chunk,
@@ -297,7 +303,10 @@ fn direction(
             (t_len - s1, t_len - s0)
         }
     };
-    let gate_row = |t: usize, step: usize| if training { t } else { t - chunk_times(step).0 };
+    let gate_row = |t: usize, step: usize| match keep_gates {
+        true => t,
+        false => t - chunk_times(step).0,
+    };
     team::rounds(t_len, cut.slices, &|step, i| {
         let t = time_of(d, step, t_len);
         let (p, q) = slots(d, t);
@@ -344,7 +353,7 @@ fn direction(
                 );
             }
         }
-        let hn_at = if training { t * bh } else { 0 };
+        let hn_at = if keep_gates { t * bh } else { 0 };
         for (b, &len) in lengths.iter().enumerate() {
             let (at, gates_at) = (b * h + j0, (gate_row(t, step) * batch + b) * g + j0);
             // SAFETY: units j0..j0+n of row b: this step's gates and gh of this slice's

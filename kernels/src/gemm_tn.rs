@@ -21,8 +21,8 @@ const PANEL_BLOCK: usize = 6 << 10;
 /// Row tiles of A per block.
 const BLOCK_TILES: usize = 64;
 
-/// `C = Aᵀ B`: A stored `(k, m)` with leading dimension `lda`, B `(k, n)` with `ldb`, C `(m, n)`
-/// with `ldc`, overwritten. `isa` must be available on this CPU.
+/// `C = Aᵀ B`, or `C += Aᵀ B` with `accumulate`: A stored `(k, m)` with leading dimension `lda`,
+/// B `(k, n)` with `ldb`, C `(m, n)` with `ldc`. `isa` must be available on this CPU.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn gemm_tn(
     isa: Isa,
@@ -35,6 +35,7 @@ pub(crate) fn gemm_tn(
     ldb: usize,
     c: &mut [f32],
     ldc: usize,
+    accumulate: bool,
 ) {
     if m == 0 || n == 0 {
         return;
@@ -45,6 +46,9 @@ pub(crate) fn gemm_tn(
         "gemm_tn: C too short"
     );
     if k == 0 {
+        if accumulate {
+            return;
+        }
         for row in c.chunks_mut(ldc).take(m) {
             row[..n].fill(0.0);
         }
@@ -100,7 +104,7 @@ pub(crate) fn gemm_tn(
                                 out.at(i0 * ldc + p * nr),
                                 ldc,
                                 cols,
-                                k0 > 0,
+                                accumulate || k0 > 0,
                             )
                         };
                     }
@@ -203,7 +207,7 @@ mod tests {
                         .num_threads(threads)
                         .build()
                         .unwrap();
-                    pool.install(|| gemm_tn(isa, m, n, k, &a, lda, &b, ldb, &mut c, ldc));
+                    pool.install(|| gemm_tn(isa, m, n, k, &a, lda, &b, ldb, &mut c, ldc, false));
                     c
                 };
                 let one = run(1);
@@ -262,7 +266,7 @@ mod timing {
                         let t = std::time::Instant::now();
                         pool.install(|| {
                             for _ in 0..reps {
-                                gemm_tn(isa, m, n, k, &a, m, &b, n, &mut c, n);
+                                gemm_tn(isa, m, n, k, &a, m, &b, n, &mut c, n, false);
                             }
                         });
                         t.elapsed().as_secs_f64() / reps as f64

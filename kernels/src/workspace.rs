@@ -12,6 +12,14 @@ pub enum Mode {
     Inference,
     /// The forward saves what the backward needs: every layer's gate activations and states.
     Training,
+    /// Training that saves only the states (h, c and the layers' outputs): the backward
+    /// recomputes the gate activations a chunk of steps at a time (`forward::chunk_steps`, about
+    /// 256 rows), with one GEMM of the chunk's inputs and one of its states, then runs the
+    /// chunk's steps and adds the chunk's share of the weight gradients. Keeps one chunk of gate
+    /// activations instead of T·B·G·H floats, for about one more forward of GEMM work. The
+    /// weight gradients are summed chunk by chunk: equal to [`Mode::Training`]'s to rounding,
+    /// not bit for bit; every other result is the same bits.
+    TrainingRecompute,
 }
 
 /// Every buffer a forward or backward call needs, so that the time loop allocates nothing.
@@ -41,6 +49,11 @@ pub struct Workspace {
     /// whole panels; in the backward, GRU's dG_h of two steps (one written while the other is
     /// read) or LSTM's scratch, `(2, B, G*H)`.
     pub(crate) gh: Vec<Buf>,
+    /// [`Mode::TrainingRecompute`], per direction: a chunk's h_prev W_hhᵀ `(S, B, G*Hp)`, and
+    /// the chunk's recomputed h (and c) that nothing reads, `(S, B, H)`.
+    pub(crate) re_gh: Vec<Buf>,
+    pub(crate) re_h: Vec<Buf>,
+    pub(crate) re_c: Vec<Buf>,
     /// Backward, per direction: the carried d loss / d h and d loss / d c, `(B, H)`.
     pub(crate) dh: Vec<Buf>,
     pub(crate) dc: Vec<Buf>,
@@ -72,8 +85,15 @@ impl Workspace {
         crate::error::size("workspace buffers", &[2, batch, desc.gates(), padded])?;
         let (t, b, h, d) = (seq_len, batch, desc.hidden_size, desc.directions());
         let gh = desc.gates() * h;
-        let training = mode == Mode::Training;
+        // States are saved per layer in both training modes; gate activations in one only.
+        let training = mode != Mode::Inference;
+        let recompute = mode == Mode::TrainingRecompute;
+        let keep_gates = mode == Mode::Training;
         let slots = if training { desc.stacks() } else { d };
+        let gate_slots = if keep_gates { slots } else { d };
+        let chunk = crate::forward::chunk_steps(t, b);
+        let re =
+            |on: bool, len: usize| bufs(if recompute { d } else { 0 }, if on { len } else { 0 });
         let lstm = desc.cell.has_cell_state();
         let gru = desc.cell == crate::CellKind::Gru;
         let below = desc.num_layers - 1;
@@ -88,24 +108,28 @@ impl Workspace {
             lengths: vec![t; b],
             inter: bufs(inter, t * b * desc.output_size()),
             gates: bufs(
-                slots,
-                match training {
+                gate_slots,
+                match keep_gates {
                     true => t * b * gh,
-                    false => crate::forward::chunk_steps(t, b) * b * gh,
+                    false => chunk * b * gh,
                 },
             ),
             states: bufs(slots, (t + 1) * b * h),
             // Unused buffers stay as empty Vecs, so per-slot code can zip over all of them.
             cells: bufs(slots, if lstm { (t + 1) * b * h } else { 0 }),
             hn: bufs(
-                slots,
-                match (gru, training) {
-                    (false, _) => 0,
-                    (true, true) => t * b * h,
-                    (true, false) => b * h,
+                gate_slots,
+                match (gru, keep_gates, recompute) {
+                    (false, _, _) => 0,
+                    (true, true, _) => t * b * h,
+                    (true, false, true) => chunk * b * h,
+                    (true, false, false) => b * h,
                 },
             ),
             gh: bufs(d, 2 * b * desc.gates() * padded),
+            re_gh: re(true, chunk * b * desc.gates() * padded),
+            re_h: re(true, chunk * b * h),
+            re_c: re(lstm, chunk * b * h),
             dh: per_dir(true, b * h),
             dc: per_dir(lstm, b * h),
             dy: bufs(
@@ -141,6 +165,9 @@ impl Workspace {
             &self.cells,
             &self.hn,
             &self.gh,
+            &self.re_gh,
+            &self.re_h,
+            &self.re_c,
             &self.dh,
             &self.dc,
             &self.dy,

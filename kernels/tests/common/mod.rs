@@ -110,6 +110,20 @@ impl Case {
         (infer, train, grads)
     }
 
+    /// Training with [`Mode::TrainingRecompute`] and the kernels of `isa`: forward, backward.
+    pub fn recompute_with(&self, isa: Isa) -> (Outputs<f32>, Gradients<f32>) {
+        let data = self.to_f32();
+        let input = data.input(self);
+        let weights = PackedWeights::with_isa(&self.params.cast::<f32>(), isa).unwrap();
+        let (t, b) = (self.seq_len, self.batch);
+        let mut ws = Workspace::new(&self.desc, t, b, Mode::TrainingRecompute).unwrap();
+        let mut out = Outputs::zeros(&self.desc, t, b);
+        forward_training(&weights, &mut ws, &input, &mut out).unwrap();
+        let mut grads = Gradients::zeros(&self.desc, t, b);
+        backward(&weights, &mut ws, &input, &data.output_grads(), &mut grads).unwrap();
+        (out, grads)
+    }
+
     /// The case's data rounded to f32, for the optimized path.
     pub fn to_f32(&self) -> F32Data {
         let opt = |v: &Option<Vec<f64>>| v.as_deref().map(to_f32);
@@ -167,10 +181,27 @@ pub fn rel_err(a: &[f32], b: &[f64]) -> f64 {
     diff / scale
 }
 
-/// Every output and gradient of the optimized path, named, beside the reference's.
+/// Every output and gradient of the optimized path, named, beside the reference's; and the
+/// recomputing training mode: the same bits as the saving one but for the weight gradients
+/// (summed chunk by chunk), which are held to the reference.
 pub fn compare_all(case: &Case, isa: Isa, tol: f64) -> std::result::Result<(), String> {
     let (r_out, r_grad) = case.reference();
     let (infer, train, grads) = case.optimized_with(isa);
+    let (re_out, re_grads) = case.recompute_with(isa);
+    if re_out != train {
+        return Err("recompute: outputs differ from Mode::Training's".into());
+    }
+    for (name, a, b) in [
+        ("input", &re_grads.input, &grads.input),
+        ("h0", &re_grads.h0, &grads.h0),
+        ("c0", &re_grads.c0, &grads.c0),
+    ] {
+        if a != b {
+            return Err(format!(
+                "recompute: grad {name} differs from Mode::Training's"
+            ));
+        }
+    }
     let mut pairs: Vec<(String, &[f32], &[f64])> = vec![
         ("output (inference)".into(), &infer.output, &r_out.output),
         ("h_n (inference)".into(), &infer.h_n, &r_out.h_n),
@@ -193,6 +224,18 @@ pub fn compare_all(case: &Case, isa: Isa, tol: f64) -> std::result::Result<(), S
         pairs.push((format!("grad w_hh[{k}]"), &a.w_hh, &b.w_hh));
         pairs.push((format!("grad b_ih[{k}]"), &a.b_ih, &b.b_ih));
         pairs.push((format!("grad b_hh[{k}]"), &a.b_hh, &b.b_hh));
+    }
+    for (k, (a, b)) in re_grads
+        .params
+        .layers
+        .iter()
+        .zip(&r_grad.params.layers)
+        .enumerate()
+    {
+        pairs.push((format!("recompute grad w_ih[{k}]"), &a.w_ih, &b.w_ih));
+        pairs.push((format!("recompute grad w_hh[{k}]"), &a.w_hh, &b.w_hh));
+        pairs.push((format!("recompute grad b_ih[{k}]"), &a.b_ih, &b.b_ih));
+        pairs.push((format!("recompute grad b_hh[{k}]"), &a.b_hh, &b.b_hh));
     }
     for (name, a, b) in pairs {
         if a.len() != b.len() {
