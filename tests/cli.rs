@@ -519,3 +519,55 @@ fn tbptt_runs_and_rejects_what_it_cannot_do() {
     let r = run("grad", &lstm_weights(), &varlen, &["--tbptt", "2"]);
     assert_rejected(&r, "variable lengths is not supported");
 }
+
+#[test]
+fn recompute_gives_the_gradients_of_the_saving_backward() {
+    let inputs = vec![f32s("input", &[T, B, I]), f32s("grad_output", &[T, B, H])];
+    let saving = run("grad", &lstm_weights(), &inputs, &[]);
+    assert_eq!(saving.code, 0, "{}", saving.stderr);
+    let re = run("grad", &lstm_weights(), &inputs, &["--recompute"]);
+    assert_eq!(re.code, 0, "{}", re.stderr);
+    let (a, b) = (keys(&saving.out), keys(&re.out));
+    assert_eq!(a, b);
+    assert!(a.iter().any(|(n, _)| n == "grad.weight_hh_l0"));
+    let (sa, sb) = (
+        std::fs::read(&saving.out).unwrap(),
+        std::fs::read(&re.out).unwrap(),
+    );
+    let (sa, sb) = (
+        safetensors::SafeTensors::deserialize(&sa).unwrap(),
+        safetensors::SafeTensors::deserialize(&sb).unwrap(),
+    );
+    let f32s_of = |st: &safetensors::SafeTensors, n: &str| -> Vec<f32> {
+        let t = st.tensor(n).unwrap();
+        let d = t.data();
+        d.chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect()
+    };
+    for (name, _) in &a {
+        let (x, y) = (f32s_of(&sa, name), f32s_of(&sb, name));
+        for (p, q) in x.iter().zip(&y) {
+            // Weight gradients are summed chunk by chunk: equal to rounding.
+            assert!(
+                (p - q).abs() <= 1e-5 * (1.0 + p.abs()),
+                "{name}: {p} vs {q}"
+            );
+        }
+    }
+
+    let r = run(
+        "infer",
+        &lstm_weights(),
+        &[f32s("input", &[T, B, I])],
+        &["--recompute"],
+    );
+    assert_rejected(&r, "--recompute applies to recur grad only");
+    let r = run(
+        "grad",
+        &lstm_weights(),
+        &inputs,
+        &["--recompute", "--tbptt", "2"],
+    );
+    assert_rejected(&r, "--recompute and --tbptt together");
+}
