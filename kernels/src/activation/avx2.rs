@@ -88,3 +88,47 @@ pub(super) unsafe fn sigmoid(v: &mut [f32]) {
 pub(super) unsafe fn tanh(v: &mut [f32]) {
     map8(v, |x| tanh8(x))
 }
+
+/// One LSTM step's elementwise forward, fused (see [`super::lstm_forward`]).
+///
+/// # Safety
+/// The CPU must have AVX2 and FMA; every slice must hold `h.len()` floats.
+#[target_feature(enable = "avx2,fma")]
+pub(super) unsafe fn lstm_forward(u: super::LstmUnits<'_>) {
+    let super::LstmUnits {
+        gates,
+        gh,
+        b,
+        c_prev,
+        h,
+        c,
+    } = u;
+    let n = h.len();
+    let idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    let mut j = 0;
+    while j < n {
+        let m = _mm256_cmpgt_epi32(_mm256_set1_epi32((n - j).min(8) as i32), idx);
+        // SAFETY: every slice holds n floats (the caller); the mask keeps each access to
+        // units j..min(j + 8, n).
+        unsafe {
+            let ld = |s: &[f32]| _mm256_maskload_ps(s.as_ptr().add(j), m);
+            let pre: [__m256; 4] = std::array::from_fn(|k| {
+                _mm256_add_ps(ld(&gates[k][..]), _mm256_add_ps(ld(gh[k]), ld(b[k])))
+            });
+            let (i, f, g, o) = (
+                sigmoid8(pre[0]),
+                sigmoid8(pre[1]),
+                tanh8(pre[2]),
+                sigmoid8(pre[3]),
+            );
+            let cc = _mm256_add_ps(_mm256_mul_ps(f, ld(c_prev)), _mm256_mul_ps(i, g));
+            let hh = _mm256_mul_ps(tanh8(cc), o);
+            for (k, v) in [i, f, g, o].into_iter().enumerate() {
+                _mm256_maskstore_ps(gates[k].as_mut_ptr().add(j), m, v);
+            }
+            _mm256_maskstore_ps(c.as_mut_ptr().add(j), m, cc);
+            _mm256_maskstore_ps(h.as_mut_ptr().add(j), m, hh);
+        }
+        j += 8;
+    }
+}

@@ -93,3 +93,51 @@ pub(super) unsafe fn sigmoid(v: &mut [f32]) {
 pub(super) unsafe fn tanh(v: &mut [f32]) {
     map16(v, |x| tanh16(x))
 }
+
+/// One LSTM step's elementwise forward, fused (see [`super::lstm_forward`]).
+///
+/// # Safety
+/// The CPU must have AVX-512 F; every slice must hold `h.len()` floats.
+#[target_feature(enable = "avx512f")]
+pub(super) unsafe fn lstm_forward(u: super::LstmUnits<'_>) {
+    let super::LstmUnits {
+        gates,
+        gh,
+        b,
+        c_prev,
+        h,
+        c,
+    } = u;
+    let n = h.len();
+    let mut j = 0;
+    while j < n {
+        let m: __mmask16 = if n - j >= 16 {
+            u16::MAX
+        } else {
+            ((1u32 << (n - j)) - 1) as u16
+        };
+        // SAFETY: every slice holds n floats (the caller); the mask keeps each access to
+        // units j..min(j + 16, n).
+        unsafe {
+            let ld = |s: &[f32]| _mm512_maskz_loadu_ps(m, s.as_ptr().add(j));
+            // pre-activation = x W_ihᵀ + b_ih + (h W_hhᵀ + b_hh), summed as the portable path.
+            let pre: [__m512; 4] = std::array::from_fn(|k| {
+                _mm512_add_ps(ld(&gates[k][..]), _mm512_add_ps(ld(gh[k]), ld(b[k])))
+            });
+            let (i, f, g, o) = (
+                sigmoid16(pre[0]),
+                sigmoid16(pre[1]),
+                tanh16(pre[2]),
+                sigmoid16(pre[3]),
+            );
+            let cc = _mm512_add_ps(_mm512_mul_ps(f, ld(c_prev)), _mm512_mul_ps(i, g));
+            let hh = _mm512_mul_ps(tanh16(cc), o);
+            for (k, v) in [i, f, g, o].into_iter().enumerate() {
+                _mm512_mask_storeu_ps(gates[k].as_mut_ptr().add(j), m, v);
+            }
+            _mm512_mask_storeu_ps(c.as_mut_ptr().add(j), m, cc);
+            _mm512_mask_storeu_ps(h.as_mut_ptr().add(j), m, hh);
+        }
+        j += 16;
+    }
+}

@@ -49,6 +49,78 @@ pub(crate) const EXP_CLAMP: f32 = 87.0;
 pub(crate) const TANH_SERIES_BELOW: f32 = 0.4;
 pub(crate) const TANH_ONE_FROM: f32 = 9.0;
 
+/// One LSTM step's elementwise data for `n = h.len()` units (every slice holds `n`).
+pub(crate) struct LstmUnits<'a> {
+    /// Per gate i, f, g, o: x W_ihᵀ + b_ih on entry, the activation on exit.
+    pub gates: [&'a mut [f32]; 4],
+    /// Per gate: h_prev W_hhᵀ.
+    pub gh: [&'a [f32]; 4],
+    /// Per gate: b_hh.
+    pub b: [&'a [f32]; 4],
+    pub c_prev: &'a [f32],
+    pub h: &'a mut [f32],
+    pub c: &'a mut [f32],
+}
+
+/// The LSTM cell forward in one pass over the units, each gate's activation computed in
+/// registers (SIMD paths), where the portable path runs one pass per operation: pre = x +
+/// (gh + b), i f o = sigmoid, g = tanh, c = f c_prev + i g, h = tanh(c) o. Both do the same
+/// operations in the same order, so an ISA's fused and unfused results are the same bits.
+/// `isa` must be available on this CPU.
+pub(crate) fn lstm_forward(isa: Isa, u: LstmUnits<'_>) {
+    let n = u.h.len();
+    assert!(
+        u.gates.iter().all(|v| v.len() == n)
+            && u.gh.iter().chain(&u.b).all(|v| v.len() == n)
+            && u.c_prev.len() == n
+            && u.c.len() == n,
+        "lstm_forward: every slice holds the units"
+    );
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `isa` was checked available when it was chosen; the slices' lengths are
+        // asserted above.
+        Isa::Avx512 => unsafe { avx512::lstm_forward(u) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as above.
+        Isa::Avx2 => unsafe { avx2::lstm_forward(u) },
+        _ => {
+            let LstmUnits {
+                gates: [i, f, g, o],
+                gh,
+                b,
+                c_prev,
+                h,
+                c,
+            } = u;
+            for (k, v) in [&mut *i, &mut *f, &mut *g, &mut *o].into_iter().enumerate() {
+                for ((v, x), y) in v.iter_mut().zip(gh[k]).zip(b[k]) {
+                    *v += x + y;
+                }
+            }
+            sigmoid(isa, i);
+            sigmoid(isa, f);
+            tanh(isa, g);
+            sigmoid(isa, o);
+            for ((((c, h), (i, f)), g), c_prev) in c
+                .iter_mut()
+                .zip(&mut *h)
+                .zip(i.iter().zip(&*f))
+                .zip(&*g)
+                .zip(c_prev)
+            {
+                let cc = f * c_prev + i * g;
+                *c = cc;
+                *h = cc;
+            }
+            tanh(isa, h);
+            for (h, o) in h.iter_mut().zip(&*o) {
+                *h *= o;
+            }
+        }
+    }
+}
+
 /// `v[i] = sigmoid(v[i])`. `isa` must be available on this CPU (checked where it is chosen).
 pub(crate) fn sigmoid(isa: Isa, v: &mut [f32]) {
     match isa {

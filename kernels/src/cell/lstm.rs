@@ -1,13 +1,13 @@
 //! LSTM, gates i, f, g, o: c' = f c + i g, h' = o tanh(c').
 
-use super::{add_hidden, BwdUnits, FwdUnits};
+use super::{BwdUnits, FwdUnits};
 use crate::activation;
 
 #[inline(always)]
 pub(crate) fn forward(u: FwdUnits<'_>) {
     let FwdUnits {
         isa,
-        gates: [i, f, g, o],
+        gates,
         gh,
         b_hh,
         c_prev,
@@ -15,28 +15,15 @@ pub(crate) fn forward(u: FwdUnits<'_>) {
         c,
         ..
     } = u;
-    for (k, v) in [&mut *i, &mut *f, &mut *g, &mut *o].into_iter().enumerate() {
-        add_hidden(v, gh[k], b_hh[k]);
-    }
-    activation::sigmoid(isa, i);
-    activation::sigmoid(isa, f);
-    activation::tanh(isa, g);
-    activation::sigmoid(isa, o);
-    for ((((c, h), (i, f)), g), c_prev) in c
-        .iter_mut()
-        .zip(&mut *h)
-        .zip(i.iter().zip(&*f))
-        .zip(&*g)
-        .zip(c_prev)
-    {
-        let cc = f * c_prev + i * g;
-        *c = cc;
-        *h = cc;
-    }
-    activation::tanh(isa, h);
-    for (h, o) in h.iter_mut().zip(&*o) {
-        *h *= o;
-    }
+    let units = activation::LstmUnits {
+        gates,
+        gh,
+        b: b_hh,
+        c_prev,
+        h,
+        c,
+    };
+    activation::lstm_forward(isa, units);
 }
 
 #[inline(always)]
