@@ -209,6 +209,7 @@ mod tests {
                 ("tanh", tanh, f64::tanh),
             ] {
                 let (abs, rel) = errors(f, exact, isa);
+                println!("{isa:?} {name}: max abs error {abs:.2e}, rel {rel:.2e}");
                 assert!(abs <= MAX_ABS_ERR, "{isa:?} {name}: abs error {abs:.3e}");
                 assert!(rel <= MAX_REL_ERR, "{isa:?} {name}: rel error {rel:.3e}");
             }
