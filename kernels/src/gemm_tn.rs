@@ -243,39 +243,18 @@ mod timing {
     #[test]
     #[ignore = "a measurement, not a test"]
     fn gflops() {
-        let only = std::env::var("RECUR_TIMING_ISA").ok();
-        for isa in Isa::available() {
-            if only
-                .as_ref()
-                .is_some_and(|o| !format!("{isa:?}").eq_ignore_ascii_case(o))
-            {
-                continue;
-            }
+        for isa in crate::timing::isas() {
             for &(m, n, k) in &[(2048, 512, 6400), (4096, 1024, 3200), (1536, 512, 1600)] {
                 let a = vec![0.5f32; k * m];
                 let b = vec![0.25f32; k * n];
                 let mut c = vec![0.0f32; m * n];
-                let pool = rayon::ThreadPoolBuilder::new()
-                    .num_threads(1)
-                    .build()
-                    .unwrap();
-                // The median of 5 runs: the machine is shared and noisy.
                 let reps = (4e9 / (2.0 * (m * n * k) as f64)).max(1.0) as usize;
-                let mut runs: Vec<f64> = (0..5)
-                    .map(|_| {
-                        let t = std::time::Instant::now();
-                        pool.install(|| {
-                            for _ in 0..reps {
-                                gemm_tn(isa, m, n, k, &a, m, &b, n, &mut c, n, false);
-                            }
-                        });
-                        t.elapsed().as_secs_f64() / reps as f64
-                    })
-                    .collect();
-                runs.sort_by(f64::total_cmp);
+                let s = crate::timing::median_secs(reps, || {
+                    gemm_tn(isa, m, n, k, &a, m, &b, n, &mut c, n, false)
+                });
                 println!(
                     "{isa:?} gemm_tn {m}x{n}x{k}: {:.1} GFLOP/s",
-                    2.0 * (m * n * k) as f64 / runs[2] / 1e9
+                    2.0 * (m * n * k) as f64 / s / 1e9
                 );
             }
         }

@@ -59,6 +59,8 @@ pub mod reference;
 pub mod seq;
 mod tbptt;
 mod team;
+#[cfg(test)]
+mod timing;
 mod weights;
 mod workspace;
 

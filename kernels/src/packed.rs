@@ -427,19 +427,61 @@ mod accumulate_tests {
 mod timing {
     use super::*;
 
+    /// The read bandwidth of one core from a buffer that stays in its L2 (512 KiB and 1 MiB,
+    /// as W_hh of LSTM H = 256 at 2 and 1 threads): the bound of the batch-1 step, which
+    /// streams W_hh once per step.
+    /// `cargo test --release -p recur-kernels --lib packed::timing::l2 -- --ignored --nocapture`
+    #[test]
+    #[ignore = "a measurement, not a test"]
+    #[cfg(target_arch = "x86_64")]
+    fn l2_read_bandwidth() {
+        if !Isa::Avx512.is_available() {
+            return;
+        }
+        for kib in [512usize, 1024] {
+            let v = crate::aligned::Buf::zeros(kib << 8);
+            let reps = (8 << 30) / (kib << 10);
+            let mut runs: Vec<f64> = (0..5)
+                .map(|_| {
+                    let t = std::time::Instant::now();
+                    let mut s = 0.0f32;
+                    for _ in 0..reps {
+                        // SAFETY: AVX-512 F is available (checked above).
+                        s += unsafe { sum16(std::hint::black_box(&v)) };
+                    }
+                    std::hint::black_box(s);
+                    (kib << 10) as f64 * reps as f64 / t.elapsed().as_secs_f64() / 1e9
+                })
+                .collect();
+            runs.sort_by(f64::total_cmp);
+            println!(
+                "L2 read, {kib} KiB buffer: {:.1} GB/s (median of 5)",
+                runs[2]
+            );
+        }
+    }
+
+    /// Sum of `v` with four independent vector accumulators: a pure read stream.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    fn sum16(v: &[f32]) -> f32 {
+        use std::arch::x86_64::*;
+        let mut acc = [_mm512_setzero_ps(); 4];
+        for c in v.chunks_exact(64) {
+            for (k, a) in acc.iter_mut().enumerate() {
+                // SAFETY: `c` holds 64 floats, k * 16 + 16 <= 64.
+                *a = _mm512_add_ps(*a, unsafe { _mm512_loadu_ps(c.as_ptr().add(k * 16)) });
+            }
+        }
+        let s = _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]));
+        _mm512_reduce_add_ps(s)
+    }
+
     /// `cargo test --release -p recur-kernels --lib packed::timing -- --ignored --nocapture`
     #[test]
     #[ignore = "a measurement, not a test"]
     fn gflops() {
-        // RECUR_TIMING_ISA=avx512 (say) times one ISA only.
-        let only = std::env::var("RECUR_TIMING_ISA").ok();
-        for isa in Isa::available() {
-            if only
-                .as_ref()
-                .is_some_and(|o| !format!("{isa:?}").eq_ignore_ascii_case(o))
-            {
-                continue;
-            }
+        for isa in crate::timing::isas() {
             for &(m, n, k) in &[
                 (8, 32, 64),
                 (8, 32, 512),
@@ -460,25 +502,8 @@ mod timing {
                 let w = vec![0.25f32; n * k];
                 let pb = PackedB::from_weight(isa, &w, n, k, None);
                 let mut c = vec![0.0f32; m * n];
-                let pool = rayon::ThreadPoolBuilder::new()
-                    .num_threads(1)
-                    .build()
-                    .unwrap();
-                // The median of 5 runs of ~0.2 s: the machine is shared and noisy.
                 let reps = (4e8 / (2.0 * (m * n * k) as f64)).max(1.0) as usize;
-                let mut runs: Vec<f64> = (0..5)
-                    .map(|_| {
-                        let t = std::time::Instant::now();
-                        pool.install(|| {
-                            for _ in 0..reps {
-                                gemm(m, &a, k, &pb, &mut c, n, false);
-                            }
-                        });
-                        t.elapsed().as_secs_f64() / reps as f64
-                    })
-                    .collect();
-                runs.sort_by(f64::total_cmp);
-                let s = runs[2];
+                let s = crate::timing::median_secs(reps, || gemm(m, &a, k, &pb, &mut c, n, false));
                 println!(
                     "{isa:?} {m}x{n}x{k}: {:.1} GFLOP/s",
                     2.0 * (m * n * k) as f64 / s / 1e9
