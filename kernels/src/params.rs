@@ -25,21 +25,36 @@ pub struct Params<T> {
 
 impl<T: Float> Params<T> {
     /// All zeros, with every buffer at its size.
+    ///
+    /// # Panics
+    /// If a size overflows `usize` (as `vec!` would); [`Params::try_zeros`] returns an error
+    /// instead.
     pub fn zeros(desc: &RnnDesc) -> Self {
-        let gh = desc.gates() * desc.hidden_size;
+        Self::try_zeros(desc).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`Params::zeros`], or an error naming the size that overflows.
+    pub fn try_zeros(desc: &RnnDesc) -> crate::Result<Self> {
+        let gh = crate::error::size("gate rows", &[desc.gates(), desc.hidden_size])?;
+        let w_hh = crate::error::size("w_hh", &[gh, desc.hidden_size])?;
         let layers = (0..desc.num_layers)
             .flat_map(|l| (0..desc.directions()).map(move |_| l))
-            .map(|l| LayerParams {
-                w_ih: vec![T::ZERO; gh * desc.layer_input_size(l)],
-                w_hh: vec![T::ZERO; gh * desc.hidden_size],
-                b_ih: vec![T::ZERO; gh],
-                b_hh: vec![T::ZERO; gh],
+            .map(|l| {
+                Ok(LayerParams {
+                    w_ih: vec![
+                        T::ZERO;
+                        crate::error::size("w_ih", &[gh, desc.layer_input_size(l)])?
+                    ],
+                    w_hh: vec![T::ZERO; w_hh],
+                    b_ih: vec![T::ZERO; gh],
+                    b_hh: vec![T::ZERO; gh],
+                })
             })
-            .collect();
-        Params {
+            .collect::<crate::Result<Vec<_>>>()?;
+        Ok(Params {
             desc: *desc,
             layers,
-        }
+        })
     }
 
     /// PyTorch's default initialisation, U(-1/sqrt(H), 1/sqrt(H)), from a seeded generator

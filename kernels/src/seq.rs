@@ -118,13 +118,24 @@ pub struct Outputs<T> {
 }
 
 impl<T: Float> Outputs<T> {
+    /// Zeros, every buffer at its size for `seq_len` steps of `batch` sequences.
+    ///
+    /// # Panics
+    /// If a size overflows `usize` (as `vec!` would); [`Outputs::try_zeros`] returns an error
+    /// instead.
     pub fn zeros(desc: &RnnDesc, seq_len: usize, batch: usize) -> Self {
-        let state = desc.stacks() * batch * desc.hidden_size;
-        Outputs {
-            output: vec![T::ZERO; seq_len * batch * desc.output_size()],
+        Self::try_zeros(desc, seq_len, batch).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`Outputs::zeros`], or an error naming the size that overflows.
+    pub fn try_zeros(desc: &RnnDesc, seq_len: usize, batch: usize) -> Result<Self> {
+        let state = size("h_n", &[desc.stacks(), batch, desc.hidden_size])?;
+        let output = size("output", &[seq_len, batch, desc.output_size()])?;
+        Ok(Outputs {
+            output: vec![T::ZERO; output],
             h_n: vec![T::ZERO; state],
             c_n: vec![T::ZERO; if desc.cell.has_cell_state() { state } else { 0 }],
-        }
+        })
     }
 
     pub(crate) fn validate(&self, desc: &RnnDesc, seq_len: usize, batch: usize) -> Result<()> {
@@ -191,14 +202,25 @@ pub struct Gradients<T> {
 }
 
 impl<T: Float> Gradients<T> {
+    /// Zeros, every buffer at its size for `seq_len` steps of `batch` sequences.
+    ///
+    /// # Panics
+    /// If a size overflows `usize` (as `vec!` would); [`Gradients::try_zeros`] returns an
+    /// error instead.
     pub fn zeros(desc: &RnnDesc, seq_len: usize, batch: usize) -> Self {
-        let state = desc.stacks() * batch * desc.hidden_size;
-        Gradients {
-            input: vec![T::ZERO; seq_len * batch * desc.input_size],
+        Self::try_zeros(desc, seq_len, batch).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`Gradients::zeros`], or an error naming the size that overflows.
+    pub fn try_zeros(desc: &RnnDesc, seq_len: usize, batch: usize) -> Result<Self> {
+        let state = size("grad h0", &[desc.stacks(), batch, desc.hidden_size])?;
+        let input = size("grad input", &[seq_len, batch, desc.input_size])?;
+        Ok(Gradients {
+            input: vec![T::ZERO; input],
             h0: vec![T::ZERO; state],
             c0: vec![T::ZERO; if desc.cell.has_cell_state() { state } else { 0 }],
-            params: Params::zeros(desc),
-        }
+            params: Params::try_zeros(desc)?,
+        })
     }
 
     pub(crate) fn validate(&self, desc: &RnnDesc, seq_len: usize, batch: usize) -> Result<()> {

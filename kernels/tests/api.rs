@@ -167,6 +167,13 @@ fn sizes_that_overflow_are_errors_not_out_of_bounds_access() {
     let desc = RnnDesc::new(CellKind::RnnTanh, 4, 4);
     let huge = (1usize << 62) + 1;
     assert!(Workspace::new(&desc, huge, 1, Mode::Inference).is_err());
+    let e = Outputs::<f32>::try_zeros(&desc, huge, 1).unwrap_err();
+    assert!(e.to_string().contains("output of"), "{e}");
+    let e = Gradients::<f32>::try_zeros(&desc, 1, huge).unwrap_err();
+    assert!(e.to_string().contains("overflows"), "{e}");
+    let wide = RnnDesc::new(CellKind::Lstm, huge, 4);
+    assert!(Params::<f32>::try_zeros(&wide).is_err());
+    assert!(std::panic::catch_unwind(|| Outputs::<f32>::zeros(&desc, huge, 1)).is_err());
     let x = [0.0f32; 4];
     let weights = PackedWeights::new(&Params::random(&desc, 1)).unwrap();
     let mut ws = Workspace::new(&desc, 1, 1, Mode::Inference).unwrap();
