@@ -132,3 +132,45 @@ pub(super) unsafe fn lstm_forward(u: super::LstmUnits<'_>) {
         j += 8;
     }
 }
+
+/// One GRU step's elementwise forward, fused (see [`super::gru_forward`]).
+///
+/// # Safety
+/// The CPU must have AVX2 and FMA; every slice must hold `h.len()` floats.
+#[target_feature(enable = "avx2,fma")]
+pub(super) unsafe fn gru_forward(u: super::GruUnits<'_>) {
+    let super::GruUnits {
+        gates: [r_out, z_out, n_out],
+        gh,
+        b,
+        h_prev,
+        h,
+        hn,
+    } = u;
+    let n = h.len();
+    let idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    let mut j = 0;
+    while j < n {
+        let m = _mm256_cmpgt_epi32(_mm256_set1_epi32((n - j).min(8) as i32), idx);
+        // SAFETY: every slice holds n floats (the caller); the mask keeps each access to
+        // units j..min(j + 8, n).
+        unsafe {
+            let ld = |s: &[f32]| _mm256_maskload_ps(s.as_ptr().add(j), m);
+            let r = sigmoid8(_mm256_add_ps(ld(r_out), _mm256_add_ps(ld(gh[0]), ld(b[0]))));
+            let z = sigmoid8(_mm256_add_ps(ld(z_out), _mm256_add_ps(ld(gh[1]), ld(b[1]))));
+            let v = _mm256_add_ps(ld(gh[2]), ld(b[2]));
+            let nn = tanh8(_mm256_add_ps(ld(n_out), _mm256_mul_ps(r, v)));
+            let one = _mm256_set1_ps(1.0);
+            let hh = _mm256_add_ps(
+                _mm256_mul_ps(_mm256_sub_ps(one, z), nn),
+                _mm256_mul_ps(z, ld(h_prev)),
+            );
+            _mm256_maskstore_ps(r_out.as_mut_ptr().add(j), m, r);
+            _mm256_maskstore_ps(z_out.as_mut_ptr().add(j), m, z);
+            _mm256_maskstore_ps(n_out.as_mut_ptr().add(j), m, nn);
+            _mm256_maskstore_ps(hn.as_mut_ptr().add(j), m, v);
+            _mm256_maskstore_ps(h.as_mut_ptr().add(j), m, hh);
+        }
+        j += 8;
+    }
+}

@@ -141,3 +141,48 @@ pub(super) unsafe fn lstm_forward(u: super::LstmUnits<'_>) {
         j += 16;
     }
 }
+
+/// One GRU step's elementwise forward, fused (see [`super::gru_forward`]).
+///
+/// # Safety
+/// The CPU must have AVX-512 F; every slice must hold `h.len()` floats.
+#[target_feature(enable = "avx512f")]
+pub(super) unsafe fn gru_forward(u: super::GruUnits<'_>) {
+    let super::GruUnits {
+        gates: [r_out, z_out, n_out],
+        gh,
+        b,
+        h_prev,
+        h,
+        hn,
+    } = u;
+    let n = h.len();
+    let mut j = 0;
+    while j < n {
+        let m: __mmask16 = if n - j >= 16 {
+            u16::MAX
+        } else {
+            ((1u32 << (n - j)) - 1) as u16
+        };
+        // SAFETY: every slice holds n floats (the caller); the mask keeps each access to
+        // units j..min(j + 16, n).
+        unsafe {
+            let ld = |s: &[f32]| _mm512_maskz_loadu_ps(m, s.as_ptr().add(j));
+            let r = sigmoid16(_mm512_add_ps(ld(r_out), _mm512_add_ps(ld(gh[0]), ld(b[0]))));
+            let z = sigmoid16(_mm512_add_ps(ld(z_out), _mm512_add_ps(ld(gh[1]), ld(b[1]))));
+            let v = _mm512_add_ps(ld(gh[2]), ld(b[2]));
+            let nn = tanh16(_mm512_add_ps(ld(n_out), _mm512_mul_ps(r, v)));
+            let one = _mm512_set1_ps(1.0);
+            let hh = _mm512_add_ps(
+                _mm512_mul_ps(_mm512_sub_ps(one, z), nn),
+                _mm512_mul_ps(z, ld(h_prev)),
+            );
+            _mm512_mask_storeu_ps(r_out.as_mut_ptr().add(j), m, r);
+            _mm512_mask_storeu_ps(z_out.as_mut_ptr().add(j), m, z);
+            _mm512_mask_storeu_ps(n_out.as_mut_ptr().add(j), m, nn);
+            _mm512_mask_storeu_ps(hn.as_mut_ptr().add(j), m, v);
+            _mm512_mask_storeu_ps(h.as_mut_ptr().add(j), m, hh);
+        }
+        j += 16;
+    }
+}

@@ -121,6 +121,70 @@ pub(crate) fn lstm_forward(isa: Isa, u: LstmUnits<'_>) {
     }
 }
 
+/// One GRU step's elementwise data for `n = h.len()` units (every slice holds `n`).
+pub(crate) struct GruUnits<'a> {
+    /// Per gate r, z, n: x W_ihᵀ + b_ih on entry, the activation on exit.
+    pub gates: [&'a mut [f32]; 3],
+    /// Per gate: h_prev W_hhᵀ.
+    pub gh: [&'a [f32]; 3],
+    /// Per gate: b_hh.
+    pub b: [&'a [f32]; 3],
+    pub h_prev: &'a [f32],
+    pub h: &'a mut [f32],
+    /// W_hn h_prev + b_hn, written for the backward.
+    pub hn: &'a mut [f32],
+}
+
+/// The GRU cell forward (PyTorch's, "linear before reset") in one pass over the units on the
+/// SIMD paths, one pass per operation on the portable one: r, z = sigmoid(x + (gh + b)),
+/// hn = gh_n + b_n, n = tanh(x_n + r hn), h = (1 - z) n + z h_prev. The same operations in the
+/// same order either way. `isa` must be available on this CPU.
+pub(crate) fn gru_forward(isa: Isa, u: GruUnits<'_>) {
+    let n = u.h.len();
+    assert!(
+        u.gates.iter().all(|v| v.len() == n)
+            && u.gh.iter().chain(&u.b).all(|v| v.len() == n)
+            && u.h_prev.len() == n
+            && u.hn.len() == n,
+        "gru_forward: every slice holds the units"
+    );
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `isa` was checked available when it was chosen; the slices' lengths are
+        // asserted above.
+        Isa::Avx512 => unsafe { avx512::gru_forward(u) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as above.
+        Isa::Avx2 => unsafe { avx2::gru_forward(u) },
+        _ => {
+            let GruUnits {
+                gates: [r, z, nn],
+                gh,
+                b,
+                h_prev,
+                h,
+                hn,
+            } = u;
+            for (k, v) in [&mut *r, &mut *z].into_iter().enumerate() {
+                for ((v, x), y) in v.iter_mut().zip(gh[k]).zip(b[k]) {
+                    *v += x + y;
+                }
+            }
+            sigmoid(isa, r);
+            sigmoid(isa, z);
+            for j in 0..n {
+                let v = gh[2][j] + b[2][j];
+                hn[j] = v;
+                nn[j] += r[j] * v;
+            }
+            tanh(isa, nn);
+            for j in 0..n {
+                h[j] = (1.0 - z[j]) * nn[j] + z[j] * h_prev[j];
+            }
+        }
+    }
+}
+
 /// `v[i] = sigmoid(v[i])`. `isa` must be available on this CPU (checked where it is chosen).
 pub(crate) fn sigmoid(isa: Isa, v: &mut [f32]) {
     match isa {

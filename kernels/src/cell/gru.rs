@@ -1,7 +1,7 @@
 //! GRU, gates r, z, n (PyTorch's "linear before reset"):
 //! n = tanh(x W_inᵀ + b_in + r (h W_hnᵀ + b_hn)), h' = (1 - z) n + z h.
 
-use super::{add_hidden, BwdUnits, FwdUnits};
+use super::{BwdUnits, FwdUnits};
 use crate::activation;
 
 #[inline(always)]
@@ -16,19 +16,15 @@ pub(crate) fn forward(u: FwdUnits<'_>) {
         hn,
         ..
     } = u;
-    add_hidden(r, gh[0], b_hh[0]);
-    add_hidden(z, gh[1], b_hh[1]);
-    activation::sigmoid(isa, r);
-    activation::sigmoid(isa, z);
-    for j in 0..h.len() {
-        let v = gh[2][j] + b_hh[2][j];
-        hn[j] = v;
-        n[j] += r[j] * v;
-    }
-    activation::tanh(isa, n);
-    for j in 0..h.len() {
-        h[j] = (1.0 - z[j]) * n[j] + z[j] * h_prev[j];
-    }
+    let units = activation::GruUnits {
+        gates: [r, z, n],
+        gh: [gh[0], gh[1], gh[2]],
+        b: [b_hh[0], b_hh[1], b_hh[2]],
+        h_prev,
+        h,
+        hn,
+    };
+    activation::gru_forward(isa, units);
 }
 
 #[inline(always)]
