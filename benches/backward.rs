@@ -1,5 +1,7 @@
 //! Criterion bench of training on the reference cases: the training forward plus the full
-//! backward (grad_input, grad_h0 / grad_c0 and every weight gradient).
+//! backward (grad_input, grad_h0 / grad_c0 and every weight gradient), saving the gate
+//! activations (group `forward_backward`) or recomputing them in the backward
+//! (`forward_backward_recompute`, `Mode::TrainingRecompute`).
 //!
 //! Weights, workspace and gradient buffers are made once outside the timed closure.
 
@@ -12,7 +14,16 @@ use recur_kernels::{
 };
 
 fn train(c: &mut Criterion) {
-    let mut group = c.benchmark_group("forward_backward");
+    for (name, mode) in [
+        ("forward_backward", Mode::Training),
+        ("forward_backward_recompute", Mode::TrainingRecompute),
+    ] {
+        train_in(c, name, mode);
+    }
+}
+
+fn train_in(c: &mut Criterion, name: &str, mode: Mode) {
+    let mut group = c.benchmark_group(name);
     group.sample_size(10);
     for case in reference_cases() {
         let desc = case.desc;
@@ -23,7 +34,7 @@ fn train(c: &mut Criterion) {
         let mut go = vec![0.0f32; t * b * desc.output_size()];
         rng.fill_uniform(&mut x, 1.0);
         rng.fill_uniform(&mut go, 1.0);
-        let mut ws = Workspace::new(&desc, t, b, Mode::Training).unwrap();
+        let mut ws = Workspace::new(&desc, t, b, mode).unwrap();
         let mut out = Outputs::zeros(&desc, t, b);
         let mut grads = Gradients::zeros(&desc, t, b);
         let input = SeqBatch::new(t, b, &x);
