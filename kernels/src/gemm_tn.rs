@@ -71,9 +71,10 @@ pub(crate) fn gemm_tn(
     let task = |t: usize| {
         let (r0, r1) = split(row_tiles, row_tasks, t / panel_tasks);
         let (p0, p1) = split(panels, panel_tasks, t % panel_tasks);
-        let mut panel = [0.0f32; PANEL_BLOCK];
-        // One allocation per task and call (the size depends on the ISA and k), none inside.
+        // One allocation each per task and call (the sizes depend on the ISA, m, n and k), none
+        // inside: the k-block of the task's row tiles of A, and of its panels of B.
         let mut a_tiles = vec![0.0f32; BLOCK_TILES.min(r1 - r0) * mr * kc];
+        let mut b_panels = vec![0.0f32; (p1 - p0) * kc * nr];
         for rb in (r0..r1).step_by(BLOCK_TILES) {
             let rb1 = (rb + BLOCK_TILES).min(r1);
             let (i_lo, i_hi) = (rb * mr, (rb1 * mr).min(m));
@@ -82,10 +83,13 @@ pub(crate) fn gemm_tn(
                 // Tile t's k-block: kl steps of mr floats (the last tile's rows past m unused).
                 let a_block = &a[k0 * lda..];
                 by_width!(mr, pack_a(a_block, lda, kl, i_lo..i_hi, kc, &mut a_tiles));
+                // Panel p's k-block: kl steps of nr floats, each row of B read in one run.
+                let b_block = &b[k0 * ldb..];
+                let b_cols = p0 * nr..(p1 * nr).min(n);
+                by_width!(nr, pack_b(b_block, ldb, kl, b_cols, kc, &mut b_panels));
                 for p in p0..p1 {
                     let cols = nr.min(n - p * nr);
-                    let b_block = &b[k0 * ldb + p * nr..];
-                    by_width!(nr, pack_b(b_block, ldb, kl, cols, &mut panel));
+                    let panel = &b_panels[(p - p0) * kc * nr..][..kc * nr];
                     for rt in rb..rb1 {
                         let (i0, rows) = (rt * mr, mr.min(m - rt * mr));
                         // SAFETY: `a_tiles` holds this tile's kl steps of mr floats (rows <= mr
@@ -125,7 +129,7 @@ macro_rules! by_width {
             12 => $f::<12> $args,
             16 => $f::<16> $args,
             32 => $f::<32> $args,
-            _ => $f::<0> $args,
+            w => unreachable!("no packing width {w}: every ISA's tile is listed"),
         }
     };
 }
@@ -141,9 +145,8 @@ fn pack_a<const W: usize>(
     kc: usize,
     tiles: &mut [f32],
 ) {
-    let w = W.max(1);
-    for (t, i0) in rows.clone().step_by(w).enumerate() {
-        let i1 = (i0 + w).min(rows.end);
+    for (t, i0) in rows.clone().step_by(W).enumerate() {
+        let i1 = (i0 + W).min(rows.end);
         for q in 0..kl {
             copy_run::<W>(
                 &mut tiles[t * W * kc + q * W..],
@@ -153,18 +156,29 @@ fn pack_a<const W: usize>(
     }
 }
 
-/// Copies `cols` floats of each of the `kl` first k steps of `b` (leading dimension `ldb`)
-/// into `panel`, `W` floats apart.
-fn pack_b<const W: usize>(b: &[f32], ldb: usize, kl: usize, cols: usize, panel: &mut [f32]) {
+/// Copies the columns `cols` of each of the `kl` first k steps of `b` (leading dimension
+/// `ldb`) into panels of `W` columns, panel `p`'s step `q` at `p * kc * W + q * W`: each row of
+/// B is read in one run (a panel at a time, it was `W` floats at a stride of `ldb`, a new page
+/// every few k for the input of a layer).
+fn pack_b<const W: usize>(
+    b: &[f32],
+    ldb: usize,
+    kl: usize,
+    cols: std::ops::Range<usize>,
+    kc: usize,
+    panels: &mut [f32],
+) {
     for q in 0..kl {
-        copy_run::<W>(&mut panel[q * W..], &b[q * ldb..][..cols]);
+        for (p, src) in b[q * ldb..][cols.clone()].chunks(W).enumerate() {
+            copy_run::<W>(&mut panels[p * kc * W + q * W..], src);
+        }
     }
 }
 
 /// `dst[..src.len()] = src`, inline for a whole run of `W`.
 #[inline(always)]
 fn copy_run<const W: usize>(dst: &mut [f32], src: &[f32]) {
-    if W > 0 && src.len() == W {
+    if src.len() == W {
         dst[..W].copy_from_slice(&src[..W]);
     } else {
         copy_short(dst, src);
@@ -195,6 +209,8 @@ mod tests {
                 (9, 64, 300),
                 (64, 257, 67),
                 (100, 31, 1000),
+                // More row tiles than one block holds (BLOCK_TILES), a partial last panel.
+                (12 * BLOCK_TILES + 17, 40, 200),
             ] {
                 let (lda, ldb, ldc) = (m + 2, n + 3, n + 1);
                 let mut a = vec![0.0f32; k * lda];
