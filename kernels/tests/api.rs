@@ -69,9 +69,13 @@ fn workspace_must_fit_the_call() {
 
 #[test]
 fn one_backward_consumes_one_forward() {
-    for cell in [CellKind::Lstm, CellKind::Gru, CellKind::RnnTanh] {
+    let modes = [Mode::Training, Mode::TrainingRecompute];
+    for (cell, mode) in [CellKind::Lstm, CellKind::Gru, CellKind::RnnTanh]
+        .into_iter()
+        .flat_map(|c| modes.map(|m| (c, m)))
+    {
         let (desc, w, x) = setup(cell);
-        let mut ws = Workspace::new(&desc, 5, 2, Mode::Training).unwrap();
+        let mut ws = Workspace::new(&desc, 5, 2, mode).unwrap();
         let mut out = Outputs::zeros(&desc, 5, 2);
         let input = SeqBatch::new(5, 2, &x);
         let go = vec![0.5f32; out.output.len()];
@@ -114,7 +118,7 @@ fn one_backward_consumes_one_forward() {
 
         forward_training(&w, &mut ws, &input, &mut out).unwrap();
         backward(&w, &mut ws, &input, &OutputGrads::new(&go), &mut again).unwrap();
-        assert_eq!(again, first, "{cell:?}");
+        assert_eq!(again, first, "{cell:?} {mode:?}");
     }
 }
 
