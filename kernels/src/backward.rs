@@ -45,15 +45,14 @@ pub fn backward(
     grads: &mut Gradients<f32>,
 ) -> Result<()> {
     let desc = *weights.desc();
-    ws.check(&desc, ws.seq_len, ws.batch)?;
+    input.validate(&desc)?;
+    ws.check(&desc, input.seq_len, input.batch)?;
     if !ws.saved {
         return Err(Error::Mismatch(
             "backward needs a forward_training run in this workspace first".into(),
         ));
     }
     let (t_len, batch) = (ws.seq_len, ws.batch);
-    input.validate(&desc)?;
-    ws.check(&desc, input.seq_len, input.batch)?;
     if (0..batch).any(|b| input.length(b) != ws.lengths[b]) {
         return Err(Error::Mismatch(format!(
             "backward given an input with lengths {:?}, expected the forward's {:?}",
@@ -109,7 +108,7 @@ pub fn backward(
         let s0 = l * nd;
         // Gate activations: this layer's saved ones, or one chunk per direction to recompute.
         let g0 = if recompute { 0 } else { s0 };
-        let work = gates[g0..g0 + nd]
+        let mut work = gates[g0..g0 + nd]
             .iter_mut()
             .zip(&mut hn[g0..g0 + nd])
             .zip(gh.iter_mut())
@@ -183,7 +182,6 @@ pub fn backward(
                 };
                 weight_grads(isa, &desc, x_l, i_l, states, gates, hn, pg, all);
             };
-            let mut work = work;
             let fwd = work.next().expect("one direction at least");
             match work.next() {
                 Some(rev) => {

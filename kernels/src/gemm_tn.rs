@@ -1,22 +1,21 @@
-//! `C = Aᵀ B` with both operands stored k-major and read in place: the weight gradients
-//! `dW = dGᵀ X`, reduced over all T*B rows at once.
+//! `C = Aᵀ B` with both operands stored k-major: the weight gradients `dW = dGᵀ X`, reduced over
+//! all T*B rows at once (or a recomputed chunk's rows, added to C).
 //!
 //! For each k the micro-kernel reads `MR` consecutive floats of A (a row of dG) and `NR` of B.
-//! Both are copied first, a k-block at a time: each k-block of a panel of B into a contiguous
-//! buffer on the stack (leading dimensions such as 512 floats would map its rows onto a few L1
-//! sets), which stays in L1 while the row tiles of a block of A pass over it; and the k-block
-//! of a block of A's row tiles, tile by tile, into one contiguous stream per tile. In place, a
-//! tile of A is 48 bytes per k at a stride of G*H floats: a new page every k, which the
-//! hardware prefetchers do not follow (the kernel ran at 109 GFLOP/s where the forward's runs
-//! at 154). Each element of C is one FMA chain over k in order, whatever the split across
-//! threads.
+//! Both are copied first, a k-block at a time, into per-task buffers: the k-block of the task's
+//! panels of B, each row of B read in one run, each panel contiguous (a panel's block stays in
+//! L1 while the row tiles of a block of A pass over it); and the k-block of a block of A's row
+//! tiles, one contiguous stream per tile. Read in place, a tile of A is 48 bytes per k at a
+//! stride of G*H floats, and a panel of B 128 bytes at a stride of I: a new page every k or
+//! every few, which the hardware prefetchers do not follow. Each element of C is one FMA chain
+//! over k in order, whatever the split across threads.
 
 use crate::error::holds;
 use crate::isa::Isa;
 use crate::microkernel::{self, shape};
 use crate::packed::{run_tasks, split, task_grid, OutPtr};
 
-/// Floats of a k-block of one panel of B (24 KiB).
+/// Floats of a k-block of one panel of B (24 KiB): sets the k-block length.
 const PANEL_BLOCK: usize = 6 << 10;
 /// Row tiles of A per block.
 const BLOCK_TILES: usize = 64;

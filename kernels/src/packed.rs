@@ -441,22 +441,13 @@ mod timing {
         for kib in [512usize, 1024] {
             let v = crate::aligned::Buf::zeros(kib << 8);
             let reps = (8 << 30) / (kib << 10);
-            let mut runs: Vec<f64> = (0..5)
-                .map(|_| {
-                    let t = std::time::Instant::now();
-                    let mut s = 0.0f32;
-                    for _ in 0..reps {
-                        // SAFETY: AVX-512 F is available (checked above).
-                        s += unsafe { sum16(std::hint::black_box(&v)) };
-                    }
-                    std::hint::black_box(s);
-                    (kib << 10) as f64 * reps as f64 / t.elapsed().as_secs_f64() / 1e9
-                })
-                .collect();
-            runs.sort_by(f64::total_cmp);
+            let s = crate::timing::median_secs(reps, || {
+                // SAFETY: AVX-512 F is available (checked above).
+                std::hint::black_box(unsafe { sum16(std::hint::black_box(&v)) });
+            });
             println!(
                 "L2 read, {kib} KiB buffer: {:.1} GB/s (median of 5)",
-                runs[2]
+                (kib << 10) as f64 / s / 1e9
             );
         }
     }

@@ -1,6 +1,7 @@
 //! The activations with AVX2 + FMA: 8 lanes, the tail through a small buffer.
 
 use super::*;
+use crate::cell::FwdUnits;
 use std::arch::x86_64::*;
 
 /// exp(x) for x in [-87, 87]; 2^n is built in the exponent bits (n in [-126, 126]).
@@ -89,25 +90,33 @@ pub(super) unsafe fn tanh(v: &mut [f32]) {
     map8(v, |x| tanh8(x))
 }
 
+/// The mask (all ones in a lane) of the first `min(left, 8)` lanes, for maskload / maskstore.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn lanes8(left: usize) -> __m256i {
+    let idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    _mm256_cmpgt_epi32(_mm256_set1_epi32(left.min(8) as i32), idx)
+}
+
 /// One LSTM step's elementwise forward, fused (see [`super::lstm_forward`]).
 ///
 /// # Safety
 /// The CPU must have AVX2 and FMA; every slice must hold `h.len()` floats.
 #[target_feature(enable = "avx2,fma")]
-pub(super) unsafe fn lstm_forward(u: super::LstmUnits<'_>) {
-    let super::LstmUnits {
+pub(super) unsafe fn lstm_forward(u: FwdUnits<'_>) {
+    let FwdUnits {
         gates,
         gh,
-        b,
+        b_hh: b,
         c_prev,
         h,
         c,
+        ..
     } = u;
     let n = h.len();
-    let idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     let mut j = 0;
     while j < n {
-        let m = _mm256_cmpgt_epi32(_mm256_set1_epi32((n - j).min(8) as i32), idx);
+        let m = lanes8(n - j);
         // SAFETY: every slice holds n floats (the caller); the mask keeps each access to
         // units j..min(j + 8, n).
         unsafe {
@@ -138,20 +147,20 @@ pub(super) unsafe fn lstm_forward(u: super::LstmUnits<'_>) {
 /// # Safety
 /// The CPU must have AVX2 and FMA; every slice must hold `h.len()` floats.
 #[target_feature(enable = "avx2,fma")]
-pub(super) unsafe fn gru_forward(u: super::GruUnits<'_>) {
-    let super::GruUnits {
-        gates: [r_out, z_out, n_out],
+pub(super) unsafe fn gru_forward(u: FwdUnits<'_>) {
+    let FwdUnits {
+        gates: [r_out, z_out, n_out, _],
         gh,
-        b,
+        b_hh: b,
         h_prev,
         h,
         hn,
+        ..
     } = u;
     let n = h.len();
-    let idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     let mut j = 0;
     while j < n {
-        let m = _mm256_cmpgt_epi32(_mm256_set1_epi32((n - j).min(8) as i32), idx);
+        let m = lanes8(n - j);
         // SAFETY: every slice holds n floats (the caller); the mask keeps each access to
         // units j..min(j + 8, n).
         unsafe {

@@ -1,6 +1,7 @@
 //! The activations with AVX-512 F: 16 lanes, masked tails.
 
 use super::*;
+use crate::cell::FwdUnits;
 use std::arch::x86_64::*;
 
 /// exp(x) for x in [-87, 87]; `scalef` applies 2^n without integer tricks.
@@ -59,6 +60,16 @@ fn tanh16(x: __m512) -> __m512 {
     ))
 }
 
+/// The mask of the first `min(left, 16)` lanes.
+#[inline]
+fn lanes16(left: usize) -> __mmask16 {
+    if left >= 16 {
+        u16::MAX
+    } else {
+        ((1u32 << left) - 1) as u16
+    }
+}
+
 /// Applies `f` to every element, 16 at a time, the tail under a mask.
 #[inline]
 #[target_feature(enable = "avx512f")]
@@ -70,7 +81,7 @@ fn map16(v: &mut [f32], f: impl Fn(__m512) -> __m512) {
     }
     let tail = chunks.into_remainder();
     if !tail.is_empty() {
-        let mask: __mmask16 = (1u32 << tail.len()) as u16 - 1;
+        let mask = lanes16(tail.len());
         // SAFETY: the mask covers only the `tail.len()` < 16 elements of `tail`; masked-off
         // lanes are neither read nor written.
         unsafe {
@@ -99,23 +110,20 @@ pub(super) unsafe fn tanh(v: &mut [f32]) {
 /// # Safety
 /// The CPU must have AVX-512 F; every slice must hold `h.len()` floats.
 #[target_feature(enable = "avx512f")]
-pub(super) unsafe fn lstm_forward(u: super::LstmUnits<'_>) {
-    let super::LstmUnits {
+pub(super) unsafe fn lstm_forward(u: FwdUnits<'_>) {
+    let FwdUnits {
         gates,
         gh,
-        b,
+        b_hh: b,
         c_prev,
         h,
         c,
+        ..
     } = u;
     let n = h.len();
     let mut j = 0;
     while j < n {
-        let m: __mmask16 = if n - j >= 16 {
-            u16::MAX
-        } else {
-            ((1u32 << (n - j)) - 1) as u16
-        };
+        let m = lanes16(n - j);
         // SAFETY: every slice holds n floats (the caller); the mask keeps each access to
         // units j..min(j + 16, n).
         unsafe {
@@ -147,23 +155,20 @@ pub(super) unsafe fn lstm_forward(u: super::LstmUnits<'_>) {
 /// # Safety
 /// The CPU must have AVX-512 F; every slice must hold `h.len()` floats.
 #[target_feature(enable = "avx512f")]
-pub(super) unsafe fn gru_forward(u: super::GruUnits<'_>) {
-    let super::GruUnits {
-        gates: [r_out, z_out, n_out],
+pub(super) unsafe fn gru_forward(u: FwdUnits<'_>) {
+    let FwdUnits {
+        gates: [r_out, z_out, n_out, _],
         gh,
-        b,
+        b_hh: b,
         h_prev,
         h,
         hn,
+        ..
     } = u;
     let n = h.len();
     let mut j = 0;
     while j < n {
-        let m: __mmask16 = if n - j >= 16 {
-            u16::MAX
-        } else {
-            ((1u32 << (n - j)) - 1) as u16
-        };
+        let m = lanes16(n - j);
         // SAFETY: every slice holds n floats (the caller); the mask keeps each access to
         // units j..min(j + 16, n).
         unsafe {

@@ -17,6 +17,8 @@ mod avx2;
 mod avx512;
 mod portable;
 
+#[cfg(target_arch = "x86_64")]
+use crate::cell::FwdUnits;
 use crate::isa::Isa;
 
 /// Largest |approx - exact| over all f32 inputs the tests sweep, for both functions.
@@ -49,139 +51,48 @@ pub(crate) const EXP_CLAMP: f32 = 87.0;
 pub(crate) const TANH_SERIES_BELOW: f32 = 0.4;
 pub(crate) const TANH_ONE_FROM: f32 = 9.0;
 
-/// One LSTM step's elementwise data for `n = h.len()` units (every slice holds `n`).
-pub(crate) struct LstmUnits<'a> {
-    /// Per gate i, f, g, o: x W_ihᵀ + b_ih on entry, the activation on exit.
-    pub gates: [&'a mut [f32]; 4],
-    /// Per gate: h_prev W_hhᵀ.
-    pub gh: [&'a [f32]; 4],
-    /// Per gate: b_hh.
-    pub b: [&'a [f32]; 4],
-    pub c_prev: &'a [f32],
-    pub h: &'a mut [f32],
-    pub c: &'a mut [f32],
-}
-
-/// The LSTM cell forward in one pass over the units, each gate's activation computed in
-/// registers (SIMD paths), where the portable path runs one pass per operation: pre = x +
-/// (gh + b), i f o = sigmoid, g = tanh, c = f c_prev + i g, h = tanh(c) o. Both do the same
-/// operations in the same order, so an ISA's fused and unfused results are the same bits.
-/// `isa` must be available on this CPU.
-pub(crate) fn lstm_forward(isa: Isa, u: LstmUnits<'_>) {
+/// The LSTM cell forward of `u` in one pass over the units, every gate's activation in
+/// registers: the same operations in the same order as the portable cell's passes
+/// (`cell/lstm.rs`), so the same bits. `u.isa` must be a SIMD path, available on this CPU.
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn lstm_forward(u: FwdUnits<'_>) {
     let n = u.h.len();
     assert!(
         u.gates.iter().all(|v| v.len() == n)
-            && u.gh.iter().chain(&u.b).all(|v| v.len() == n)
+            && u.gh.iter().chain(&u.b_hh).all(|v| v.len() == n)
             && u.c_prev.len() == n
             && u.c.len() == n,
         "lstm_forward: every slice holds the units"
     );
-    match isa {
-        #[cfg(target_arch = "x86_64")]
+    match u.isa {
         // SAFETY: `isa` was checked available when it was chosen; the slices' lengths are
         // asserted above.
         Isa::Avx512 => unsafe { avx512::lstm_forward(u) },
-        #[cfg(target_arch = "x86_64")]
         // SAFETY: as above.
         Isa::Avx2 => unsafe { avx2::lstm_forward(u) },
-        _ => {
-            let LstmUnits {
-                gates: [i, f, g, o],
-                gh,
-                b,
-                c_prev,
-                h,
-                c,
-            } = u;
-            for (k, v) in [&mut *i, &mut *f, &mut *g, &mut *o].into_iter().enumerate() {
-                for ((v, x), y) in v.iter_mut().zip(gh[k]).zip(b[k]) {
-                    *v += x + y;
-                }
-            }
-            sigmoid(isa, i);
-            sigmoid(isa, f);
-            tanh(isa, g);
-            sigmoid(isa, o);
-            for ((((c, h), (i, f)), g), c_prev) in c
-                .iter_mut()
-                .zip(&mut *h)
-                .zip(i.iter().zip(&*f))
-                .zip(&*g)
-                .zip(c_prev)
-            {
-                let cc = f * c_prev + i * g;
-                *c = cc;
-                *h = cc;
-            }
-            tanh(isa, h);
-            for (h, o) in h.iter_mut().zip(&*o) {
-                *h *= o;
-            }
-        }
+        Isa::Portable => unreachable!("the portable LSTM cell runs unfused"),
     }
 }
 
-/// One GRU step's elementwise data for `n = h.len()` units (every slice holds `n`).
-pub(crate) struct GruUnits<'a> {
-    /// Per gate r, z, n: x W_ihᵀ + b_ih on entry, the activation on exit.
-    pub gates: [&'a mut [f32]; 3],
-    /// Per gate: h_prev W_hhᵀ.
-    pub gh: [&'a [f32]; 3],
-    /// Per gate: b_hh.
-    pub b: [&'a [f32]; 3],
-    pub h_prev: &'a [f32],
-    pub h: &'a mut [f32],
-    /// W_hn h_prev + b_hn, written for the backward.
-    pub hn: &'a mut [f32],
-}
-
-/// The GRU cell forward (PyTorch's, "linear before reset") in one pass over the units on the
-/// SIMD paths, one pass per operation on the portable one: r, z = sigmoid(x + (gh + b)),
-/// hn = gh_n + b_n, n = tanh(x_n + r hn), h = (1 - z) n + z h_prev. The same operations in the
-/// same order either way. `isa` must be available on this CPU.
-pub(crate) fn gru_forward(isa: Isa, u: GruUnits<'_>) {
+/// The GRU cell forward of `u` in one pass over the units, as [`lstm_forward`]: the same
+/// operations in the same order as the portable cell (`cell/gru.rs`).
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn gru_forward(u: FwdUnits<'_>) {
     let n = u.h.len();
     assert!(
-        u.gates.iter().all(|v| v.len() == n)
-            && u.gh.iter().chain(&u.b).all(|v| v.len() == n)
+        u.gates[..3].iter().all(|v| v.len() == n)
+            && u.gh[..3].iter().chain(&u.b_hh[..3]).all(|v| v.len() == n)
             && u.h_prev.len() == n
             && u.hn.len() == n,
         "gru_forward: every slice holds the units"
     );
-    match isa {
-        #[cfg(target_arch = "x86_64")]
+    match u.isa {
         // SAFETY: `isa` was checked available when it was chosen; the slices' lengths are
         // asserted above.
         Isa::Avx512 => unsafe { avx512::gru_forward(u) },
-        #[cfg(target_arch = "x86_64")]
         // SAFETY: as above.
         Isa::Avx2 => unsafe { avx2::gru_forward(u) },
-        _ => {
-            let GruUnits {
-                gates: [r, z, nn],
-                gh,
-                b,
-                h_prev,
-                h,
-                hn,
-            } = u;
-            for (k, v) in [&mut *r, &mut *z].into_iter().enumerate() {
-                for ((v, x), y) in v.iter_mut().zip(gh[k]).zip(b[k]) {
-                    *v += x + y;
-                }
-            }
-            sigmoid(isa, r);
-            sigmoid(isa, z);
-            for j in 0..n {
-                let v = gh[2][j] + b[2][j];
-                hn[j] = v;
-                nn[j] += r[j] * v;
-            }
-            tanh(isa, nn);
-            for j in 0..n {
-                h[j] = (1.0 - z[j]) * nn[j] + z[j] * h_prev[j];
-            }
-        }
+        Isa::Portable => unreachable!("the portable GRU cell runs unfused"),
     }
 }
 
