@@ -13,7 +13,7 @@
 use crate::error::holds;
 use crate::isa::Isa;
 use crate::microkernel::{self, shape};
-use crate::packed::{run_tasks, split, task_grid, OutPtr};
+use crate::packed::{run_tasks, split, OutPtr, MIN_TASK_WORK};
 
 /// Floats of a k-block of one panel of B (24 KiB): sets the k-block length.
 const PANEL_BLOCK: usize = 6 << 10;
@@ -64,7 +64,7 @@ pub(crate) fn gemm_tn(
     let sh = shape(isa);
     let (mr, nr) = (sh.mr, sh.nr);
     let (row_tiles, panels) = (m.div_ceil(mr), n.div_ceil(nr));
-    let (row_tasks, panel_tasks) = task_grid(row_tiles, panels, m * n * k);
+    let (row_tasks, panel_tasks) = grid(mr, nr, row_tiles, panels, m * n * k);
     let kc = (PANEL_BLOCK / nr).max(1);
     let out = OutPtr(c.as_mut_ptr());
     let task = |t: usize| {
@@ -117,6 +117,29 @@ pub(crate) fn gemm_tn(
     };
     run_tasks(row_tasks * panel_tasks, task);
 }
+
+/// How the (row tile, panel) grid is cut: one task per thread at most, because every task packs
+/// each k-block of its share of both operands, so more tasks pack the same rows of A or B more
+/// times (with 8 tasks of row tiles at 2 threads, each packed all of B: 12% of RNN training
+/// went to copying). Of the cuts into that many tasks, the one whose largest task costs least:
+/// its multiply-adds, plus its floats packed (B again for each block of A's row tiles) at
+/// [`PACK_COST`] each.
+fn grid(mr: usize, nr: usize, row_tiles: usize, panels: usize, work: usize) -> (usize, usize) {
+    let tasks = (work / MIN_TASK_WORK).clamp(1, rayon::current_num_threads());
+    (1..=tasks)
+        .filter(|r| tasks % r == 0 && *r <= row_tiles && tasks / r <= panels)
+        .map(|r| (r, tasks / r))
+        .min_by_key(|&(r, c)| {
+            let (rt, pt) = (row_tiles.div_ceil(r), panels.div_ceil(c));
+            let packed = rt * mr + pt * nr * rt.div_ceil(BLOCK_TILES);
+            rt * pt * mr * nr + PACK_COST * packed
+        })
+        .unwrap_or((tasks.min(row_tiles), 1))
+}
+
+/// What copying one float into a packed buffer costs, in multiply-adds of the kernel (it reads
+/// dG, X or H from memory: ~0.5 ns a float, ~90 multiply-adds a core at peak; counted low).
+const PACK_COST: usize = 64;
 
 /// `f::<W>(args)` for the packing width `w`: the copies of a run of `W` floats inline (a run
 /// of a length unknown to the compiler is a `memmove` call, 11% of the time when it was).

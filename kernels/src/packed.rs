@@ -143,7 +143,7 @@ impl OutPtr {
 }
 
 /// Below this many multiply-adds a GEMM runs on the calling thread: a rayon task costs more.
-const MIN_TASK_WORK: usize = 1 << 16;
+pub(crate) const MIN_TASK_WORK: usize = 1 << 16;
 /// Bytes of a panel's k-block, kept in L1 while every row tile of a block streams past it.
 const PANEL_BLOCK_BYTES: usize = 24 << 10;
 /// Bytes of A's row block, kept in L2 while every panel streams past it.
