@@ -127,7 +127,7 @@ pub(crate) fn gemm_tn(
 fn grid(mr: usize, nr: usize, row_tiles: usize, panels: usize, work: usize) -> (usize, usize) {
     let tasks = (work / MIN_TASK_WORK).clamp(1, rayon::current_num_threads());
     (1..=tasks)
-        .filter(|r| tasks % r == 0 && *r <= row_tiles && tasks / r <= panels)
+        .filter(|r| tasks.is_multiple_of(*r) && *r <= row_tiles && tasks / r <= panels)
         .map(|r| (r, tasks / r))
         .min_by_key(|&(r, c)| {
             let (rt, pt) = (row_tiles.div_ceil(r), panels.div_ceil(c));

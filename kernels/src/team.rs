@@ -146,6 +146,20 @@ impl<'a> Shared<'a> {
         }
     }
 
+    /// Its length.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// A read-only view of the whole buffer.
+    pub(crate) fn read(&self) -> SharedRead<'a> {
+        SharedRead {
+            ptr: self.ptr,
+            len: self.len,
+            _buf: std::marker::PhantomData,
+        }
+    }
+
     /// `len` values from `start` (empty when the buffer or `len` is, wherever `start` is).
     ///
     /// # Safety
@@ -238,6 +252,41 @@ impl<'a> Shared<'a> {
             "shared block"
         );
         crate::packed::OutPtr(self.ptr.wrapping_add(start))
+    }
+}
+
+/// A buffer the slices of a round read, which others may write elsewhere meanwhile (the input of
+/// a layer while the layer below writes its next rows).
+#[derive(Clone, Copy)]
+pub(crate) struct SharedRead<'a> {
+    ptr: *const f32,
+    len: usize,
+    _buf: std::marker::PhantomData<&'a [f32]>,
+}
+
+// SAFETY: a `SharedRead` is only read, through `part`, whose callers keep the parts they read
+// apart from what is written meanwhile.
+unsafe impl Send for SharedRead<'_> {}
+// SAFETY: as above.
+unsafe impl Sync for SharedRead<'_> {}
+
+impl<'a> SharedRead<'a> {
+    pub(crate) fn new(buf: &'a [f32]) -> Self {
+        SharedRead {
+            ptr: buf.as_ptr(),
+            len: buf.len(),
+            _buf: std::marker::PhantomData,
+        }
+    }
+
+    /// `len` values from `start`.
+    ///
+    /// # Safety
+    /// Nothing may write these values while the result lives.
+    pub(crate) unsafe fn part(&self, start: usize, len: usize) -> &'a [f32] {
+        assert!(start <= self.len && len <= self.len - start, "shared part");
+        // SAFETY: in bounds (asserted); no writer meanwhile (the caller).
+        unsafe { std::slice::from_raw_parts(self.ptr.add(start), len) }
     }
 }
 

@@ -8,7 +8,7 @@ use crate::microkernel::MAX_NR;
 /// Whether a workspace serves inference only or the training forward plus backward.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
-    /// Forward only: buffers are shared across layers, nothing is saved.
+    /// Forward only: nothing is saved; buffers are shared across layers (but for a wavefront).
     Inference,
     /// The forward saves what the backward needs: every layer's gate activations and states.
     Training,
@@ -24,12 +24,14 @@ pub enum Mode {
 
 /// Every buffer a forward or backward call needs, so that the time loop allocates nothing.
 ///
-/// Per (layer, direction) "slot" (shared across layers in inference):
+/// Per (layer, direction) "slot" (in inference, one per direction, or per layer where the
+/// layers run as a wavefront):
 /// - `gates`: `(T, B, G*H)`, the input projection, then the gate activations, then (in the
 ///   backward, in place) the input-side gate gradients; in inference, one chunk of steps of the
 ///   projection (`forward::chunk_steps`);
 /// - `states`: `(T+1, B, H)`, slot `t` / `t+1` hold the state before / after step `t` going
-///   forward, and the other way round going backward (so h0 sits in slot 0 or slot T);
+///   forward, and the other way round going backward (so h0 sits in slot 0 or slot T); in
+///   inference `(2, B, H)`, slot `t % 2` for slot `t` (the cells write the layer's output);
 /// - `cells` (LSTM): the same for c; `hn` (GRU): W_hn h_prev + b_hn per step, then (in the
 ///   backward, in place) its gradient.
 #[derive(Debug)]
@@ -89,8 +91,17 @@ impl Workspace {
         let training = mode != Mode::Inference;
         let recompute = mode == Mode::TrainingRecompute;
         let keep_gates = mode == Mode::Training;
-        let slots = if training { desc.stacks() } else { d };
-        let gate_slots = if keep_gates { slots } else { d };
+        // One set of step buffers per direction, or per layer where the layers run at once.
+        let wave = crate::forward::wavefront_shape(desc);
+        let step_slots = if wave { desc.num_layers } else { d };
+        let slots = if training { desc.stacks() } else { step_slots };
+        let gate_slots = if keep_gates {
+            desc.stacks()
+        } else {
+            step_slots
+        };
+        // State slots: every step's when saved, else two in turn.
+        let state_len = if training { (t + 1) * b * h } else { 2 * b * h };
         let chunk = crate::forward::chunk_steps(t, b);
         let re =
             |on: bool, len: usize| bufs(if recompute { d } else { 0 }, if on { len } else { 0 });
@@ -114,9 +125,9 @@ impl Workspace {
                     false => chunk * b * gh,
                 },
             ),
-            states: bufs(slots, (t + 1) * b * h),
+            states: bufs(slots, state_len),
             // Unused buffers stay as empty Vecs, so per-slot code can zip over all of them.
-            cells: bufs(slots, if lstm { (t + 1) * b * h } else { 0 }),
+            cells: bufs(slots, if lstm { state_len } else { 0 }),
             hn: bufs(
                 gate_slots,
                 match (gru, keep_gates, recompute) {
@@ -126,7 +137,7 @@ impl Workspace {
                     (true, false, false) => b * h,
                 },
             ),
-            gh: bufs(d, 2 * b * desc.gates() * padded),
+            gh: bufs(step_slots.max(d), 2 * b * desc.gates() * padded),
             re_gh: re(true, chunk * b * desc.gates() * padded),
             re_h: re(true, chunk * b * h),
             re_c: re(lstm, chunk * b * h),

@@ -51,10 +51,18 @@ fn bit_identical_at_1_2_3_4_threads() {
         // one direction, so that every thread joins the step's team; few rows, so that the
         // few-rows kernels run; batch 40, so that the input projection runs in chunks of 7 steps.
         let hidden = [100, 70, 100, 70][n];
-        for (batch, bidirectional) in [(13, true), (13, false), (1, false), (3, false), (40, false)]
-        {
+        // One direction and several layers run as a wavefront at 2 threads or more: 4 layers
+        // (more than the threads), with a batch of 5, chunks of 2 steps.
+        for (batch, bidirectional, layers) in [
+            (13, true, 2),
+            (13, false, 2),
+            (1, false, 2),
+            (3, false, 2),
+            (40, false, 2),
+            (5, false, 4),
+        ] {
             let desc = RnnDesc::new(cell, 19, hidden)
-                .layers(2)
+                .layers(layers)
                 .bidirectional(bidirectional);
             let case = Case::new(desc, 11, batch, 40 + n as u64, true, true, true);
             for isa in Isa::available() {
@@ -62,7 +70,7 @@ fn bit_identical_at_1_2_3_4_threads() {
                 for threads in [2, 3, 4] {
                     assert!(
                         run_with(threads, &case, isa) == one,
-                        "{cell:?} {isa:?} batch {batch}: results differ at {threads} threads"
+                        "{cell:?} {isa:?} batch {batch} layers {layers}: results differ at {threads} threads"
                     );
                 }
             }
