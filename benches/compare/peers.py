@@ -1,11 +1,11 @@
 """PyTorch and ONNX Runtime timings on any list of RNN shapes, as a fragment of run.sh's log.
 
-Usage: python peers.py THREADS [--cases extra|reference|CELL:T:B:I:H,...] [--tool torch|ort|both]
-       python peers.py --list [--cases ...]     -> the cases, one "cell T B I H" a line (for run.sh)
+Usage: python peers.py THREADS [--cases extra|reference|CELL:T:B:I:H[:L],...] [--tool torch|ort|both]
+       python peers.py --list [--cases ...]     -> the cases, one "cell T B I H L" a line (for run.sh)
 
 Prints "== torch THREADS" then the PyTorch lines (fwd-infer under torch.inference_mode, and fwd+bwd
 of y.sum()), then "== ort THREADS" and the ONNX Runtime lines (fwd-infer), in the formats of
-../shared/anchors/torch_rnn.py and ort_rnn.py, which table.py parses. Each tool runs in its own
+../shared/anchors/torch_rnn.py and ort_rnn.py, which table.py parses (with " L=n" after H for a stack of n layers). Each tool runs in its own
 process (this script again), as the anchors do, so that one's idle thread pool never spins
 while the other is timed.
 
@@ -13,32 +13,43 @@ Timing as in the anchors: one warm-up call, then the best of 3 loops of the anch
 (5 inference, 3 training), raised for fast cases until a loop lasts at least --min-loop seconds
 (default 0.1; 0 gives exactly the anchors' repetitions). Models built as in the anchors: torch.nn
 defaults after torch.manual_seed(0); the ONNX model a single LSTM/GRU/RNN node, opset 14, weights
-N(0, 0.05^2) from numpy's default_rng(0), zero bias. FLOPs counted as the anchors do (GEMM work):
-forward 2*T*B*(I+H)*G*H, fwd+bwd 3x that. Times print with 3 decimals (the anchors use 2), which
+N(0, 0.05^2) from numpy's default_rng(0), zero bias (a stack of L layers: L nodes, each output squeezed
+into the next one's input). FLOPs counted as the anchors do (GEMM work): forward 2*T*B*(I_l+H)*G*H summed
+over the layers, fwd+bwd 3x that. Times print with 3 decimals (the anchors use 2), which
 table.py reads the same way, so that the speed-ups of sub-millisecond cases keep their digits."""
 import argparse, math, os, subprocess, sys, time
 
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}
-CASES = {  # cell, T, B, I, H
+CASES = {  # cell, T, B, I, H[, layers]
     "reference": [("lstm", 100, 1, 256, 256), ("lstm", 100, 16, 512, 512), ("lstm", 100, 64, 512, 512),
                   ("lstm", 50, 64, 1024, 1024), ("gru", 100, 16, 512, 512), ("gru", 100, 64, 512, 512),
                   ("rnn", 100, 64, 512, 512)],
     # shapes outside the reference table: odd sizes, I != H, long T, small H
     "extra": [("lstm", 37, 5, 300, 200), ("lstm", 400, 8, 128, 128), ("gru", 61, 3, 100, 383),
-              ("rnn", 100, 32, 1000, 250), ("lstm", 100, 1, 64, 64), ("gru", 50, 24, 512, 1000)],
+              ("rnn", 100, 32, 1000, 250), ("lstm", 100, 1, 64, 64), ("gru", 50, 24, 512, 1000),
+              # stacks of one direction, whose layers recur runs as a wavefront
+              ("lstm", 400, 8, 128, 128, 2), ("gru", 100, 16, 256, 256, 2)],
 }
 
 
 def parse_cases(spec):
     if spec in CASES:
-        return CASES[spec]
+        return [c if len(c) == 6 else c + (1,) for c in CASES[spec]]
     out = []
     for item in spec.split(","):
         f = item.strip().split(":")
-        if len(f) != 5 or f[0] not in GATES:
-            sys.exit(f"peers.py: bad case {item!r}: want extra, reference or CELL:T:B:I:H,... with CELL lstm|gru|rnn")
-        out.append((f[0],) + tuple(int(v) for v in f[1:]))
+        if len(f) not in (5, 6) or f[0] not in GATES:
+            sys.exit(f"peers.py: bad case {item!r}: want extra, reference or CELL:T:B:I:H[:L],... with CELL lstm|gru|rnn")
+        out.append((f[0],) + tuple(int(v) for v in f[1:]) + ((1,) if len(f) == 5 else ()))
     return out
+
+
+def forward_flops(cell, T, B, I, H, L):
+    return sum(2 * T * B * ((I if l == 0 else H) + H) * GATES[cell] * H for l in range(L))
+
+
+def name(cell, T, B, I, H, L):
+    return f"{cell} T={T} B={B} I={I} H={H}" + (f" L={L}" if L > 1 else "")
 
 
 def timeit(fn, reps, min_loop):
@@ -57,51 +68,59 @@ def run_torch(threads, cases, min_loop):
     import torch
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    for cell, T, B, I, H in cases:
-        mod = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[cell](I, H)
+    for cell, T, B, I, H, L in cases:
+        mod = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[cell](I, H, num_layers=L)
         x = torch.randn(T, B, I)
-        flops = 2 * T * B * (I + H) * GATES[cell] * H
+        flops = forward_flops(cell, T, B, I, H, L)
         with torch.inference_mode():
             s = timeit(lambda: mod(x), 5, min_loop)
-        print(f"{cell} T={T} B={B} I={I} H={H} fwd-infer {s*1e3:.3f} ms {flops/s/1e9:.1f} GFLOP/s", flush=True)
+        print(f"{name(cell, T, B, I, H, L)} fwd-infer {s*1e3:.3f} ms {flops/s/1e9:.1f} GFLOP/s", flush=True)
         xg = x.clone().requires_grad_(True)
         def step():
             out, _ = mod(xg)
             out.sum().backward()
         s = timeit(step, 3, min_loop)
-        print(f"{cell} T={T} B={B} I={I} H={H} fwd+bwd {s*1e3:.3f} ms {3*flops/s/1e9:.1f} GFLOP/s", flush=True)
+        print(f"{name(cell, T, B, I, H, L)} fwd+bwd {s*1e3:.3f} ms {3*flops/s/1e9:.1f} GFLOP/s", flush=True)
 
 
 def run_ort(threads, cases, min_loop):
     import numpy as np, onnx, onnxruntime as ort
     from onnx import helper, TensorProto
     rng = np.random.default_rng(0)
-    for cell, T, B, I, H in cases:
+    for cell, T, B, I, H, L in cases:
         op, G = cell.upper(), GATES[cell]
-        W = (rng.standard_normal((1, G * H, I)) * 0.05).astype(np.float32)
-        R = (rng.standard_normal((1, G * H, H)) * 0.05).astype(np.float32)
-        Bb = np.zeros((1, 2 * G * H), np.float32)
-        node = helper.make_node(op, ["X", "W", "R", "B"], ["Y"], hidden_size=H)
-        graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("X", TensorProto.FLOAT, [T, B, I])],
-            [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)],
-            [onnx.numpy_helper.from_array(W, "W"), onnx.numpy_helper.from_array(R, "R"), onnx.numpy_helper.from_array(Bb, "B")])
+        nodes, inits = [], []
+        for l in range(L):
+            W = (rng.standard_normal((1, G * H, I if l == 0 else H)) * 0.05).astype(np.float32)
+            R = (rng.standard_normal((1, G * H, H)) * 0.05).astype(np.float32)
+            Bb = np.zeros((1, 2 * G * H), np.float32)
+            inits += [onnx.numpy_helper.from_array(a, f"{n}{l}") for a, n in ((W, "W"), (R, "R"), (Bb, "B"))]
+            x_in = "X" if l == 0 else f"X{l}"
+            y = "Y" if l == L - 1 else f"Y{l}"
+            nodes.append(helper.make_node(op, [x_in, f"W{l}", f"R{l}", f"B{l}"], [y], hidden_size=H))
+            if l < L - 1:  # (T, 1, B, H) -> (T, B, H)
+                nodes.append(helper.make_node("Squeeze", [y, "axis1"], [f"X{l + 1}"]))
+        if L > 1:
+            inits.append(onnx.numpy_helper.from_array(np.array([1], np.int64), "axis1"))
+        graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("X", TensorProto.FLOAT, [T, B, I])],
+            [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)], inits)
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
         so = ort.SessionOptions(); so.intra_op_num_threads = threads; so.inter_op_num_threads = 1
         sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
         x = rng.standard_normal((T, B, I)).astype(np.float32)
         s = timeit(lambda: sess.run(None, {"X": x}), 5, min_loop)
-        flops = 2 * T * B * (I + H) * G * H
-        print(f"ort {cell} T={T} B={B} I={I} H={H} fwd-infer {s*1e3:.3f} ms {flops/s/1e9:.1f} GFLOP/s", flush=True)
+        flops = forward_flops(cell, T, B, I, H, L)
+        print(f"ort {name(cell, T, B, I, H, L)} fwd-infer {s*1e3:.3f} ms {flops/s/1e9:.1f} GFLOP/s", flush=True)
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("threads", type=int, nargs="?")
     ap.add_argument("--cases", default=os.environ.get("PEERS_CASES", "extra"),
-                    help="extra (default), reference, or CELL:T:B:I:H,... (also from $PEERS_CASES)")
+                    help="extra (default), reference, or CELL:T:B:I:H[:L],... (also from $PEERS_CASES)")
     ap.add_argument("--tool", choices=("torch", "ort", "both"), default="both")
     ap.add_argument("--min-loop", type=float, default=0.1, help="seconds a timed loop lasts at least (0: anchors' reps)")
-    ap.add_argument("--list", action="store_true", help="print the cases, one 'cell T B I H' a line, and exit")
+    ap.add_argument("--list", action="store_true", help="print the cases, one 'cell T B I H L' a line, and exit")
     ap.add_argument("--no-header", action="store_true", help="leave out the '== TOOL THREADS' line")
     a = ap.parse_args()
     cases = parse_cases(a.cases)

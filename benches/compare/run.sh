@@ -14,7 +14,7 @@
 # With `extra`, PyTorch and ONNX Runtime come from peers.py (same timing method as the anchors)
 # and `recur bench` runs once per case (--seconds 1), on peers.py's extra cases: odd sizes,
 # I != H, long T, small H. Knobs, all optional: CASES (peers.py --cases: extra, reference or
-# CELL:T:B:I:H,...; extra mode only), THREADS (default "1 2"), SKIP_BUILD=1 (use the built
+# CELL:T:B:I:H[:L],...; extra mode only), THREADS (default "1 2"), SKIP_BUILD=1 (use the built
 # target/release/recur and target/peak_flops as they are).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -40,9 +40,9 @@ for th in ${THREADS:-1 2}; do
     cases=${CASES:-extra}
     "$py" benches/compare/peers.py "$th" --cases "$cases" >> "$log"  # writes "== torch TH", "== ort TH"
     echo "== recur $th" >> "$log"
-    "$py" benches/compare/peers.py --list --cases "$cases" | while read -r cell T B I H; do
+    "$py" benches/compare/peers.py --list --cases "$cases" | while read -r cell T B I H L; do
       target/release/recur bench --cell "$cell" --seq "$T" --batch "$B" --input "$I" --hidden "$H" \
-        --threads "$th" --seconds 1 < /dev/null >> "$log"
+        --layers "$L" --threads "$th" --seconds 1 < /dev/null >> "$log"
     done
   fi
 done
