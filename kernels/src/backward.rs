@@ -292,7 +292,7 @@ fn recompute_gates(
     let g = gate_count * h;
     let isa = pw.w_hh.isa();
     let (hp, bh) = (packed::padded(isa, h), batch * h);
-    let (ldg, panels) = (gate_count * hp, hp / microkernel::shape(isa).nr);
+    let (ldg, panels) = (gate_count * hp, hp.div_ceil(microkernel::shape(isa).nr));
     let rows = (tb - ta) * batch;
     // The input projection, each gate's panels into its unpadded block, rows in two halves.
     let x = &x_l[ta * batch * i_l..tb * batch * i_l];

@@ -18,6 +18,9 @@ pub(crate) struct PackedB {
     k: usize,
     n: usize,
     nr: usize,
+    /// Columns per group of panels: each group starts a new panel and its last panel may be
+    /// half-width (a gate block's padded columns; one group of whole panels otherwise).
+    group: usize,
     data: Vec<f32>,
     bias: Vec<f32>,
 }
@@ -27,14 +30,14 @@ impl PackedB {
     /// forward); `bias`: `n` values or none.
     pub fn from_weight(isa: Isa, w: &[f32], n: usize, k: usize, bias: Option<&[f32]>) -> Self {
         assert_eq!(w.len(), n * k, "weight size");
-        Self::pack(isa, k, n, |kk, j| w[j * k + kk], bias)
+        Self::pack(isa, k, n, whole_panels(isa, n), |kk, j| w[j * k + kk], bias)
     }
 
     /// Packs `B = Wᵀ` for a gate weight `w`: `(gates * h, k)` row-major, gate blocks of `h`
     /// rows, and its bias (`gates * h` values) if any. Each gate's columns start on a panel:
-    /// gate `q`'s unit `j` is column `q * padded(isa, h) + j`, the columns past `h` are zeros.
-    /// So a range of unit blocks is a range of panels in every gate, and one thread can compute
-    /// all the gates of its units.
+    /// gate `q`'s unit `j` is column `q * padded(isa, h) + j`, the columns past `h` are zeros
+    /// (a gate's last panel is half-width when that covers them). So a range of unit blocks is
+    /// a range of panels in every gate, and one thread can compute all the gates of its units.
     pub fn from_gate_weight(
         isa: Isa,
         w: &[f32],
@@ -61,6 +64,7 @@ impl PackedB {
             isa,
             k,
             gates * hp,
+            hp,
             |kk, j| {
                 let (q, u) = (j / hp, j % hp);
                 if u < h {
@@ -76,38 +80,47 @@ impl PackedB {
     /// Packs `B = W` itself for `w`: `(k, n)` row-major (the backward's `dG · W`).
     pub fn from_rows(isa: Isa, w: &[f32], k: usize, n: usize) -> Self {
         assert_eq!(w.len(), k * n, "weight size");
-        Self::pack(isa, k, n, |kk, j| w[kk * n + j], None)
+        Self::pack(isa, k, n, whole_panels(isa, n), |kk, j| w[kk * n + j], None)
     }
 
+    /// Panel `p` (of width `w`) holds columns `col_start(p)..+w`, k-major, at
+    /// `data[col_start(p) * k..]`; the bias is stored by column.
     fn pack(
         isa: Isa,
         k: usize,
         n: usize,
+        group: usize,
         at: impl Fn(usize, usize) -> f32,
         bias: Option<&[f32]>,
     ) -> Self {
         let nr = shape(isa).nr;
-        let panels = n.div_ceil(nr);
-        let mut data = vec![0.0f32; panels * k * nr];
-        for (p, panel) in data.chunks_exact_mut(k * nr).enumerate() {
-            for j in 0..nr.min(n - p * nr) {
-                for kk in 0..k {
-                    panel[kk * nr + j] = at(kk, p * nr + j);
-                }
-            }
-        }
-        let mut packed_bias = vec![0.0f32; panels * nr];
-        if let Some(b) = bias {
-            packed_bias[..n].copy_from_slice(b);
-        }
-        PackedB {
+        let mut b = PackedB {
             isa,
             k,
             n,
             nr,
-            data,
-            bias: packed_bias,
+            group,
+            data: Vec::new(),
+            bias: Vec::new(),
+        };
+        let cols = b.col_start(b.panels());
+        let mut data = vec![0.0f32; cols * k];
+        for p in 0..b.panels() {
+            let (c0, w) = (b.col_start(p), b.width(p));
+            let panel = &mut data[c0 * k..(c0 + w) * k];
+            for j in 0..w.min(n.saturating_sub(c0)) {
+                for kk in 0..k {
+                    panel[kk * w + j] = at(kk, c0 + j);
+                }
+            }
         }
+        let mut packed_bias = vec![0.0f32; cols];
+        if let Some(bias) = bias {
+            packed_bias[..n].copy_from_slice(bias);
+        }
+        b.data = data;
+        b.bias = packed_bias;
+        b
     }
 
     /// The kernels this operand was packed for.
@@ -116,14 +129,36 @@ impl PackedB {
     }
 
     pub(crate) fn panels(&self) -> usize {
-        self.n.div_ceil(self.nr)
+        self.n.div_ceil(self.group) * self.per_group()
+    }
+
+    fn per_group(&self) -> usize {
+        self.group.div_ceil(self.nr)
+    }
+
+    /// The first column of panel `p` (of `panels()`, or the end for `p == panels()`).
+    pub(crate) fn col_start(&self, p: usize) -> usize {
+        let pg = self.per_group();
+        p / pg * self.group + p % pg * self.nr
+    }
+
+    /// The columns of panel `p`: `nr`, or `nr / 2` for the half-width last one of a group.
+    pub(crate) fn width(&self, p: usize) -> usize {
+        self.nr.min(self.group - p % self.per_group() * self.nr)
     }
 }
 
-/// `h` rounded up to whole panels of `isa`'s kernels: the column stride of a gate block in a
-/// [`PackedB::from_gate_weight`] GEMM's output.
+/// `n` columns rounded up to whole panels.
+fn whole_panels(isa: Isa, n: usize) -> usize {
+    n.div_ceil(shape(isa).nr).max(1) * shape(isa).nr
+}
+
+/// `h` rounded up to the panels of `isa`'s kernels, the last one possibly half-width (16 on
+/// AVX-512, whose panels are 32 wide; the others' are 16): the column stride of a gate block
+/// in a [`PackedB::from_gate_weight`] GEMM's output.
 pub(crate) fn padded(isa: Isa, h: usize) -> usize {
-    h.div_ceil(shape(isa).nr) * shape(isa).nr
+    let q = shape(isa).nr.min(16);
+    h.div_ceil(q) * q
 }
 
 /// Lets tasks write disjoint blocks of one C.
@@ -170,7 +205,7 @@ pub(crate) fn gemm(
     let wide = microkernel::wide_panels(b.isa, m);
     let out = OutPtr(c.as_mut_ptr());
     let task = |r0: usize, r1: usize, p0: usize, p1: usize| {
-        let c0 = OutPtr(out.at(p0 * b.nr));
+        let c0 = OutPtr(out.at(b.col_start(p0)));
         // SAFETY: the asserts above bound every read of A and every access of C in these rows
         // (columns below n); tasks cover disjoint (row range, panel range) blocks, so no
         // element of C is touched by two tasks.
@@ -184,7 +219,7 @@ pub(crate) fn gemm(
                 accumulate,
                 r0..r1,
                 p0..p1,
-                n - p0 * b.nr,
+                n - b.col_start(p0),
             )
         }
     };
@@ -213,8 +248,9 @@ pub(crate) fn gemm(
 /// (a panel's block in L1) > row tiles. Every element is the same FMA chain either way.
 ///
 /// C is addressed from the first panel of the range: panel `p`'s column `j` is C's column
-/// `(p - panels.start) * nr + j`, written only below `width`. So a range of one gate's panels
-/// of a [`PackedB::from_gate_weight`] operand can land in an unpadded gate block of C.
+/// `col_start(p) - col_start(panels.start) + j`, written only below `width`. So a range of one
+/// gate's panels of a [`PackedB::from_gate_weight`] operand can land in an unpadded gate block
+/// of C.
 ///
 /// # Safety
 /// A must hold `k` floats at `a + i * lda` and C must be ours at `c + i * ldc + j` for every
@@ -232,39 +268,72 @@ pub(crate) unsafe fn gemm_block(
     width: usize,
 ) {
     let (k, nr) = (b.k, b.nr);
-    let width = width.min((panels.len()) * nr);
-    if width == 0 {
+    let first = b.col_start(panels.start);
+    let col = |p: usize| b.col_start(p) - first;
+    let width = width.min(col(panels.end));
+    if width == 0 || rows.is_empty() {
         return;
     }
     // Past `width`, no panel is touched at all.
-    let panels = panels.start..panels.start + width.div_ceil(nr);
-    let col = |p: usize| (p - panels.start) * nr;
-    let cols_of = |p: usize| nr.min(width - col(p));
+    let panels = panels.start
+        ..(panels.start..panels.end)
+            .find(|&p| col(p) >= width)
+            .unwrap_or(panels.end);
+    let cols_of = |p: usize| b.width(p).min(width - col(p));
+    let panel = |p: usize| b.data[b.col_start(p) * k..].as_ptr();
+    let bias = |p: usize| b.bias[b.col_start(p)..].as_ptr();
     let wide = microkernel::wide_panels(b.isa, rows.len());
     if wide > 0 {
-        // With so few rows a panel is used once: no k-blocking, several panels per call.
-        for p in panels.clone().step_by(wide) {
-            let count = wide.min(panels.end - p);
-            // SAFETY: the rows and panels p..p+count are the caller's, each panel `k * nr`
-            // floats after the one before, with its bias; the row count and `count` are within
-            // `wide_panels`; the ISA was checked when the weights were packed.
-            unsafe {
-                microkernel::wide(
-                    b.isa,
-                    rows.len(),
-                    count,
-                    k,
-                    a.add(rows.start * lda),
-                    lda,
-                    b.data.as_ptr().add(p * k * nr),
-                    k * nr,
-                    b.bias.as_ptr().add(p * nr),
-                    c.at(rows.start * ldc + col(p)),
-                    ldc,
-                    cols_of(p + count - 1),
-                    accumulate,
-                )
+        // With so few rows a panel is used once: no k-blocking, several panels per call (a run
+        // of whole panels, each `k * nr` floats after the one before; a half-width one alone).
+        let mut p = panels.start;
+        while p < panels.end {
+            let half = b.width(p) < nr;
+            let count = match half {
+                true => 1,
+                false => (p..panels.end)
+                    .take(wide)
+                    .take_while(|&q| b.width(q) == nr)
+                    .count(),
             };
+            // SAFETY: the rows and panels p..p+count are the caller's, whole ones `k * nr`
+            // floats apart with their bias, or one half-width panel; the row count and `count`
+            // are within `wide_panels`; the ISA was checked when the weights were packed.
+            unsafe {
+                let (a, c) = (a.add(rows.start * lda), c.at(rows.start * ldc + col(p)));
+                let last = cols_of(p + count - 1);
+                match half {
+                    true => microkernel::tile_half(
+                        b.isa,
+                        rows.len(),
+                        k,
+                        a,
+                        lda,
+                        panel(p),
+                        bias(p),
+                        c,
+                        ldc,
+                        last,
+                        accumulate,
+                    ),
+                    false => microkernel::wide(
+                        b.isa,
+                        rows.len(),
+                        count,
+                        k,
+                        a,
+                        lda,
+                        panel(p),
+                        k * nr,
+                        bias(p),
+                        c,
+                        ldc,
+                        last,
+                        accumulate,
+                    ),
+                }
+            };
+            p += count;
         }
         return;
     }
@@ -274,23 +343,27 @@ pub(crate) unsafe fn gemm_block(
     for r0 in rows.clone().step_by(block_rows) {
         let r1 = (r0 + block_rows).min(rows.end);
         for p in panels.clone() {
-            let panel = &b.data[p * k * nr..(p + 1) * k * nr];
-            let bias = &b.bias[p * nr..(p + 1) * nr];
+            let (w, half) = (b.width(p), b.width(p) < nr);
             for k0 in (0..k).step_by(kc) {
                 let kl = kc.min(k - k0);
                 for i0 in (r0..r1).step_by(mr) {
+                    let tile = match half {
+                        true => microkernel::tile_half,
+                        false => microkernel::tile,
+                    };
                     // SAFETY: rows i0..i0+mr (capped at r1), columns k0..k0+kl of A and the
-                    // panel's columns of C are the caller's; `panel` and `bias` are full
-                    // panels; the ISA was checked when the weights were packed.
+                    // panel's columns of C are the caller's; the panel holds `kl` steps of `w`
+                    // floats from step k0, its bias `w` floats; the ISA was checked when the
+                    // weights were packed.
                     unsafe {
-                        microkernel::tile(
+                        tile(
                             b.isa,
                             mr.min(r1 - i0),
                             kl,
                             a.add(i0 * lda + k0),
                             lda,
-                            panel.as_ptr().add(k0 * nr),
-                            bias.as_ptr(),
+                            panel(p).add(k0 * w),
+                            bias(p),
                             c.at(i0 * ldc + col(p)),
                             ldc,
                             cols_of(p),
@@ -385,6 +458,103 @@ mod tests {
                     let mut c = vec![7.0f32; m * ldc];
                     pool.install(|| gemm(m, &a, k + 3, &pb, &mut c, ldc, false));
                     assert_eq!(c, one, "{isa:?} {m}x{n}x{k} at {threads} threads");
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod gate_tests {
+    use super::*;
+    use crate::params::SplitMix64;
+
+    /// Gate weights, each gate's panels on their own (a half-width last one where the padding
+    /// allows) into an unpadded gate block of C, by unit blocks as the step teams cut them, and
+    /// the whole operand at once into a padded C: every row count (the few-rows kernels too).
+    #[test]
+    fn gate_blocks_match_naive_every_isa() {
+        let mut rng = SplitMix64(5);
+        for isa in Isa::available() {
+            let nr = shape(isa).nr;
+            for (gates, h, k) in [
+                (4, 1, 3),
+                (3, 13, 1),
+                (4, 16, 5),
+                (3, 17, 7),
+                (4, 48, 9),
+                (1, 70, 33),
+                (4, 100, 20),
+                (3, 200, 64),
+            ] {
+                let hp = padded(isa, h);
+                let mut w = vec![0.0f32; gates * h * k];
+                let mut bias = vec![0.0f32; gates * h];
+                rng.fill_uniform(&mut w, 1.0);
+                rng.fill_uniform(&mut bias, 1.0);
+                let pb = PackedB::from_gate_weight(isa, &w, gates, h, k, Some(&bias));
+                let blocks = h.div_ceil(nr);
+                for m in [1, 2, 3, 4, 5, 13, 40] {
+                    let mut a = vec![0.0f32; m * k];
+                    rng.fill_uniform(&mut a, 1.0);
+                    let want = |i: usize, q: usize, j: usize| -> f64 {
+                        bias[q * h + j] as f64
+                            + (0..k)
+                                .map(|p| a[i * k + p] as f64 * w[(q * h + j) * k + p] as f64)
+                                .sum::<f64>()
+                    };
+                    let close =
+                        |got: f32, want: f64| (got as f64 - want).abs() < 1e-4 * (1.0 + want.abs());
+                    // Unit blocks u0..u1 of each gate into C (m, gates * h).
+                    let g = gates * h;
+                    let mut c = vec![7.0f32; m * g];
+                    for (u0, u1) in [(0, blocks / 2), (blocks / 2, blocks)] {
+                        let (j0, n) = (u0 * nr, (u1 * nr).min(h).saturating_sub(u0 * nr));
+                        for q in 0..gates {
+                            let out = OutPtr(c.as_mut_ptr().wrapping_add(q * h + j0));
+                            // SAFETY: A holds m rows of k floats; C's rows hold gate q's units
+                            // j0..j0+n at columns q*h+j0.., within g.
+                            unsafe {
+                                gemm_block(
+                                    &pb,
+                                    a.as_ptr(),
+                                    k,
+                                    out,
+                                    g,
+                                    false,
+                                    0..m,
+                                    q * blocks + u0..q * blocks + u1,
+                                    n,
+                                )
+                            };
+                        }
+                    }
+                    // Whole, into C (m, gates * hp) with its padding columns.
+                    let ldg = gates * hp;
+                    let mut whole = vec![7.0f32; m * ldg];
+                    gemm(m, &a, k, &pb, &mut whole, ldg, false);
+                    for i in 0..m {
+                        for q in 0..gates {
+                            for j in 0..h {
+                                let want = want(i, q, j);
+                                assert!(
+                                    close(c[i * g + q * h + j], want),
+                                    "{isa:?} h {h} m {m} gate {q} unit {j}"
+                                );
+                                assert!(
+                                    close(whole[i * ldg + q * hp + j], want),
+                                    "{isa:?} h {h} m {m} whole"
+                                );
+                            }
+                            for j in h..hp {
+                                assert_eq!(
+                                    whole[i * ldg + q * hp + j],
+                                    0.0,
+                                    "{isa:?} padding column"
+                                );
+                            }
+                        }
+                    }
                 }
             }
         }

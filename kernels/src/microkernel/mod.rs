@@ -113,6 +113,37 @@ pub(crate) unsafe fn tile(
     }
 }
 
+/// [`tile`] on a half-width panel (`NR / 2` columns, `k * NR / 2` floats, `NR / 2` of bias):
+/// the last panel of a gate block padded to a multiple of `NR / 2` (see
+/// [`crate::packed::padded`]). AVX-512 only: the other ISAs' panels are 16 wide already.
+///
+/// # Safety
+/// As [`tile`], with `isa` AVX-512 and `cols <= NR / 2`.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+pub(crate) unsafe fn tile_half(
+    isa: Isa,
+    rows: usize,
+    k: usize,
+    a: *const f32,
+    lda: usize,
+    b: *const f32,
+    bias: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    cols: usize,
+    acc_in: bool,
+) {
+    // SAFETY: forwarded from this function's contract.
+    unsafe {
+        match isa {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => avx512::tile_half(rows, k, a, lda, b, bias, c, ldc, cols, acc_in),
+            _ => unreachable!("no half-width panels for {isa:?}"),
+        }
+    }
+}
+
 /// Few rows by several panels: `rows` rows of A (as in [`tile`]) times `panels` consecutive
 /// packed panels, the first at `b` and each `panel_stride` floats after the one before, with
 /// `bias` holding `panels * NR` floats; every panel but the last is written in full, the last
