@@ -10,7 +10,6 @@ use std::ops::{Deref, DerefMut};
 const LINE_FLOATS: usize = 16;
 
 /// `len` zeroed floats starting on a 64-byte boundary.
-/// Not `Clone`: a copy would sit at another address, with `start` no longer on a line.
 #[derive(Debug)]
 pub(crate) struct Buf {
     data: Vec<f32>,
@@ -34,6 +33,16 @@ impl Buf {
             _ => 0,
         };
         Buf { data, start, len }
+    }
+}
+
+/// A copy on a line of its own (a derived `Clone` would keep `start`, which is no longer the
+/// line's offset at the copy's address).
+impl Clone for Buf {
+    fn clone(&self) -> Self {
+        let mut b = Buf::zeros(self.len);
+        b.copy_from_slice(self);
+        b
     }
 }
 
@@ -64,6 +73,9 @@ mod tests {
                 assert_eq!(b.as_ptr() as usize % 64, 0, "len {len}");
                 b[len - 1] = 1.0;
                 assert_eq!(b.iter().sum::<f32>(), 1.0);
+                let c = b.clone();
+                assert_eq!(c.as_ptr() as usize % 64, 0, "clone, len {len}");
+                assert_eq!(&c[..], &b[..]);
             }
         }
     }

@@ -6,6 +6,7 @@
 //! the rayon pool by row blocks and panel ranges; every element is one FMA chain in k order
 //! whichever task computes it, so results are bit-identical at any thread count.
 
+use crate::aligned::Buf;
 use crate::error::holds;
 use crate::isa::Isa;
 use crate::microkernel::{self, shape};
@@ -21,7 +22,10 @@ pub(crate) struct PackedB {
     /// Columns per group of panels: each group starts a new panel and its last panel may be
     /// half-width (a gate block's padded columns; one group of whole panels otherwise).
     group: usize,
-    data: Vec<f32>,
+    /// On a cache line, like every panel (a panel's `k * nr` floats are whole lines): a zmm
+    /// load of a panel then never spans two lines (the batch-1 step streamed W_hh at 90 GB/s
+    /// from a `Vec`, 16 bytes past a page).
+    data: Buf,
     bias: Vec<f32>,
 }
 
@@ -100,11 +104,11 @@ impl PackedB {
             n,
             nr,
             group,
-            data: Vec::new(),
+            data: Buf::zeros(0),
             bias: Vec::new(),
         };
         let cols = b.col_start(b.panels());
-        let mut data = vec![0.0f32; cols * k];
+        let mut data = Buf::zeros(cols * k);
         for p in 0..b.panels() {
             let (c0, w) = (b.col_start(p), b.width(p));
             let panel = &mut data[c0 * k..(c0 + w) * k];
