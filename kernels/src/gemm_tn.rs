@@ -10,6 +10,7 @@
 //! every few, which the hardware prefetchers do not follow. Each element of C is one FMA chain
 //! over k in order, whatever the split across threads.
 
+use crate::aligned::Buf;
 use crate::error::holds;
 use crate::isa::Isa;
 use crate::microkernel::{self, shape};
@@ -72,8 +73,9 @@ pub(crate) fn gemm_tn(
         let (p0, p1) = split(panels, panel_tasks, t % panel_tasks);
         // One allocation each per task and call (the sizes depend on the ISA, m, n and k), none
         // inside: the k-block of the task's row tiles of A, and of its panels of B.
-        let mut a_tiles = vec![0.0f32; BLOCK_TILES.min(r1 - r0) * mr * kc];
-        let mut b_panels = vec![0.0f32; (p1 - p0) * kc * nr];
+        // On cache lines, as the panels of B are whole lines: no load spans two.
+        let mut a_tiles = Buf::zeros(BLOCK_TILES.min(r1 - r0) * mr * kc);
+        let mut b_panels = Buf::zeros((p1 - p0) * kc * nr);
         for rb in (r0..r1).step_by(BLOCK_TILES) {
             let rb1 = (rb + BLOCK_TILES).min(r1);
             let (i_lo, i_hi) = (rb * mr, (rb1 * mr).min(m));
