@@ -13,14 +13,16 @@ use crate::cell::FwdUnits;
 use crate::cell::{self, BwdUnits};
 use crate::desc::{CellKind, RnnDesc};
 use crate::error::{Error, Result};
-use crate::forward::{chunk_steps, slots, time_of, UnitBlocks, PREFETCH_ROWS};
+use crate::forward::{
+    chunk_steps, slots, time_of, wave_chunk_steps, wavefront_shape, UnitBlocks, PREFETCH_ROWS,
+};
 use crate::gemm_tn::gemm_tn;
 use crate::isa::Isa;
 use crate::microkernel;
 use crate::packed::{self, split, OutPtr, PackedB};
 use crate::params::LayerParams;
 use crate::seq::{Gradients, OutputGrads, SeqBatch};
-use crate::team::{self, Shared};
+use crate::team::{self, Shared, SharedRead};
 use crate::weights::{PackedLayer, PackedWeights};
 use crate::workspace::{Mode, Workspace};
 use rayon::prelude::*;
@@ -87,6 +89,29 @@ pub fn backward(
     } = ws;
 
     let lengths: &[usize] = lengths;
+    if !recompute && wavefront_shape(&desc) && rayon::current_num_threads() > 1 {
+        let bufs = LayerBufs {
+            inter,
+            states,
+            cells,
+            gates,
+            hn,
+            gh,
+            dh,
+            dc,
+            dy,
+        };
+        wavefront(
+            weights,
+            input,
+            out_grads,
+            grads,
+            bufs,
+            lengths,
+            (t_len, batch),
+        );
+        return Ok(());
+    }
     for l in (0..desc.num_layers).rev() {
         let top = l + 1 == desc.num_layers;
         let i_l = desc.layer_input_size(l);
@@ -167,10 +192,10 @@ pub fn backward(
                     states,
                     cells,
                     lengths,
-                    dy_l,
+                    SharedRead::new(dy_l),
                     dirs,
                     0..t_len,
-                    0,
+                    (0, UnitBlocks::new(&desc, isa).slices),
                     &mut w,
                 );
                 let DirWork { gates, hn, pg, .. } = w;
@@ -204,6 +229,153 @@ pub fn backward(
         }
     }
     Ok(())
+}
+
+/// The workspace's buffers a backward wavefront uses, one of each per layer (but `inter`, one
+/// per layer below the top, and `dy`, two in turn).
+struct LayerBufs<'a> {
+    inter: &'a [Buf],
+    states: &'a [Buf],
+    cells: &'a [Buf],
+    gates: &'a mut [Buf],
+    hn: &'a mut [Buf],
+    gh: &'a mut [Buf],
+    dh: &'a mut [Buf],
+    dc: &'a mut [Buf],
+    dy: &'a mut [Buf],
+}
+
+/// The layers of a one-direction network at once, as the forward's wavefront (see
+/// `forward::wavefront`) run from the last step and the top layer: in round `w` of one team,
+/// layer `l` runs chunk `w - (L - 1 - l)` of its recurrence (processing steps from the end) on
+/// one thread, then d loss / d its input for the chunk's times (dG_in W_ih, rows the layer below
+/// reads as its d output in the next round). Layer `l` writes its d input into the `dy` buffer
+/// that layer `l - 2` writes too: layer `l - 2` two chunks behind, layer `l - 1` reading the
+/// chunk between, so the rows are disjoint. The weight gradients follow, one GEMM each per
+/// layer over all T*B rows, as in the layer-by-layer backward: the same results, bit for bit.
+fn wavefront(
+    weights: &PackedWeights,
+    input: &SeqBatch<'_, f32>,
+    out_grads: &OutputGrads<'_, f32>,
+    grads: &mut Gradients<f32>,
+    bufs: LayerBufs<'_>,
+    lengths: &[usize],
+    (t_len, batch): (usize, usize),
+) {
+    let desc = *weights.desc();
+    let (layers, isa) = (desc.num_layers, weights.isa());
+    let (bh, g) = (batch * desc.hidden_size, desc.gates() * desc.hidden_size);
+    let LayerBufs {
+        inter,
+        states,
+        cells,
+        gates,
+        hn,
+        gh,
+        dh,
+        dc,
+        dy,
+    } = bufs;
+    for l in 0..layers {
+        match out_grads.h_n.map(|v| &v[l * bh..][..bh]) {
+            Some(v) => dh[l].copy_from_slice(v),
+            None => dh[l].fill(0.0),
+        }
+        if !dc[l].is_empty() {
+            match out_grads.c_n.map(|v| &v[l * bh..][..bh]) {
+                Some(v) => dc[l].copy_from_slice(v),
+                None => dc[l].fill(0.0),
+            }
+        }
+    }
+    {
+        // Each layer's work, taken by the one thread that runs its chunk in a round.
+        let works: Vec<std::sync::Mutex<DirWork<'_>>> = gates
+            .iter_mut()
+            .zip(hn.iter_mut())
+            .zip(gh.iter_mut())
+            .zip(dh.iter_mut())
+            .zip(dc.iter_mut())
+            .zip(grads.params.layers.iter_mut())
+            .map(|(((((gates, hn), dgh), dh), dc), pg)| {
+                std::sync::Mutex::new(DirWork {
+                    gates,
+                    hn,
+                    dgh,
+                    dh,
+                    dc,
+                    pg,
+                    re_gh: &mut [],
+                    re_h: &mut [],
+                    re_c: &mut [],
+                })
+            })
+            .collect();
+        let dys: Vec<Shared<'_>> = dy.iter_mut().map(|b| Shared::new(b)).collect();
+        let dx_input = Shared::new(&mut grads.input);
+        let chunk = wave_chunk_steps(t_len, batch, layers);
+        let chunks = t_len.div_ceil(chunk);
+        team::rounds(chunks + layers - 1, layers, &|w, slice| {
+            let l = layers - 1 - slice;
+            let Some(c) = w.checked_sub(slice).filter(|&c| c < chunks) else {
+                return;
+            };
+            let mut work = works[l].lock().unwrap_or_else(|e| e.into_inner());
+            let pw = weights.packed(l, 0);
+            let dy_l = match l + 1 == layers {
+                true => SharedRead::new(out_grads.output),
+                false => dys[l % 2].read(),
+            };
+            let rounds = c * chunk..((c + 1) * chunk).min(t_len);
+            let (t0, t1) = (t_len - rounds.end, t_len - rounds.start);
+            let dims = (t_len, batch, 0);
+            recurrence(
+                &desc,
+                &pw.w_hh_back,
+                &states[l],
+                &cells[l],
+                lengths,
+                dy_l,
+                dims,
+                rounds,
+                (0, 1),
+                &mut work,
+            );
+            let (i_l, rows) = (desc.layer_input_size(l), (t1 - t0) * batch);
+            let dx = if l == 0 { dx_input } else { dys[(l - 1) % 2] };
+            let dg = &work.gates[t0 * batch * g..t1 * batch * g];
+            // SAFETY: dG_in of the chunk's rows, this layer's own; the rows of its d input that
+            // no other layer reads or writes in this round (see above), I_l floats each.
+            unsafe {
+                packed::gemm_block(
+                    &pw.w_ih_back,
+                    dg.as_ptr(),
+                    g,
+                    dx.out_block(t0 * batch * i_l, rows, i_l, i_l),
+                    i_l,
+                    false,
+                    0..rows,
+                    0..pw.w_ih_back.panels(),
+                    i_l,
+                )
+            };
+        });
+    }
+    for l in 0..layers {
+        let x_l: &[f32] = if l == 0 { input.x } else { &inter[l - 1] };
+        let (i_l, pg) = (desc.layer_input_size(l), &mut grads.params.layers[l]);
+        let all = WeightGradRows {
+            times: (0, t_len),
+            batch,
+            d: 0,
+            accumulate: false,
+        };
+        weight_grads(isa, &desc, x_l, i_l, &states[l], &gates[l], &hn[l], pg, all);
+        grads.h0[l * bh..][..bh].copy_from_slice(&dh[l]);
+        if desc.cell.has_cell_state() {
+            grads.c0[l * bh..][..bh].copy_from_slice(&dc[l]);
+        }
+    }
 }
 
 /// Each buffer of `v` whole, then empty slices for ever: per-direction buffers that a mode
@@ -246,10 +418,10 @@ fn recompute_dir(
             states,
             cells,
             lengths,
-            dy_l,
+            SharedRead::new(dy_l),
             dirs,
             r0..r1,
-            ta,
+            (ta, UnitBlocks::new(desc, isa).slices),
             &mut w,
         );
         let rows = WeightGradRows {
@@ -387,10 +559,10 @@ fn recurrence(
     states: &[f32],
     cells: &[f32],
     lengths: &[usize],
-    dy_l: &[f32],
+    dy_l: SharedRead<'_>,
     (t_len, batch, d): (usize, usize, usize),
     rounds: std::ops::Range<usize>,
-    t_base: usize,
+    (t_base, slices): (usize, usize),
     w: &mut DirWork<'_>,
 ) {
     let (h, g) = (desc.hidden_size, desc.gates() * desc.hidden_size);
@@ -406,7 +578,8 @@ fn recurrence(
     // its units: d h_prev += dG_h W_hh of the step before (the columns of its units: W_hh is
     // packed with its H columns as the panels), then the cells of this step, which need d h of
     // these units only. One wait per step: the next GEMM needs dG_h of every unit.
-    let cut = UnitBlocks::new(desc, isa);
+    let mut cut = UnitBlocks::new(desc, isa);
+    cut.slices = slices;
     let (gates, scratch, hn, dh, dc) = (
         Shared::new(w.gates),
         Shared::new(if sw == 0 {
@@ -460,7 +633,9 @@ fn recurrence(
         let t = time_of(d, t_len - 1 - round, t_len);
         let (p, q) = slots(d, t);
         let scratch_at = if gru { (round % 2) * batch * sw } else { 0 };
-        let dy_t = &dy_l[t * batch * out_w..(t + 1) * batch * out_w];
+        // SAFETY: d loss / d the output at time t, which the layer above (in a wavefront, a
+        // round before) finished and nothing writes meanwhile.
+        let dy_t = unsafe { dy_l.part(t * batch * out_w, batch * out_w) };
         for (b, &len) in lengths.iter().enumerate() {
             let (at, gates_at) = (b * h + j0, ((t - t_base) * batch + b) * g + j0);
             if b + PREFETCH_ROWS < batch {

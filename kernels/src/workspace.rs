@@ -109,8 +109,13 @@ impl Workspace {
         let gru = desc.cell == crate::CellKind::Gru;
         let below = desc.num_layers - 1;
         let inter = if training { below } else { below.min(2) };
-        let per_dir =
-            |on: bool, len: usize| bufs(if training { d } else { 0 }, if on { len } else { 0 });
+        // The backward's carried d h and d c: per direction, or per layer in a wavefront.
+        let per_dir = |on: bool, len: usize| {
+            bufs(
+                if training { step_slots.max(d) } else { 0 },
+                if on { len } else { 0 },
+            )
+        };
         Ok(Workspace {
             desc: *desc,
             seq_len,
