@@ -140,15 +140,23 @@ pub(crate) fn time_of(dir: usize, step: usize, seq_len: usize) -> usize {
 /// 2 layers ran 12% slower as a wavefront, its 3 MiB W_hh past a 2 MiB L2). The workspace gives
 /// such a network one set of step buffers per layer.
 pub(crate) fn wavefront_shape(desc: &RnnDesc) -> bool {
-    let w_hh = desc.gates() * desc.hidden_size * desc.hidden_size * 4;
-    !desc.bidirectional
-        && (2..=MAX_SLICES).contains(&desc.num_layers)
-        && w_hh <= WAVEFRONT_MAX_WEIGHT
+    !desc.bidirectional && (2..=MAX_SLICES).contains(&desc.num_layers) && l2_resident(desc)
 }
 
-/// Bytes of W_hh up to which layers run as a wavefront: an L2 of 1 MiB or more (every recent
-/// x86 core's) holds it.
-const WAVEFRONT_MAX_WEIGHT: usize = 1 << 20;
+/// Whether a thread's L2 can keep a layer's whole W_hh from step to step: at most 1 MiB, which
+/// an L2 of 1 MiB or more (every recent x86 core's) holds.
+fn l2_resident(desc: &RnnDesc) -> bool {
+    desc.gates() * desc.hidden_size * desc.hidden_size * 4 <= 1 << 20
+}
+
+/// Whether a direction's steps are cut by rows of the batch rather than by units: with W_hh
+/// resident in each thread's L2, a thread that owns some rows runs them through a whole chunk
+/// of steps with no wait (rows never interact), where cut by units every step waits for every
+/// unit of the new state (20% of LSTM 400,8,128's time at 2 threads). The input projection of
+/// each chunk is still cut by units, in a round of its own before the chunk's steps.
+fn batch_split(desc: &RnnDesc, batch: usize, slices: usize) -> bool {
+    slices > 1 && batch >= 2 * slices && l2_resident(desc)
+}
 
 /// Steps per chunk in the wavefront: the chunk of the input projection, but short enough that
 /// the rounds where fewer than all layers have work (the first and last `L - 1` of
@@ -266,8 +274,23 @@ fn run(
         for l in 0..desc.num_layers {
             let run_dir = |d: usize| {
                 let cut = UnitBlocks::new(&desc, weights.isa());
-                let run = make(l, d, cut.slices, chunk_steps(t_len, batch));
-                team::rounds(t_len, cut.slices, &|step, i| run.step(step, i));
+                let chunk = chunk_steps(t_len, batch);
+                let run = make(l, d, cut.slices, chunk);
+                if !batch_split(&desc, batch, cut.slices) {
+                    return team::rounds(t_len, cut.slices, &|step, i| run.step(step, i));
+                }
+                // Round 2c: chunk c's projection by units; round 2c + 1: its steps by rows.
+                let all = (0..cut.blocks(), 0, desc.hidden_size);
+                team::rounds(2 * t_len.div_ceil(chunk), cut.slices, &|r, i| {
+                    let s0 = r / 2 * chunk;
+                    if r % 2 == 0 {
+                        return run.project(s0, i);
+                    }
+                    let (b0, b1) = split(batch, cut.slices, i);
+                    for step in s0..(s0 + chunk).min(t_len) {
+                        run.advance(step, all.clone(), b0..b1);
+                    }
+                });
             };
             match nd {
                 2 => _ = rayon::join(|| run_dir(0), || run_dir(1)),
@@ -422,8 +445,56 @@ impl<'a> DirStep<'a> {
     /// columns (W_ih is packed by gate like W_hh): the cells then read it from cache, not from
     /// memory, and inference keeps one chunk of it instead of the whole sequence.
     fn step(&self, step: usize, i: usize) {
+        if step.is_multiple_of(self.chunk) {
+            self.project(step, i);
+        }
+        self.advance(step, self.cut.slice(i), 0..self.batch);
+    }
+
+    /// Slice `i`'s units' columns of the input projection of the chunk that starts at
+    /// processing step `step`.
+    fn project(&self, step: usize, i: usize) {
         let desc = &self.desc;
         let (h, gate_count, batch, i_l) = (desc.hidden_size, desc.gates(), self.batch, self.i_l);
+        let g = gate_count * h;
+        let blocks = self.cut.blocks();
+        let (units, j0, n) = self.cut.slice(i);
+        let (t0, t1) = self.chunk_times(step);
+        let rows = (t1 - t0) * batch;
+        let row0 = self.gate_row(t0, step) * batch;
+        // SAFETY: rows t0*B..t1*B of X, which the layer below finished (a round before, in the
+        // wavefront) and nothing writes meanwhile.
+        let x = unsafe { self.io.x.part(t0 * batch * i_l, rows * i_l) };
+        for k in 0..gate_count {
+            // SAFETY: X holds these rows of I floats (above); this slice writes its units'
+            // columns of gate k in `rows` rows of the gates buffer, which no other slice touches
+            // and nothing reads meanwhile.
+            unsafe {
+                packed::gemm_block(
+                    &self.pw.w_ih,
+                    x.as_ptr(),
+                    i_l,
+                    self.bufs.gates.out_block(row0 * g + k * h + j0, rows, g, n),
+                    g,
+                    false,
+                    0..rows,
+                    k * blocks + units.start..k * blocks + units.end,
+                    n,
+                );
+            }
+        }
+    }
+
+    /// Step `step` for unit blocks `units` (their first unit `j0`, `n` units) of the batch rows
+    /// `rows`: the step GEMM of those rows and units' columns, then their cells.
+    fn advance(
+        &self,
+        step: usize,
+        (units, j0, n): (std::ops::Range<usize>, usize, usize),
+        rows: std::ops::Range<usize>,
+    ) {
+        let desc = &self.desc;
+        let (h, gate_count, batch) = (desc.hidden_size, desc.gates(), self.batch);
         let g = gate_count * h;
         let (bh, dh) = (batch * h, desc.output_size());
         let hp = packed::padded(self.isa, h);
@@ -439,36 +510,10 @@ impl<'a> DirStep<'a> {
         let t = time_of(self.d, step, self.t_len);
         let (p, q) = slots(self.d, t);
         let (p, q) = (p % self.ring, q % self.ring);
-        let (units, j0, n) = self.cut.slice(i);
-        if step.is_multiple_of(self.chunk) {
-            let (t0, t1) = self.chunk_times(step);
-            let rows = (t1 - t0) * batch;
-            let row0 = self.gate_row(t0, step) * batch;
-            // SAFETY: rows t0*B..t1*B of X, which the layer below finished (a round before, in
-            // the wavefront) and nothing writes meanwhile.
-            let x = unsafe { self.io.x.part(t0 * batch * i_l, rows * i_l) };
-            for k in 0..gate_count {
-                // SAFETY: X holds these rows of I floats (above); this slice writes its units'
-                // columns of gate k in `rows` rows of the gates buffer, which no other slice
-                // touches and nothing reads meanwhile.
-                unsafe {
-                    packed::gemm_block(
-                        &self.pw.w_ih,
-                        x.as_ptr(),
-                        i_l,
-                        gates.out_block(row0 * g + k * h + j0, rows, g, n),
-                        g,
-                        false,
-                        0..rows,
-                        k * blocks + units.start..k * blocks + units.end,
-                        n,
-                    );
-                }
-            }
-        }
-        // SAFETY: this round reads the state slot `p` (all units) and writes this slice's
-        // columns of every gate block of `gh`, then reads them back: columns of no other slice.
-        // The slot holds B rows of H floats and `gh` B rows of G*Hp, as the GEMM needs.
+        // SAFETY: this round reads the state slot `p` (all units of these rows) and writes these
+        // units' columns of every gate block of `gh` in these rows, then reads them back: a
+        // part no other slice touches. The slot holds B rows of H floats and `gh` B rows of
+        // G*Hp, as the GEMM needs.
         unsafe {
             let h_prev = states.part(p * bh, bh);
             for k in 0..gate_count {
@@ -479,14 +524,15 @@ impl<'a> DirStep<'a> {
                     gh.out_block(k * hp + j0, batch, ldg, n),
                     ldg,
                     false,
-                    0..batch,
+                    rows.clone(),
                     k * blocks + units.start..k * blocks + units.end,
                     n,
                 );
             }
         }
         let hn_at = if self.keep_gates { t * bh } else { 0 };
-        for (b, &len) in self.io.lengths.iter().enumerate() {
+        for b in rows {
+            let len = self.io.lengths[b];
             let at = b * h + j0;
             let gates_at = (self.gate_row(t, step) * batch + b) * g + j0;
             // SAFETY: units j0..j0+n of row b: this step's gates and gh of this slice's

@@ -52,8 +52,11 @@ fn bit_identical_at_1_2_3_4_threads() {
         // few-rows kernels run; batch 40, so that the input projection runs in chunks of 7 steps.
         let hidden = [100, 70, 100, 70][n];
         // One direction and several layers run as a wavefront at 2 threads or more: 4 layers
-        // (more than the threads), with a batch of 5, chunks of 2 steps.
+        // (more than the threads), with a batch of 5, chunks of 2 steps. One layer with a
+        // batch of 2 rows a thread or more: its steps are cut by rows, not units.
         for (batch, bidirectional, layers) in [
+            (13, false, 1),
+            (5, false, 1),
             (13, true, 2),
             (13, false, 2),
             (1, false, 2),
