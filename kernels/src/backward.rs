@@ -14,7 +14,8 @@ use crate::cell::{self, BwdUnits};
 use crate::desc::{CellKind, RnnDesc};
 use crate::error::{Error, Result};
 use crate::forward::{
-    chunk_steps, slots, time_of, wave_chunk_steps, wavefront_shape, UnitBlocks, PREFETCH_ROWS,
+    batch_split, chunk_steps, slots, time_of, wave_chunk_steps, wavefront_shape, UnitBlocks,
+    PREFETCH_ROWS,
 };
 use crate::gemm_tn::gemm_tn;
 use crate::isa::Isa;
@@ -602,9 +603,12 @@ fn recurrence(
     // Rounds r0..r1 of the backward (the processing steps from the end), plus one round for
     // the GEMM of the last of them; time t sits in row t - t_base of `gates` and `hn`.
     let r0 = rounds.start;
-    team::rounds(rounds.len() + 1, cut.slices, &|local, i| {
+    // Local round `local` for unit blocks `units` (the first unit `j0`, `n` units) of the batch
+    // rows `rows`.
+    let round_of = |local: usize,
+                    (units, j0, n): (std::ops::Range<usize>, usize, usize),
+                    rows: std::ops::Range<usize>| {
         let round = r0 + local;
-        let (units, j0, n) = cut.slice(i);
         if local > 0 {
             let s = round - 1;
             let (buf, at) = dg_h_at(s, time_of(d, t_len - 1 - s, t_len));
@@ -621,7 +625,7 @@ fn recurrence(
                     dh.out_block(j0, batch, h, n),
                     h,
                     true,
-                    0..batch,
+                    rows.clone(),
                     units.clone(),
                     n,
                 );
@@ -636,9 +640,10 @@ fn recurrence(
         // SAFETY: d loss / d the output at time t, which the layer above (in a wavefront, a
         // round before) finished and nothing writes meanwhile.
         let dy_t = unsafe { dy_l.part(t * batch * out_w, batch * out_w) };
-        for (b, &len) in lengths.iter().enumerate() {
+        for b in rows.clone() {
+            let len = lengths[b];
             let (at, gates_at) = (b * h + j0, ((t - t_base) * batch + b) * g + j0);
-            if b + PREFETCH_ROWS < batch {
+            if b + PREFETCH_ROWS < rows.end {
                 // SAFETY: reads of this slice's units of a later row of this step's gates,
                 // which only this slice touches in this round.
                 unsafe { gates.prefetch_gates(gates_at + PREFETCH_ROWS * g, h, gate_count, n) };
@@ -674,7 +679,22 @@ fn recurrence(
                 u.hn.fill(0.0);
             }
         }
-    });
+    };
+    let all_rounds = rounds.len() + 1;
+    if batch_split(desc, batch, cut.slices) {
+        // Rows never interact: each slice runs its rows through every round, with no wait.
+        let all = (0..cut.blocks(), 0, h);
+        team::rounds(1, cut.slices, &|_, i| {
+            let (b0, b1) = split(batch, cut.slices, i);
+            for local in 0..all_rounds {
+                round_of(local, all.clone(), b0..b1);
+            }
+        });
+    } else {
+        team::rounds(all_rounds, cut.slices, &|local, i| {
+            round_of(local, cut.slice(i), 0..batch)
+        });
+    }
 }
 
 /// Units `at..at + n` of slot `slot` (of `len` floats) of a per-slot buffer (empty for an

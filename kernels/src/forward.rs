@@ -154,7 +154,7 @@ fn l2_resident(desc: &RnnDesc) -> bool {
 /// of steps with no wait (rows never interact), where cut by units every step waits for every
 /// unit of the new state (20% of LSTM 400,8,128's time at 2 threads). The input projection of
 /// each chunk is still cut by units, in a round of its own before the chunk's steps.
-fn batch_split(desc: &RnnDesc, batch: usize, slices: usize) -> bool {
+pub(crate) fn batch_split(desc: &RnnDesc, batch: usize, slices: usize) -> bool {
     slices > 1 && batch >= 2 * slices && l2_resident(desc)
 }
 
