@@ -425,6 +425,9 @@ mod tests {
                 (2, 200, 9),
                 (3, 513, 17),
                 (4, 97, 40),
+                (5, 97, 40),
+                (6, 200, 9),
+                (7, 513, 17),
                 (64, 257, 67),
                 (100, 1024, 256),
             ] {
@@ -498,7 +501,7 @@ mod gate_tests {
                 rng.fill_uniform(&mut bias, 1.0);
                 let pb = PackedB::from_gate_weight(isa, &w, gates, h, k, Some(&bias));
                 let blocks = h.div_ceil(nr);
-                for m in [1, 2, 3, 4, 5, 13, 40] {
+                for m in [1, 2, 3, 4, 5, 6, 7, 13, 40] {
                     let mut a = vec![0.0f32; m * k];
                     rng.fill_uniform(&mut a, 1.0);
                     let want = |i: usize, q: usize, j: usize| -> f64 {

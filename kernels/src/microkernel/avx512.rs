@@ -177,7 +177,7 @@ unsafe fn tile_rw<const R: usize, const W: usize>(
     }
 }
 
-/// The few-rows kernel: up to 4 rows by up to 8 panels (see [`super::wide`]).
+/// The few-rows kernel: up to 7 rows by up to 8 panels (see [`super::wide`]).
 ///
 /// # Safety
 /// See [`super::wide`]; the CPU must have AVX-512 F.
@@ -204,7 +204,10 @@ pub(crate) unsafe fn wide(
             1 => by_panels!(panels, wide_rp::<1>(args), [1, 2, 3, 4, 5, 6, 7], 8),
             2 => by_panels!(panels, wide_rp::<2>(args), [1, 2, 3, 4, 5], 6),
             3 => by_panels!(panels, wide_rp::<3>(args), [1, 2, 3], 4),
-            _ => by_panels!(panels, wide_rp::<4>(args), [1, 2], 3),
+            4 => by_panels!(panels, wide_rp::<4>(args), [1, 2], 3),
+            5 => by_panels!(panels, wide_rp::<5>(args), [1], 2),
+            6 => by_panels!(panels, wide_rp::<6>(args), [1], 2),
+            _ => by_panels!(panels, wide_rp::<7>(args), [1], 2),
         }
     }
 }
