@@ -1,5 +1,6 @@
 //! Criterion benches of the forward on the reference cases: the hoisted input GEMM, the
-//! per-step recurrent GEMM, one whole step, and the whole-sequence inference forward.
+//! per-step recurrent GEMM, one whole step, and the whole-sequence inference forward; and two
+//! stacks of small layers (run as a wavefront at 2 threads or more).
 //!
 //! Weights, workspaces and outputs are made once outside the timed closures. Threads:
 //! RAYON_NUM_THREADS (default: all cores). Kernels: RECUR_ISA (default: the best available).
@@ -73,6 +74,31 @@ fn forward_with(c: &mut Criterion, name: &str, steps: Option<usize>) {
     group.finish();
 }
 
+/// Stacks of one-direction layers with a small W_hh, whose layers run at once at 2 threads or
+/// more (`forward::wavefront` in the kernels crate).
+fn stacked(c: &mut Criterion) {
+    let mut group = c.benchmark_group("forward_stacked");
+    group.sample_size(10);
+    let cases = [
+        (recur_kernels::CellKind::Lstm, 400, 8, 128, 2),
+        (recur_kernels::CellKind::Gru, 100, 16, 256, 2),
+    ];
+    for (cell, t, b, h, layers) in cases {
+        let desc = recur_kernels::RnnDesc::new(cell, h, h).layers(layers);
+        let weights = PackedWeights::new(&Params::random(&desc, 1)).unwrap();
+        let x = random(t * b * h, 2);
+        let mut ws = Workspace::new(&desc, t, b, Mode::Inference).unwrap();
+        let mut out = Outputs::zeros(&desc, t, b);
+        let input = SeqBatch::new(t, b, &x);
+        group.throughput(Throughput::Elements(desc.forward_flops(t, b) as u64));
+        let id = format!("{}_L{layers}", case_id(&desc, t, b));
+        group.bench_function(BenchmarkId::from_parameter(id), |bench| {
+            bench.iter(|| forward_inference(&weights, &mut ws, &input, &mut out).unwrap())
+        });
+    }
+    group.finish();
+}
+
 fn one_step(c: &mut Criterion) {
     forward_with(c, "forward_one_step", Some(1));
 }
@@ -90,6 +116,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = gemms, one_step, sequence
+    targets = gemms, one_step, sequence, stacked
 }
 criterion_main!(benches);
