@@ -4,9 +4,11 @@
 //! d c) into gate gradients, written in place over the gate activations the forward saved (so
 //! the backward needs no buffer of its own the size of the sequence, and consumes the forward),
 //! and one GEMM with W_hh carries d h to the step before; threads own blocks of hidden units
-//! as in the forward, one wait per step. Every weight gradient is then one GEMM over all T*B
-//! rows (`gemm_tn`), and the input gradient one GEMM per direction, all on our micro-kernels.
-//! Every reduction runs in a fixed order, so the results are bit-identical at any thread count.
+//! as in the forward, one wait per step, or rows of the batch with no wait at all (W_hh in L2),
+//! or, for a one-direction stack, layers as a wavefront (`wavefront`). Every weight gradient is
+//! then one GEMM over all T*B rows (`gemm_tn`), and the input gradient one GEMM per direction
+//! (per chunk in the wavefront), all on our micro-kernels. Every reduction runs in a fixed
+//! order, so the results are bit-identical at any thread count.
 
 use crate::aligned::Buf;
 use crate::cell::FwdUnits;
@@ -612,20 +614,21 @@ fn recurrence(
         if local > 0 {
             let s = round - 1;
             let (buf, at) = dg_h_at(s, time_of(d, t_len - 1 - s, t_len));
-            // SAFETY: dG_h of the step before was written in the round before, by every slice,
-            // and nothing writes it now (this round's cells write the other parity or another
-            // step); this slice adds into the columns of its units of d h, which only it
-            // touches. dG_h holds B rows of G*H floats and d h B rows of H, as the GEMM needs.
+            // SAFETY: rows `rows` of dG_h of the step before, written the round before by every
+            // slice (cut by units) or just before by this one (cut by rows), and written by
+            // nothing now (this step's cells write the other parity or another step); this
+            // slice adds into its units' columns of those rows of d h, which only it touches.
+            // dG_h's rows hold G*H floats and d h's H, as the GEMM needs.
             unsafe {
-                let dg_h = buf.part(at, batch * g);
+                let dg_h = buf.part(at + rows.start * g, rows.len() * g);
                 packed::gemm_block(
                     w_hh,
                     dg_h.as_ptr(),
                     g,
-                    dh.out_block(j0, batch, h, n),
+                    dh.out_block(rows.start * h + j0, rows.len(), h, n),
                     h,
                     true,
-                    rows.clone(),
+                    0..rows.len(),
                     units.clone(),
                     n,
                 );

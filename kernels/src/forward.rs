@@ -146,7 +146,9 @@ pub(crate) fn wavefront_shape(desc: &RnnDesc) -> bool {
 /// Whether a thread's L2 can keep a layer's whole W_hh from step to step: at most 1 MiB, which
 /// an L2 of 1 MiB or more (every recent x86 core's) holds.
 fn l2_resident(desc: &RnnDesc) -> bool {
-    desc.gates() * desc.hidden_size * desc.hidden_size * 4 <= 1 << 20
+    (desc.gates() * desc.hidden_size)
+        .checked_mul(desc.hidden_size * 4)
+        .is_some_and(|bytes| bytes <= 1 << 20)
 }
 
 /// Whether a direction's steps are cut by rows of the batch rather than by units: with W_hh
@@ -363,7 +365,7 @@ struct DirStep<'a> {
     cut: UnitBlocks,
     /// Steps per chunk of the input projection.
     chunk: usize,
-    /// State slots in `states` (and `cells`): T + 1 when they are saved, else 2 in turn.
+    /// State slots in `states` (and `cells`): T + 1 in a training workspace, else 2 in turn.
     ring: usize,
 }
 
@@ -434,7 +436,9 @@ impl<'a> DirStep<'a> {
 
     /// Slice `i` of processing step `step`.
     ///
-    /// Each step is one round of a team (see team.rs), cut by blocks of hidden units: a slice
+    /// Each step is one round of a team (see team.rs; the wavefront and the cut by batch rows
+    /// run whole chunks of steps a round instead, through `advance`), cut by blocks of hidden
+    /// units: a slice
     /// computes its units' columns of every gate in the step GEMM (so each thread streams the
     /// same part of W_hh step after step, from its own cache), then runs their cells at once and
     /// writes their outputs. One wait per step: the next step's GEMM needs every unit of the
@@ -510,13 +514,15 @@ impl<'a> DirStep<'a> {
         let t = time_of(self.d, step, self.t_len);
         let (p, q) = slots(self.d, t);
         let (p, q) = (p % self.ring, q % self.ring);
-        // SAFETY: this round reads the state slot `p` (all units of these rows) and writes these
-        // units' columns of every gate block of `gh` in these rows, then reads them back: a
-        // part no other slice touches. The slot holds B rows of H floats and `gh` B rows of
-        // G*Hp, as the GEMM needs.
+        let (r0, nrows) = (rows.start, rows.len());
+        // SAFETY: this round reads rows `rows` of the state slot `p` (every unit), which nothing
+        // writes meanwhile (cut by units: written the round before; cut by rows: this slice's
+        // own), and writes these units' columns of every gate block of `gh` in these rows, then
+        // reads them back: a part no other slice touches. The slot's rows hold H floats and
+        // `gh`'s G*Hp, as the GEMM needs.
         unsafe {
-            let h_prev = states.part(p * bh, bh);
-            if units == (0..blocks) && microkernel::wide_panels(self.isa, rows.len()) > 0 {
+            let h_prev = states.part((p * batch + r0) * h, nrows * h);
+            if units == (0..blocks) && microkernel::wide_panels(self.isa, nrows) > 0 {
                 // Every unit of a few rows: the gate blocks are one run of panels, as gh's
                 // padded columns are; one call lets the few-rows kernel take several panels at a
                 // time across gates (H = 64 has 2 a gate: LSTM 100,1,64 0.109 -> 0.102 ms).
@@ -524,10 +530,10 @@ impl<'a> DirStep<'a> {
                     &self.pw.w_hh,
                     h_prev.as_ptr(),
                     h,
-                    gh.out_block(0, batch, ldg, ldg),
+                    gh.out_block(r0 * ldg, nrows, ldg, ldg),
                     ldg,
                     false,
-                    rows.clone(),
+                    0..nrows,
                     0..gate_count * blocks,
                     ldg,
                 );
@@ -537,10 +543,10 @@ impl<'a> DirStep<'a> {
                         &self.pw.w_hh,
                         h_prev.as_ptr(),
                         h,
-                        gh.out_block(k * hp + j0, batch, ldg, n),
+                        gh.out_block(r0 * ldg + k * hp + j0, nrows, ldg, n),
                         ldg,
                         false,
-                        rows.clone(),
+                        0..nrows,
                         k * blocks + units.start..k * blocks + units.end,
                         n,
                     );
@@ -553,9 +559,9 @@ impl<'a> DirStep<'a> {
             let at = b * h + j0;
             let gates_at = (self.gate_row(t, step) * batch + b) * g + j0;
             // SAFETY: units j0..j0+n of row b: this step's gates and gh of this slice's
-            // columns, the slots `p` (read by all, written by none) and `q`, hn, and the output
-            // row (t, b), which only this slice touches in this round. Buffers a cell does not
-            // use are empty, and so are their parts.
+            // columns, the slots `p` (read, written by none meanwhile) and `q`, hn, and the
+            // output row (t, b), which only this slice touches in this round. Buffers a cell
+            // does not use are empty, and so are their parts.
             let (u, y) = unsafe {
                 let u = FwdUnits {
                     isa: self.isa,

@@ -3,9 +3,9 @@
 //!
 //! For each k the micro-kernel reads `MR` consecutive floats of A (a row of dG) and `NR` of B.
 //! Both are copied first, a k-block at a time, into per-task buffers: the k-block of the task's
-//! panels of B, each row of B read in one run, each panel contiguous (a panel's block stays in
-//! L1 while the row tiles of a block of A pass over it); and the k-block of a block of A's row
-//! tiles, one contiguous stream per tile. Read in place, a tile of A is 48 bytes per k at a
+//! panels of B, each row of B read in one run, each panel contiguous (a panel's block, 96 KiB,
+//! stays in L2 while the row tiles of a block of A pass over it); and the k-block of a block
+//! of A's row tiles, one contiguous stream per tile. Read in place, a tile of A is 48 bytes per k at a
 //! stride of G*H floats, and a panel of B 128 bytes at a stride of I: a new page every k or
 //! every few, which the hardware prefetchers do not follow. Each element of C is one FMA chain
 //! over k in order, whatever the split across threads.

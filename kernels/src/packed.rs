@@ -1,8 +1,9 @@
 //! GEMM with a pre-packed B operand: the weights, packed once, streamed by the micro-kernels.
 //!
 //! `C = A · B + bias` where B is a weight matrix transposed (PyTorch stores W as `(N, K)`; the
-//! GEMMs need `Wᵀ`). B is cut into panels of `NR` columns, each stored k-major, the last one
-//! zero-padded, so a micro-kernel reads one contiguous stream per panel. Work is shared across
+//! GEMMs need `Wᵀ`). B is cut into panels of `NR` columns, each stored k-major on cache lines,
+//! the last one zero-padded (a gate weight: each gate's last one, half-width where that covers
+//! the gate), so a micro-kernel reads one contiguous stream per panel. Work is shared across
 //! the rayon pool by row blocks and panel ranges; every element is one FMA chain in k order
 //! whichever task computes it, so results are bit-identical at any thread count.
 
@@ -229,7 +230,8 @@ pub(crate) fn gemm(
     };
     let panels = b.panels();
     if wide > 0 {
-        // Split in whole groups of `wide` panels, so every call gets its full width.
+        // Split in whole groups of `wide` panels, so every call but a half panel's (run alone)
+        // gets its full width.
         let groups = panels.div_ceil(wide);
         let (_, tasks) = task_grid(1, groups, m * n * k);
         return run_tasks(tasks, |t| {

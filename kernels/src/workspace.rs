@@ -47,16 +47,17 @@ pub struct Workspace {
     pub(crate) states: Vec<Buf>,
     pub(crate) cells: Vec<Buf>,
     pub(crate) hn: Vec<Buf>,
-    /// Per direction: h_prev W_hhᵀ of the current step, `(B, G*Hp)` with gate blocks padded to
-    /// whole panels; in the backward, GRU's dG_h of two steps (one written while the other is
-    /// read) or LSTM's scratch, `(2, B, G*H)`.
+    /// Per direction (per layer in a wavefront): h_prev W_hhᵀ of the current step, `(B, G*Hp)`
+    /// with gate blocks padded as `packed::padded` pads them; in the backward, GRU's dG_h of two
+    /// steps (one written while the other is read) or LSTM's scratch, `(2, B, G*H)`.
     pub(crate) gh: Vec<Buf>,
     /// [`Mode::TrainingRecompute`], per direction: a chunk's h_prev W_hhᵀ `(S, B, G*Hp)`, and
     /// the chunk's recomputed h (and c) that nothing reads, `(S, B, H)`.
     pub(crate) re_gh: Vec<Buf>,
     pub(crate) re_h: Vec<Buf>,
     pub(crate) re_c: Vec<Buf>,
-    /// Backward, per direction: the carried d loss / d h and d loss / d c, `(B, H)`.
+    /// Backward, per direction (per layer in a wavefront): the carried d loss / d h and
+    /// d loss / d c, `(B, H)`.
     pub(crate) dh: Vec<Buf>,
     pub(crate) dc: Vec<Buf>,
     /// Backward: d loss / d output of the layer below, two alternating `(T, B, D*H)`.
