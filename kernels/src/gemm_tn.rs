@@ -22,7 +22,7 @@ use crate::packed::{run_tasks, split, OutPtr, MIN_TASK_WORK};
 /// against 192 steps (24 KiB, a panel's block in L1), same minutes; 1536 steps was no better.
 const PANEL_BLOCK: usize = 24 << 10;
 /// Row tiles of A per block.
-const BLOCK_TILES: usize = 64;
+const BLOCK_TILES: usize = 16;
 
 /// `C = Aᵀ B`, or `C += Aᵀ B` with `accumulate`: A stored `(k, m)` with leading dimension `lda`,
 /// B `(k, n)` with `ldb`, C `(m, n)` with `ldc`. `isa` must be available on this CPU.
@@ -79,18 +79,19 @@ pub(crate) fn gemm_tn(
         // On cache lines, as the panels of B are whole lines: no load spans two.
         let mut a_tiles = Buf::zeros(BLOCK_TILES.min(r1 - r0) * mr * kc);
         let mut b_panels = Buf::zeros((p1 - p0) * kc * nr);
-        for rb in (r0..r1).step_by(BLOCK_TILES) {
-            let rb1 = (rb + BLOCK_TILES).min(r1);
-            let (i_lo, i_hi) = (rb * mr, (rb1 * mr).min(m));
-            for k0 in (0..k).step_by(kc) {
-                let kl = kc.min(k - k0);
+        for k0 in (0..k).step_by(kc) {
+            let kl = kc.min(k - k0);
+            // Panel p's k-block: kl steps of nr floats, each row of B read in one run; once per
+            // k-block, for every block of A's row tiles.
+            let b_block = &b[k0 * ldb..];
+            let b_cols = p0 * nr..(p1 * nr).min(n);
+            by_width!(nr, pack_b(b_block, ldb, kl, b_cols, kc, &mut b_panels));
+            for rb in (r0..r1).step_by(BLOCK_TILES) {
+                let rb1 = (rb + BLOCK_TILES).min(r1);
+                let (i_lo, i_hi) = (rb * mr, (rb1 * mr).min(m));
                 // Tile t's k-block: kl steps of mr floats (the last tile's rows past m unused).
                 let a_block = &a[k0 * lda..];
                 by_width!(mr, pack_a(a_block, lda, kl, i_lo..i_hi, kc, &mut a_tiles));
-                // Panel p's k-block: kl steps of nr floats, each row of B read in one run.
-                let b_block = &b[k0 * ldb..];
-                let b_cols = p0 * nr..(p1 * nr).min(n);
-                by_width!(nr, pack_b(b_block, ldb, kl, b_cols, kc, &mut b_panels));
                 for p in p0..p1 {
                     let cols = nr.min(n - p * nr);
                     let panel = &b_panels[(p - p0) * kc * nr..][..kc * nr];
@@ -127,8 +128,7 @@ pub(crate) fn gemm_tn(
 /// each k-block of its share of both operands, so more tasks pack the same rows of A or B more
 /// times (with 8 tasks of row tiles at 2 threads, each packed all of B: 12% of RNN training
 /// went to copying). Of the cuts into that many tasks, the one whose largest task costs least:
-/// its multiply-adds, plus its floats packed (B again for each block of A's row tiles) at
-/// [`PACK_COST`] each.
+/// its multiply-adds, plus its floats packed at [`PACK_COST`] each.
 fn grid(mr: usize, nr: usize, row_tiles: usize, panels: usize, work: usize) -> (usize, usize) {
     let tasks = (work / MIN_TASK_WORK).clamp(1, rayon::current_num_threads());
     (1..=tasks)
@@ -136,7 +136,7 @@ fn grid(mr: usize, nr: usize, row_tiles: usize, panels: usize, work: usize) -> (
         .map(|r| (r, tasks / r))
         .min_by_key(|&(r, c)| {
             let (rt, pt) = (row_tiles.div_ceil(r), panels.div_ceil(c));
-            let packed = rt * mr + pt * nr * rt.div_ceil(BLOCK_TILES);
+            let packed = rt * mr + pt * nr;
             rt * pt * mr * nr + PACK_COST * packed
         })
         .unwrap_or((tasks.min(row_tiles), 1))
