@@ -5,10 +5,12 @@
 //! for all gates and the cell's elementwise math, whose new state goes straight to the layer's
 //! output. Directions run in parallel; within a direction the steps run in one team
 //! (`team.rs`), each thread owning a block of hidden units: their columns of the projection and
-//! of the step GEMM, then their cells, one wait per step. The layers of a one-direction network
-//! with a small W_hh run instead as a wavefront, a thread per layer, one wait per chunk
-//! ([`wavefront`]). Rows past their sequence's length hold their state, so h_n is simply the
-//! last slot and the reverse direction starts at each sequence's own last step.
+//! of the step GEMM, then their cells, one wait per step. With a W_hh small enough to stay in
+//! each thread's L2, the steps are cut by batch rows instead, no wait within a chunk
+//! ([`batch_split`]), and the layers of a one-direction network run as a wavefront, a thread
+//! per layer, one wait per chunk ([`wavefront`]). Rows past their sequence's length hold their
+//! state, so h_n is simply the last slot and the reverse direction starts at each sequence's
+//! own last step.
 
 use crate::aligned::Buf;
 use crate::cell::{self, FwdUnits};
