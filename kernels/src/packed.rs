@@ -309,13 +309,14 @@ pub(crate) unsafe fn gemm_block(
                 let (a, c) = (a.add(rows.start * lda), c.at(rows.start * ldc + col(p)));
                 let last = cols_of(p + count - 1);
                 match half {
-                    true => microkernel::tile_half(
+                    true => microkernel::tile(
                         b.isa,
                         rows.len(),
                         k,
                         a,
                         lda,
                         panel(p),
+                        b.width(p),
                         bias(p),
                         c,
                         ldc,
@@ -357,26 +358,23 @@ pub(crate) unsafe fn gemm_block(
             false => r0 + block_rows,
         };
         for p in panels.clone() {
-            let (w, half) = (b.width(p), b.width(p) < nr);
+            let w = b.width(p);
             for k0 in (0..k).step_by(kc) {
                 let kl = kc.min(k - k0);
                 for i0 in (r0..r1).step_by(mr) {
-                    let tile = match half {
-                        true => microkernel::tile_half,
-                        false => microkernel::tile,
-                    };
                     // SAFETY: rows i0..i0+mr (capped at r1), columns k0..k0+kl of A and the
                     // panel's columns of C are the caller's; the panel holds `kl` steps of `w`
                     // floats from step k0, its bias `w` floats; the ISA was checked when the
                     // weights were packed.
                     unsafe {
-                        tile(
+                        microkernel::tile(
                             b.isa,
                             mr.min(r1 - i0),
                             kl,
                             a.add(i0 * lda + k0),
                             lda,
                             panel(p).add(k0 * w),
+                            w,
                             bias(p),
                             c.at(i0 * ldc + col(p)),
                             ldc,

@@ -18,7 +18,9 @@ const PF: usize = NR * 16;
 const FAR: usize = NR * 96;
 
 /// # Safety
-/// See [`super::tile`]; the CPU must have AVX-512 F.
+/// See [`super::tile`]; the CPU must have AVX-512 F. A panel of `width` 16 is a gate's
+/// half-width last one (16 columns past a multiple of 32, which a whole panel would pad with 16
+/// columns of zeros: H = 200, 12% of the FMAs), run with one zmm a row.
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx512f")]
 pub(crate) unsafe fn tile(
@@ -27,104 +29,51 @@ pub(crate) unsafe fn tile(
     a: *const f32,
     lda: usize,
     b: *const f32,
+    width: usize,
     bias: *const f32,
     c: *mut f32,
     ldc: usize,
     cols: usize,
     acc_in: bool,
 ) {
+    let args = (k, a, lda, b, bias, c, ldc, cols, acc_in);
     // SAFETY: forwarded; each instance reads and writes only `R` rows.
     unsafe {
-        by_rows!(
-            rows,
-            tile_r(k, a, lda, b, bias, c, ldc, cols, acc_in),
-            [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11],
-            12
-        )
+        match width {
+            16 => by_rows!(
+                rows,
+                tile_rw::<_, 1>(args),
+                [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11],
+                12
+            ),
+            _ => by_rows!(
+                rows,
+                tile_rw::<_, 2>(args),
+                [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11],
+                12
+            ),
+        }
     }
 }
 
-/// [`tile`] on a half-width panel (16 columns, `k * 16` floats): the last panel of a gate
-/// whose width is 16 past a multiple of 32, which a whole panel would pad with 16 columns of
-/// zeros (H = 200: 12% of the FMAs).
-///
-/// # Safety
-/// As [`tile`], with `b` holding `k * 16` floats, `bias` 16 and `cols <= 16`.
-#[allow(clippy::too_many_arguments)]
-#[target_feature(enable = "avx512f")]
-pub(crate) unsafe fn tile_half(
-    rows: usize,
-    k: usize,
-    a: *const f32,
-    lda: usize,
-    b: *const f32,
-    bias: *const f32,
-    c: *mut f32,
-    ldc: usize,
-    cols: usize,
-    acc_in: bool,
-) {
-    // SAFETY: forwarded; each instance reads and writes only `R` rows.
-    unsafe {
-        by_rows!(
-            rows,
-            tile_half_r(k, a, lda, b, bias, c, ldc, cols, acc_in),
-            [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11],
-            12
-        )
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-#[inline]
-#[target_feature(enable = "avx512f")]
-unsafe fn tile_r<const R: usize>(
-    k: usize,
-    a: *const f32,
-    lda: usize,
-    b: *const f32,
-    bias: *const f32,
-    c: *mut f32,
-    ldc: usize,
-    cols: usize,
-    acc_in: bool,
-) {
-    // SAFETY: forwarded.
-    unsafe { tile_rw::<R, 2>(k, a, lda, b, bias, c, ldc, cols, acc_in) }
-}
-
-#[allow(clippy::too_many_arguments)]
-#[inline]
-#[target_feature(enable = "avx512f")]
-unsafe fn tile_half_r<const R: usize>(
-    k: usize,
-    a: *const f32,
-    lda: usize,
-    b: *const f32,
-    bias: *const f32,
-    c: *mut f32,
-    ldc: usize,
-    cols: usize,
-    acc_in: bool,
-) {
-    // SAFETY: forwarded.
-    unsafe { tile_rw::<R, 1>(k, a, lda, b, bias, c, ldc, cols, acc_in) }
-}
+/// The arguments of [`tile_rw`].
+type TileArgs = (
+    usize,
+    *const f32,
+    usize,
+    *const f32,
+    *const f32,
+    *mut f32,
+    usize,
+    usize,
+    bool,
+);
 
 /// `R` rows by a panel of `W` zmm (16 floats each, `16 * W` floats per k step).
-#[allow(clippy::too_many_arguments)]
 #[inline]
 #[target_feature(enable = "avx512f")]
 unsafe fn tile_rw<const R: usize, const W: usize>(
-    k: usize,
-    a: *const f32,
-    lda: usize,
-    b: *const f32,
-    bias: *const f32,
-    c: *mut f32,
-    ldc: usize,
-    cols: usize,
-    acc_in: bool,
+    (k, a, lda, b, bias, c, ldc, cols, acc_in): TileArgs,
 ) {
     // SAFETY: the caller guarantees `bias` holds 16*W floats, `b` k*16*W, each of the R rows of
     // `a` k floats, and the R x cols block of `c` is ours to write (cols <= 16*W).

@@ -17,6 +17,13 @@ use crate::isa::Isa;
 /// `match rows { 1 => f::<1>(args), ..., _ => f::<MAX>(args) }`: one monomorphized kernel per
 /// row count, so the accumulators of a partial tile stay in registers too.
 macro_rules! by_rows {
+    // `f::<_, W>(args)`: the row count first, then a fixed second parameter.
+    ($rows:expr, $f:ident::<_, $w:literal> $args:tt, [$($r:literal),*], $max:literal) => {
+        match $rows {
+            $($r => $f::<$r, $w> $args,)*
+            _ => $f::<$max, $w> $args,
+        }
+    };
     ($rows:expr, $f:ident $args:tt, [$($r:literal),*], $max:literal) => {
         match $rows {
             $($r => $f::<$r> $args,)*
@@ -81,14 +88,17 @@ pub(crate) fn shape(isa: Isa) -> Shape {
 }
 
 /// One tile: `rows` (1..=MR) rows of A from `a` (leading dimension `lda`, `k` columns), one
-/// packed panel `b` (`k * NR` floats), `bias` (`NR` floats), into the first `cols` (1..=NR)
-/// columns of `rows` rows of C at `c` (leading dimension `ldc`). With `acc_in` the sums start
-/// from C's values instead of the bias: the next block of k of the same elements.
+/// packed panel `b` of `width` columns (`k * width` floats: `NR`, or `NR / 2` for a gate's
+/// half-width last panel on AVX-512, see [`crate::packed::padded`]), `bias` (`width` floats),
+/// into the first `cols` (1..=width) columns of `rows` rows of C at `c` (leading dimension
+/// `ldc`). With `acc_in` the sums start from C's values instead of the bias: the next block of
+/// k of the same elements.
 ///
 /// # Safety
-/// `isa` must be available; `a` must hold `(rows - 1) * lda + k` floats, `b` `k * NR`, `bias`
-/// `NR`; `c` must be valid for reads and writes at `i * ldc + j` for `i < rows`, `j < cols`, and no other
-/// thread may touch those elements meanwhile.
+/// `isa` must be available; `width` must be `NR`, or `NR / 2` on AVX-512; `a` must hold
+/// `(rows - 1) * lda + k` floats, `b` `k * width`, `bias` `width`; `c` must be valid for reads
+/// and writes at `i * ldc + j` for `i < rows`, `j < cols`, and no other thread may touch those
+/// elements meanwhile.
 #[allow(clippy::too_many_arguments)]
 #[inline]
 pub(crate) unsafe fn tile(
@@ -98,51 +108,22 @@ pub(crate) unsafe fn tile(
     a: *const f32,
     lda: usize,
     b: *const f32,
+    width: usize,
     bias: *const f32,
     c: *mut f32,
     ldc: usize,
     cols: usize,
     acc_in: bool,
 ) {
+    debug_assert!(width == shape(isa).nr || (isa == Isa::Avx512 && width == 16));
     // SAFETY: forwarded from this function's contract.
     unsafe {
         match isa {
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 => avx512::tile(rows, k, a, lda, b, bias, c, ldc, cols, acc_in),
+            Isa::Avx512 => avx512::tile(rows, k, a, lda, b, width, bias, c, ldc, cols, acc_in),
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2 => avx2::tile(rows, k, a, lda, b, bias, c, ldc, cols, acc_in),
             _ => portable::tile(rows, k, a, lda, b, bias, c, ldc, cols, acc_in),
-        }
-    }
-}
-
-/// [`tile`] on a half-width panel (`NR / 2` columns, `k * NR / 2` floats, `NR / 2` of bias):
-/// the last panel of a gate block padded to a multiple of `NR / 2` (see
-/// [`crate::packed::padded`]). AVX-512 only: the other ISAs' panels are 16 wide already.
-///
-/// # Safety
-/// As [`tile`], with `isa` AVX-512 and `cols <= NR / 2`.
-#[allow(clippy::too_many_arguments)]
-#[inline]
-pub(crate) unsafe fn tile_half(
-    isa: Isa,
-    rows: usize,
-    k: usize,
-    a: *const f32,
-    lda: usize,
-    b: *const f32,
-    bias: *const f32,
-    c: *mut f32,
-    ldc: usize,
-    cols: usize,
-    acc_in: bool,
-) {
-    // SAFETY: forwarded from this function's contract.
-    unsafe {
-        match isa {
-            #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 => avx512::tile_half(rows, k, a, lda, b, bias, c, ldc, cols, acc_in),
-            _ => unreachable!("no half-width panels for {isa:?}"),
         }
     }
 }
