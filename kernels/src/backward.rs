@@ -72,7 +72,6 @@ pub fn backward(
     let recompute = ws.mode == Mode::TrainingRecompute;
 
     let nd = desc.directions();
-    let bh = batch * desc.hidden_size;
     let gate_w = desc.gates() * desc.hidden_size;
     let Workspace {
         lengths,
@@ -157,19 +156,7 @@ pub fn backward(
                     re_c,
                 },
             );
-        let init = |d: usize, w: &mut DirWork<'_>| {
-            let k = s0 + d;
-            match out_grads.h_n.map(|g| &g[k * bh..][..bh]) {
-                Some(g) => w.dh.copy_from_slice(g),
-                None => w.dh.fill(0.0),
-            }
-            if !w.dc.is_empty() {
-                match out_grads.c_n.map(|g| &g[k * bh..][..bh]) {
-                    Some(g) => w.dc.copy_from_slice(g),
-                    None => w.dc.fill(0.0),
-                }
-            }
-        };
+        let init = |d: usize, w: &mut DirWork<'_>| start_carried(out_grads, s0 + d, w.dh, w.dc);
         let isa = weights.isa();
         if recompute {
             // Directions one after the other: each adds its chunks' share of d loss / d x_l.
@@ -220,10 +207,7 @@ pub fn backward(
         }
         for d in 0..nd {
             let k = s0 + d;
-            grads.h0[k * bh..][..bh].copy_from_slice(&dh[d]);
-            if desc.cell.has_cell_state() {
-                grads.c0[k * bh..][..bh].copy_from_slice(&dc[d]);
-            }
+            finish_carried(&mut grads.h0, &mut grads.c0, k, &dh[d], &dc[d]);
             if !recompute {
                 // d loss / d x_l = sum over directions of dG_in W_ih, in direction order.
                 let w_ih = &weights.packed(l, d).w_ih_back;
@@ -267,7 +251,7 @@ fn wavefront(
 ) {
     let desc = *weights.desc();
     let (layers, isa) = (desc.num_layers, weights.isa());
-    let (bh, g) = (batch * desc.hidden_size, desc.gates() * desc.hidden_size);
+    let g = desc.gates() * desc.hidden_size;
     let LayerBufs {
         inter,
         states,
@@ -280,16 +264,7 @@ fn wavefront(
         dy,
     } = bufs;
     for l in 0..layers {
-        match out_grads.h_n.map(|v| &v[l * bh..][..bh]) {
-            Some(v) => dh[l].copy_from_slice(v),
-            None => dh[l].fill(0.0),
-        }
-        if !dc[l].is_empty() {
-            match out_grads.c_n.map(|v| &v[l * bh..][..bh]) {
-                Some(v) => dc[l].copy_from_slice(v),
-                None => dc[l].fill(0.0),
-            }
-        }
+        start_carried(out_grads, l, &mut dh[l], &mut dc[l]);
     }
     {
         // Each layer's work, taken by the one thread that runs its chunk in a round.
@@ -374,10 +349,32 @@ fn wavefront(
             accumulate: false,
         };
         weight_grads(isa, &desc, x_l, i_l, &states[l], &gates[l], &hn[l], pg, all);
-        grads.h0[l * bh..][..bh].copy_from_slice(&dh[l]);
-        if desc.cell.has_cell_state() {
-            grads.c0[l * bh..][..bh].copy_from_slice(&dc[l]);
+        finish_carried(&mut grads.h0, &mut grads.c0, l, &dh[l], &dc[l]);
+    }
+}
+
+/// Starts the carried d h and d c (empty but for LSTM) of (layer, direction) `k` from d loss /
+/// d h_n and d c_n, or zeros without them.
+fn start_carried(out_grads: &OutputGrads<'_, f32>, k: usize, dh: &mut [f32], dc: &mut [f32]) {
+    let bh = dh.len();
+    match out_grads.h_n.map(|g| &g[k * bh..][..bh]) {
+        Some(g) => dh.copy_from_slice(g),
+        None => dh.fill(0.0),
+    }
+    if !dc.is_empty() {
+        match out_grads.c_n.map(|g| &g[k * bh..][..bh]) {
+            Some(g) => dc.copy_from_slice(g),
+            None => dc.fill(0.0),
         }
+    }
+}
+
+/// The carried d h and d c after the first step, as `k`'s part of d loss / d h0 and d c0.
+fn finish_carried(h0: &mut [f32], c0: &mut [f32], k: usize, dh: &[f32], dc: &[f32]) {
+    let bh = dh.len();
+    h0[k * bh..][..bh].copy_from_slice(dh);
+    if !dc.is_empty() {
+        c0[k * bh..][..bh].copy_from_slice(dc);
     }
 }
 
