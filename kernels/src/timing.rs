@@ -15,6 +15,12 @@ pub(crate) fn isas() -> Vec<Isa> {
         .collect()
 }
 
+/// Whether a timing loop runs shape `m`x`n`x`k`: all of them, or only the one
+/// `RECUR_TIMING_SHAPE` names (`6400x2048x512`, say, for a profiler).
+pub(crate) fn wants(m: usize, n: usize, k: usize) -> bool {
+    std::env::var("RECUR_TIMING_SHAPE").map_or(true, |s| s == format!("{m}x{n}x{k}"))
+}
+
 /// Seconds per call of `f`: the median of 5 runs of `reps` calls on a one-thread pool (the
 /// machine is shared and noisy).
 pub(crate) fn median_secs(reps: usize, mut f: impl FnMut() + Send) -> f64 {
