@@ -3,8 +3,8 @@
 use crate::error::Result;
 use crate::model::thread_pool;
 use recur_kernels::{
-    backward, forward_inference, forward_training, CellKind, Gradients, Mode, OutputGrads, Outputs,
-    PackedWeights, Params, RnnDesc, SeqBatch, SplitMix64, Workspace,
+    backward, forward_inference, forward_training, CellKind, Gradients, Isa, Mode, OutputGrads,
+    Outputs, PackedWeights, Packing, Params, RnnDesc, SeqBatch, SplitMix64, Workspace,
 };
 use std::time::{Duration, Instant};
 
@@ -138,7 +138,11 @@ pub fn run_case(
     // First, so that sizes that overflow are an error before anything is allocated.
     let mut ws = Workspace::new(&desc, t, b, ws_mode)?;
     let params = Params::<f32>::random(&desc, 1);
-    let weights = PackedWeights::new(&params)?;
+    let packing = match mode {
+        BenchMode::Infer => Packing::Inference,
+        BenchMode::Train | BenchMode::Recompute => Packing::Training,
+    };
+    let weights = PackedWeights::with_options(&params, Isa::detect()?, packing)?;
     let mut rng = SplitMix64(2);
     let mut x = vec![0.0f32; t * b * desc.input_size];
     rng.fill_uniform(&mut x, 1.0);

@@ -153,7 +153,11 @@ fn run_io(args: &IoArgs, grad: bool) -> Result<()> {
     let mut wfile = TensorFile::read(&args.weights)?;
     let relu = args.nonlinearity == Some(Nonlinearity::Relu);
     let params = state_dict::load(&mut wfile, args.cell.map(Into::into), relu)?;
-    let model = Model::new(params)?;
+    // `recur infer` packs the weights for the forward only.
+    let model = match grad {
+        true => Model::new(params)?,
+        false => Model::for_inference(params)?,
+    };
     let mut infile = TensorFile::read(&args.input)?;
     let (inputs, out_grads) = model.read_inputs(&mut infile, args.batch_first, grad)?;
     let pool = thread_pool(args.threads.unwrap_or_else(default_threads))?;

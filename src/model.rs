@@ -60,6 +60,13 @@ impl Model {
         Ok(Model { params, weights })
     }
 
+    /// For [`Model::infer`] only: half the packed weights of [`Model::new`] (`grad` and
+    /// `grad_tbptt` are then errors).
+    pub fn for_inference(params: Params<f32>) -> Result<Self> {
+        let weights = PackedWeights::for_inference(&params)?;
+        Ok(Model { params, weights })
+    }
+
     pub fn desc(&self) -> &RnnDesc {
         &self.params.desc
     }

@@ -50,6 +50,7 @@ pub fn backward(
     grads: &mut Gradients<f32>,
 ) -> Result<()> {
     let desc = *weights.desc();
+    weights.check_trains("backward")?;
     input.validate(&desc)?;
     ws.check(&desc, input.seq_len, input.batch)?;
     if !ws.saved {
@@ -174,7 +175,7 @@ pub fn backward(
                 init(d, &mut w);
                 let k = s0 + d;
                 let dirs = (t_len, batch, d);
-                let w_hh = &weights.packed(l, d).w_hh_back;
+                let w_hh = &weights.packed(l, d).back().w_hh;
                 let (states, cells) = (&states[k][..], &cells[k][..]);
                 recurrence(
                     &desc,
@@ -210,7 +211,7 @@ pub fn backward(
             finish_carried(&mut grads.h0, &mut grads.c0, k, &dh[d], &dc[d]);
             if !recompute {
                 // d loss / d x_l = sum over directions of dG_in W_ih, in direction order.
-                let w_ih = &weights.packed(l, d).w_ih_back;
+                let w_ih = &weights.packed(l, d).back().w_ih;
                 packed::gemm(t_len * batch, &gates[k], gate_w, w_ih, dx_l, i_l, d > 0);
             }
         }
@@ -309,7 +310,7 @@ fn wavefront(
             let dims = (t_len, batch, 0);
             recurrence(
                 &desc,
-                &pw.w_hh_back,
+                &pw.back().w_hh,
                 &states[l],
                 &cells[l],
                 lengths,
@@ -326,14 +327,14 @@ fn wavefront(
             // no other layer reads or writes in this round (see above), I_l floats each.
             unsafe {
                 packed::gemm_block(
-                    &pw.w_ih_back,
+                    &pw.back().w_ih,
                     dg.as_ptr(),
                     g,
                     dx.out_block(t0 * batch * i_l, rows, i_l, i_l),
                     i_l,
                     false,
                     0..rows,
-                    0..pw.w_ih_back.panels(),
+                    0..pw.back().w_ih.panels(),
                     i_l,
                 )
             };
@@ -414,7 +415,7 @@ fn recompute_dir(
         let dirs = (t_len, batch, d);
         recurrence(
             desc,
-            &pw.w_hh_back,
+            &pw.back().w_hh,
             states,
             cells,
             lengths,
@@ -433,7 +434,7 @@ fn recompute_dir(
         weight_grads(isa, desc, x_l, i_l, states, w.gates, w.hn, w.pg, rows);
         let n = (tb - ta) * batch;
         let dx = &mut dx_l[ta * batch * i_l..tb * batch * i_l];
-        packed::gemm(n, &w.gates[..n * g], g, &pw.w_ih_back, dx, i_l, d > 0);
+        packed::gemm(n, &w.gates[..n * g], g, &pw.back().w_ih, dx, i_l, d > 0);
         r0 = r1;
     }
 }

@@ -46,6 +46,7 @@ pub fn forward_training(
     input: &SeqBatch<'_, f32>,
     out: &mut Outputs<f32>,
 ) -> Result<()> {
+    weights.check_trains("forward_training")?;
     if ws.mode == Mode::Inference {
         return Err(Error::Mismatch(
             "forward_training needs a workspace made with Mode::Training or \

@@ -75,5 +75,5 @@ pub use packed::WeightGemm;
 pub use params::{LayerParams, Params, SplitMix64};
 pub use seq::{Gradients, OutputGrads, Outputs, SeqBatch};
 pub use tbptt::{tbptt, TbpttWorkspace};
-pub use weights::PackedWeights;
+pub use weights::{PackedWeights, Packing};
 pub use workspace::{Mode, Workspace};

@@ -90,6 +90,7 @@ pub fn tbptt(
     grads: &mut Gradients<f32>,
 ) -> Result<()> {
     let desc = *weights.desc();
+    weights.check_trains("tbptt")?;
     input.validate(&desc)?;
     if desc != tw.desc || (input.seq_len, input.batch) != (tw.seq_len, tw.batch) {
         return Err(Error::Mismatch(format!(

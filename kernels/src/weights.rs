@@ -6,17 +6,29 @@ use crate::isa::Isa;
 use crate::packed::PackedB;
 use crate::params::Params;
 
+/// What a set of packed weights serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Packing {
+    /// The forward and the backward: [`crate::forward_training`], [`crate::backward`] and
+    /// [`crate::tbptt`] as well as [`crate::forward_inference`].
+    Training,
+    /// [`crate::forward_inference`] only: half the packed floats and half the packing time
+    /// (no copies of `W_hh` and `W_ih` laid out for the backward).
+    Inference,
+}
+
 /// The parameters in the layout the kernels stream.
 ///
 /// Per layer and direction: `W_ihᵀ` (with `b_ih` fused) and `W_hhᵀ` packed in panels for the
-/// forward micro-kernels of one ISA, `b_hh` for the cells, `W_hh` and `W_ih` packed for the
-/// backward's recurrence and input gradient. No copy of the parameters in PyTorch's layout:
-/// the weight gradients need only activations. Build once, call [`PackedWeights::update`] when
-/// the parameters change.
+/// forward micro-kernels of one ISA, `b_hh` for the cells, and for training `W_hh` and `W_ih`
+/// packed for the backward's recurrence and input gradient. No copy of the parameters in
+/// PyTorch's layout: the weight gradients need only activations. Build once, call
+/// [`PackedWeights::update`] when the parameters change.
 #[derive(Debug, Clone)]
 pub struct PackedWeights {
     desc: RnnDesc,
     isa: Isa,
+    packing: Packing,
     packed: Vec<PackedLayer>,
 }
 
@@ -32,21 +44,50 @@ pub(crate) struct PackedLayer {
     pub w_hh: PackedB,
     /// `b_hh` (zeros without bias), which the cells add: GRU needs it inside the reset product.
     pub b_hh: Vec<f32>,
-    /// `W_hh` itself, for the backward's per-step `dh_prev += dG · W_hh`.
-    pub w_hh_back: PackedB,
-    /// `W_ih` itself, for the backward's `dx = dG · W_ih` over all steps.
-    pub w_ih_back: PackedB,
+    /// With [`Packing::Training`]: what the backward streams.
+    back: Option<BackLayer>,
+}
+
+/// One (layer, direction) packed for the backward.
+#[derive(Debug, Clone)]
+pub(crate) struct BackLayer {
+    /// `W_hh` itself, for the per-step `dh_prev += dG · W_hh`.
+    pub w_hh: PackedB,
+    /// `W_ih` itself, for `dx = dG · W_ih` over all steps.
+    pub w_ih: PackedB,
+}
+
+impl PackedLayer {
+    /// The backward's operands. Only the training entry points call this, after
+    /// [`PackedWeights::check_trains`].
+    pub(crate) fn back(&self) -> &BackLayer {
+        self.back
+            .as_ref()
+            .expect("training entry points check Packing::Training first")
+    }
 }
 
 impl PackedWeights {
     /// Checks the parameters against their descriptor and prepares them for the best kernels
     /// this CPU has (or those `RECUR_ISA` names).
+    /// Packed for training ([`Packing::Training`]).
     pub fn new(params: &Params<f32>) -> Result<Self> {
         Self::with_isa(params, Isa::detect()?)
     }
 
+    /// Like [`PackedWeights::new`], for [`crate::forward_inference`] only
+    /// ([`Packing::Inference`]).
+    pub fn for_inference(params: &Params<f32>) -> Result<Self> {
+        Self::with_options(params, Isa::detect()?, Packing::Inference)
+    }
+
     /// Like [`PackedWeights::new`], with the kernels of `isa`; an error if the CPU lacks it.
     pub fn with_isa(params: &Params<f32>, isa: Isa) -> Result<Self> {
+        Self::with_options(params, isa, Packing::Training)
+    }
+
+    /// With the kernels of `isa` (an error if the CPU lacks it), for what `packing` names.
+    pub fn with_options(params: &Params<f32>, isa: Isa, packing: Packing) -> Result<Self> {
         let isa = isa.checked()?;
         params.validate()?;
         let desc = params.desc;
@@ -79,12 +120,19 @@ impl PackedWeights {
                         true => lp.b_hh.clone(),
                         false => vec![0.0; g],
                     },
-                    w_hh_back: PackedB::from_rows(isa, &lp.w_hh, g, desc.hidden_size),
-                    w_ih_back: PackedB::from_rows(isa, &lp.w_ih, g, i_l),
+                    back: (packing == Packing::Training).then(|| BackLayer {
+                        w_hh: PackedB::from_rows(isa, &lp.w_hh, g, desc.hidden_size),
+                        w_ih: PackedB::from_rows(isa, &lp.w_ih, g, i_l),
+                    }),
                 }
             })
             .collect();
-        Ok(PackedWeights { desc, isa, packed })
+        Ok(PackedWeights {
+            desc,
+            isa,
+            packing,
+            packed,
+        })
     }
 
     /// Re-prepares from new parameter values of the same descriptor.
@@ -95,7 +143,7 @@ impl PackedWeights {
                 params.desc, self.desc
             )));
         }
-        *self = Self::with_isa(params, self.isa)?;
+        *self = Self::with_options(params, self.isa, self.packing)?;
         Ok(())
     }
 
@@ -106,6 +154,22 @@ impl PackedWeights {
     /// The kernels these weights run with.
     pub fn isa(&self) -> Isa {
         self.isa
+    }
+
+    /// What these weights were packed for.
+    pub fn packing(&self) -> Packing {
+        self.packing
+    }
+
+    /// An error naming `what` unless these weights were packed for training.
+    pub(crate) fn check_trains(&self, what: &str) -> Result<()> {
+        match self.packing {
+            Packing::Training => Ok(()),
+            Packing::Inference => Err(crate::Error::Mismatch(format!(
+                "{what} needs weights packed for training (PackedWeights::new or \
+                 Packing::Training), but these were packed for inference only"
+            ))),
+        }
     }
 
     pub(crate) fn packed(&self, layer: usize, dir: usize) -> &PackedLayer {

@@ -191,3 +191,59 @@ fn sizes_that_overflow_are_errors_not_out_of_bounds_access() {
     p.desc = wide;
     assert!(PackedWeights::new(&p).is_err());
 }
+
+#[test]
+fn inference_packing_runs_the_forward_alike_and_refuses_training() {
+    for cell in [CellKind::Lstm, CellKind::Gru, CellKind::RnnTanh] {
+        let desc = RnnDesc::new(cell, 3, 20).layers(2).bidirectional(true);
+        let params = Params::random(&desc, 4);
+        let x = vec![0.5f32; 6 * 3 * 3];
+        let input = SeqBatch::new(6, 3, &x);
+        for isa in Isa::available() {
+            let train = PackedWeights::with_isa(&params, isa).unwrap();
+            let mut infer = PackedWeights::with_options(&params, isa, Packing::Inference).unwrap();
+            assert_eq!(infer.packing(), Packing::Inference);
+            infer.update(&params).unwrap();
+            assert_eq!(
+                infer.packing(),
+                Packing::Inference,
+                "update keeps the packing"
+            );
+            let run = |w: &PackedWeights| {
+                let mut ws = Workspace::new(&desc, 6, 3, Mode::Inference).unwrap();
+                let mut out = Outputs::zeros(&desc, 6, 3);
+                forward_inference(w, &mut ws, &input, &mut out).unwrap();
+                out
+            };
+            let (a, b) = (run(&train), run(&infer));
+            assert_eq!(
+                (a.output, a.h_n, a.c_n),
+                (b.output, b.h_n, b.c_n),
+                "{isa:?}"
+            );
+
+            // Training with inference-only weights: an error, nothing written.
+            let mut ws = Workspace::new(&desc, 6, 3, Mode::Training).unwrap();
+            let mut out = Outputs::zeros(&desc, 6, 3);
+            let e = forward_training(&infer, &mut ws, &input, &mut out).unwrap_err();
+            assert!(e.to_string().contains("packed for inference only"), "{e}");
+            forward_training(&train, &mut ws, &input, &mut out).unwrap();
+            let go = vec![1.0f32; out.output.len()];
+            let mut grads = Gradients::zeros(&desc, 6, 3);
+            grads.input.fill(7.0);
+            let og = OutputGrads::new(&go);
+            let e = backward(&infer, &mut ws, &input, &og, &mut grads).unwrap_err();
+            assert!(
+                e.to_string().contains("backward needs weights packed"),
+                "{e}"
+            );
+            assert!(grads.input.iter().all(|&v| v == 7.0));
+            // The forward's activations are still there for weights that can train.
+            backward(&train, &mut ws, &input, &og, &mut grads).unwrap();
+
+            let mut tw = TbpttWorkspace::new(&desc, 6, 3, 2).unwrap();
+            let e = tbptt(&infer, &mut tw, &input, &og, &mut out, &mut grads).unwrap_err();
+            assert!(e.to_string().contains("tbptt needs weights packed"), "{e}");
+        }
+    }
+}
