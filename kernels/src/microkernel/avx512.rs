@@ -207,10 +207,17 @@ unsafe fn wide_rp<const R: usize, const P: usize>(
         for p in 0..k {
             let x: [__m512; R] = std::array::from_fn(|i| _mm512_set1_ps(*rows[i].add(p)));
             for (j, panel) in panels.iter().enumerate() {
-                // Each panel is read once: from L2 (or further) at a rate the hardware's
-                // prefetch does not reach (1x1024x256: 35 -> 45 GFLOP/s with this hint).
-                _mm_prefetch::<_MM_HINT_T0>(panel.wrapping_add(p * NR + PF).cast());
-                _mm_prefetch::<_MM_HINT_T0>(panel.wrapping_add(p * NR + PF + 16).cast());
+                // Each panel is read once, from L2 (or further).
+                // With 4 rows or more a panel's line feeds as many FMAs as in a tile, and the
+                // hint pays (7 rows: LSTM 200,7,256 12.5 -> 11.6 ms); with 1-3 the kernel is a
+                // pure stream from L2 that the hardware prefetchers now keep up with (the
+                // panels on cache lines), and the hint's load slots cost more than it brings
+                // (LSTM 100,1,256 1.34 -> 1.27 ms, 100,2,256 1.79 -> 1.69, GRU 61,3 2.20 ->
+                // 1.97; same minutes, medians of 4).
+                if R >= 4 {
+                    _mm_prefetch::<_MM_HINT_T0>(panel.wrapping_add(p * NR + PF).cast());
+                    _mm_prefetch::<_MM_HINT_T0>(panel.wrapping_add(p * NR + PF + 16).cast());
+                }
                 let w0 = _mm512_loadu_ps(panel.add(p * NR));
                 let w1 = _mm512_loadu_ps(panel.add(p * NR + 16));
                 for (acc, x) in acc.iter_mut().zip(&x) {
