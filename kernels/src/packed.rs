@@ -618,7 +618,8 @@ mod timing {
 
     /// The read bandwidth of one core from a buffer that stays in its L2 (512 KiB and 1 MiB,
     /// as W_hh of LSTM H = 256 at 2 and 1 threads): the bound of the batch-1 step, which
-    /// streams W_hh once per step.
+    /// streams W_hh once per step; and beside it the batch-1 step's GEMM (1 x H*4 x H) on a
+    /// weight of that size, in the same bytes per second.
     /// `cargo test --release -p recur-kernels --lib packed::timing::l2 -- --ignored --nocapture`
     #[test]
     #[ignore = "a measurement, not a test"]
@@ -628,32 +629,43 @@ mod timing {
             return;
         }
         for kib in [512usize, 1024] {
-            let v = crate::aligned::Buf::zeros(kib << 8);
+            // Written first: a buffer only ever read maps every page to the kernel's one zero
+            // page, which stays in L1 (this test read 185-198 GB/s that way, against ~140
+            // from a real 1 MiB).
+            let mut v = crate::aligned::Buf::zeros(kib << 8);
+            v.fill(1.0);
             let reps = (8 << 30) / (kib << 10);
             let s = crate::timing::median_secs(reps, || {
                 // SAFETY: AVX-512 F is available (checked above).
                 std::hint::black_box(unsafe { sum16(std::hint::black_box(&v)) });
             });
+            let (k, n) = (256, (kib << 10) / 4 / 256);
+            let pb = PackedB::from_weight(Isa::Avx512, &vec![0.25f32; n * k], n, k, None);
+            let (a, mut c) = (vec![0.5f32; k], vec![0.0f32; n]);
+            let gemv = crate::timing::median_secs(reps, || gemm(1, &a, k, &pb, &mut c, n, false));
             println!(
-                "L2 read, {kib} KiB buffer: {:.1} GB/s (median of 5)",
-                (kib << 10) as f64 / s / 1e9
+                "L2 read, {kib} KiB buffer: {:.1} GB/s; GEMM 1x{n}x{k}: {:.1} GB/s (medians of 5)",
+                (kib << 10) as f64 / s / 1e9,
+                (kib << 10) as f64 / gemv / 1e9
             );
         }
     }
 
-    /// Sum of `v` with four independent vector accumulators: a pure read stream.
+    /// Sum of `v` with eight independent vector accumulators: a pure read stream.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f")]
     fn sum16(v: &[f32]) -> f32 {
         use std::arch::x86_64::*;
-        let mut acc = [_mm512_setzero_ps(); 4];
-        for c in v.chunks_exact(64) {
+        let mut acc = [_mm512_setzero_ps(); 8];
+        for c in v.chunks_exact(128) {
             for (k, a) in acc.iter_mut().enumerate() {
-                // SAFETY: `c` holds 64 floats, k * 16 + 16 <= 64.
+                // SAFETY: `c` holds 128 floats, k * 16 + 16 <= 128.
                 *a = _mm512_add_ps(*a, unsafe { _mm512_loadu_ps(c.as_ptr().add(k * 16)) });
             }
         }
-        let s = _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]));
+        let s = acc
+            .iter()
+            .fold(_mm512_setzero_ps(), |s, a| _mm512_add_ps(s, *a));
         _mm512_reduce_add_ps(s)
     }
 
