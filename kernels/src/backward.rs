@@ -22,7 +22,7 @@ use crate::forward::{
 use crate::gemm_tn::gemm_tn;
 use crate::isa::Isa;
 use crate::microkernel;
-use crate::packed::{self, split, OutPtr, PackedB};
+use crate::packed::{self, split, OutPtr, PackedB, PanelOrder};
 use crate::params::LayerParams;
 use crate::seq::{Gradients, OutputGrads, SeqBatch};
 use crate::team::{self, Shared, SharedRead};
@@ -336,6 +336,7 @@ fn wavefront(
                     0..rows,
                     0..pw.back().w_ih.panels(),
                     i_l,
+                    PanelOrder::Forward,
                 )
             };
         });
@@ -487,6 +488,7 @@ fn recompute_gates(
                 i0..i1,
                 k * panels..(k + 1) * panels,
                 h,
+                PanelOrder::Forward,
             )
         }
     });
@@ -629,6 +631,7 @@ fn recurrence(
                     0..rows.len(),
                     units.clone(),
                     n,
+                    PanelOrder::of_step(round),
                 );
             }
         }

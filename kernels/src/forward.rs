@@ -18,7 +18,7 @@ use crate::desc::RnnDesc;
 use crate::error::{Error, Result};
 use crate::microkernel;
 use crate::packed;
-use crate::packed::split;
+use crate::packed::{split, PanelOrder};
 use crate::seq::{Outputs, SeqBatch};
 use crate::team::{self, Shared, SharedRead, MAX_SLICES};
 use crate::weights::PackedWeights;
@@ -487,6 +487,7 @@ impl<'a> DirStep<'a> {
                     0..rows,
                     k * blocks + units.start..k * blocks + units.end,
                     n,
+                    PanelOrder::Forward,
                 );
             }
         }
@@ -518,6 +519,8 @@ impl<'a> DirStep<'a> {
         let (p, q) = slots(self.d, t);
         let (p, q) = (p % self.ring, q % self.ring);
         let (r0, nrows) = (rows.start, rows.len());
+        // W_hh one way round on even steps, the other on odd ones (see `PanelOrder`).
+        let order = PanelOrder::of_step(step);
         // SAFETY: this round reads rows `rows` of the state slot `p` (every unit), which nothing
         // writes meanwhile (cut by units: written the round before; cut by rows: this slice's
         // own), and writes these units' columns of every gate block of `gh` in these rows, then
@@ -539,9 +542,15 @@ impl<'a> DirStep<'a> {
                     0..nrows,
                     0..gate_count * blocks,
                     ldg,
+                    order,
                 );
             } else {
-                for k in 0..gate_count {
+                for q in 0..gate_count {
+                    // The gates in the panels' order too.
+                    let k = match order {
+                        PanelOrder::Forward => q,
+                        PanelOrder::Backward => gate_count - 1 - q,
+                    };
                     packed::gemm_block(
                         &self.pw.w_hh,
                         h_prev.as_ptr(),
@@ -552,6 +561,7 @@ impl<'a> DirStep<'a> {
                         0..nrows,
                         k * blocks + units.start..k * blocks + units.end,
                         n,
+                        order,
                     );
                 }
             }
