@@ -27,6 +27,8 @@ CASES = {  # cell, T, B, I, H[, layers]
     # shapes outside the reference table: odd sizes, I != H, long T, small H
     "extra": [("lstm", 37, 5, 300, 200), ("lstm", 400, 8, 128, 128), ("gru", 61, 3, 100, 383),
               ("rnn", 100, 32, 1000, 250), ("lstm", 100, 1, 64, 64), ("gru", 50, 24, 512, 1000),
+              # batch 1 with a W_hh larger than L2 (4 and 6.75 MiB), streamed from L3 every step
+              ("lstm", 100, 1, 512, 512), ("gru", 100, 1, 768, 768),
               # stacks of one direction, whose layers recur runs as a wavefront
               ("lstm", 400, 8, 128, 128, 2), ("gru", 100, 16, 256, 256, 2)],
 }
