@@ -468,13 +468,15 @@ fn row_tiles(
 /// to fit L1 anyway, or up to three L1 blocks' worth where that saves more than it costs: each
 /// k-block after the first reloads every tile of C, while a block past L1 streams the panel
 /// from L2 to each tile at 128 bytes a step, within L2's rate for 12 rows of FMAs but not for a
-/// short remainder tile (3x the bytes per FMA with 4 rows), so only with 4 whole tiles or more.
+/// short remainder tile (3x the bytes per FMA with 4 rows), so only with 2 whole tiles or more.
 /// Same minutes, medians of 4 (ms): LSTM 100,64,512 infer 1T 183.1 -> 179.2, GRU 100,64,512
 /// 137.2 -> 135.1, LSTM 100,64,256 48.3 -> 47.3; three blocks' worth for k past that (dx's
 /// k = G*H, H = 1024's k), 0.5-1% on LSTM / GRU training and LSTM 50,64,1024; whole k at
-/// B = 16 (one tile and a remainder): GRU 100,16,512 33.9 -> 35.0, so not there.
+/// B = 16 (one tile and a remainder): GRU 100,16,512 33.9 -> 35.0, so not there; with 2 and 3
+/// whole tiles it pays (LSTM 100,24,512 68.9 -> 67.9, 100,32,512 91.3 -> 90.0, GRU 100,40,512
+/// 85.1 -> 83.2).
 fn k_block(k: usize, kc_l1: usize, full_tiles: usize) -> usize {
-    match (k * 3 <= kc_l1 * 4, full_tiles >= 4) {
+    match (k * 3 <= kc_l1 * 4, full_tiles >= 2) {
         (true, _) => k,
         (_, true) => k.min(3 * kc_l1),
         _ => kc_l1,
