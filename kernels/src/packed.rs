@@ -275,7 +275,8 @@ impl PanelOrder {
 
 /// `C (+)= A · B (+ bias)` for `rows` of A and C and the columns of `panels` of B, on this
 /// thread: the few-rows kernel when it applies, else row blocks (A in L2) > panels > k-blocks
-/// (a panel's block in L1) > row tiles. Every element is the same FMA chain either way.
+/// (a panel's block in L1, or longer: see [`k_block`]) > row tiles. Every element is the same
+/// FMA chain either way.
 ///
 /// C is addressed from the first panel of the range: panel `p`'s column `j` is C's column
 /// `col_start(p) - col_start(panels.start) + j`, written only below `width`. So a range of one
@@ -537,8 +538,9 @@ mod tests {
                 // over), two of 700.
                 (600, 40, 256),
                 (700, 40, 256),
-                // k-blocks (see `k_block`): two tiles, several blocks; five whole tiles and a
-                // remainder, one block of all k; the same past three blocks' worth.
+                // k-blocks (see `k_block`): a tile and a remainder, several blocks; five whole
+                // tiles and a remainder (cut into halves, see `row_tiles`), one block of all k;
+                // the same past three blocks' worth.
                 (20, 40, 300),
                 (64, 40, 500),
                 (50, 33, 1200),
