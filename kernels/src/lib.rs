@@ -1,10 +1,13 @@
 //! Fused CPU kernels for RNN, LSTM and GRU, forward and BPTT, with PyTorch's exact semantics.
 //!
-//! The crate stands alone (its only dependency is rayon), so an engine can embed it.
+//! The crate stands alone (its dependencies are rayon, and libc on Linux for one `madvise`),
+//! so an engine can embed it.
 //!
 //! - [`RnnDesc`] says what network runs; [`Params`] holds its weights in PyTorch's layout.
-//! - [`PackedWeights`] prepares them once; a [`Workspace`] holds every buffer for one
-//!   (T, B, mode), so calls allocate nothing in the time loop.
+//! - [`PackedWeights`] prepares them once (for training, or with
+//!   [`PackedWeights::for_inference`] for the forward only, half the packed memory); a
+//!   [`Workspace`] holds every buffer for one (T, B, mode), so calls allocate nothing in the
+//!   time loop.
 //! - [`forward_inference`], [`forward_training`] and [`backward`] run on the current rayon pool:
 //!   pick the thread count with `pool.install(..)`. Results are bit-identical at any count.
 //! - [`tbptt`] runs truncated BPTT in windows; [`clip_grad_norm`] / [`clip_grad_value`] clip
