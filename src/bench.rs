@@ -130,18 +130,14 @@ pub fn run_case(
 ) -> Result<BenchResult> {
     let desc = case.desc;
     let (t, b) = (case.seq, case.batch);
-    let ws_mode = match mode {
-        BenchMode::Infer => Mode::Inference,
-        BenchMode::Train => Mode::Training,
-        BenchMode::Recompute => Mode::TrainingRecompute,
+    let (ws_mode, packing) = match mode {
+        BenchMode::Infer => (Mode::Inference, Packing::Inference),
+        BenchMode::Train => (Mode::Training, Packing::Training),
+        BenchMode::Recompute => (Mode::TrainingRecompute, Packing::Training),
     };
     // First, so that sizes that overflow are an error before anything is allocated.
     let mut ws = Workspace::new(&desc, t, b, ws_mode)?;
     let params = Params::<f32>::random(&desc, 1);
-    let packing = match mode {
-        BenchMode::Infer => Packing::Inference,
-        BenchMode::Train | BenchMode::Recompute => Packing::Training,
-    };
     let weights = PackedWeights::with_options(&params, Isa::detect()?, packing)?;
     let mut rng = SplitMix64(2);
     let mut x = vec![0.0f32; t * b * desc.input_size];

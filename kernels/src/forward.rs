@@ -545,12 +545,8 @@ impl<'a> DirStep<'a> {
                     order,
                 );
             } else {
-                for q in 0..gate_count {
-                    // The gates in the panels' order too.
-                    let k = match order {
-                        PanelOrder::Forward => q,
-                        PanelOrder::Backward => gate_count - 1 - q,
-                    };
+                // The gates in the panels' order too.
+                for k in order.walk(0..gate_count) {
                     packed::gemm_block(
                         &self.pw.w_hh,
                         h_prev.as_ptr(),

@@ -271,6 +271,14 @@ impl PanelOrder {
             _ => PanelOrder::Backward,
         }
     }
+
+    /// The indices of `range` in this order.
+    pub(crate) fn walk(self, range: std::ops::Range<usize>) -> impl Iterator<Item = usize> {
+        (0..range.len()).map(move |i| match self {
+            PanelOrder::Forward => range.start + i,
+            PanelOrder::Backward => range.end - 1 - i,
+        })
+    }
 }
 
 /// `C (+)= A · B (+ bias)` for `rows` of A and C and the columns of `panels` of B, on this
@@ -401,12 +409,7 @@ pub(crate) unsafe fn gemm_block(
             false => r0 + block_rows,
         };
         let kc = k_block(k, kc_l1, (r1 - r0) / mr);
-        let count = panels.len();
-        for i in 0..count {
-            let p = match order {
-                PanelOrder::Forward => panels.start + i,
-                PanelOrder::Backward => panels.end - 1 - i,
-            };
+        for p in order.walk(panels.clone()) {
             let w = b.width(p);
             for k0 in (0..k).step_by(kc) {
                 let kl = kc.min(k - k0);

@@ -69,8 +69,7 @@ impl PackedLayer {
 
 impl PackedWeights {
     /// Checks the parameters against their descriptor and prepares them for the best kernels
-    /// this CPU has (or those `RECUR_ISA` names).
-    /// Packed for training ([`Packing::Training`]).
+    /// this CPU has (or those `RECUR_ISA` names), for training ([`Packing::Training`]).
     pub fn new(params: &Params<f32>) -> Result<Self> {
         Self::with_isa(params, Isa::detect()?)
     }
