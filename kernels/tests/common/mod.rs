@@ -213,29 +213,20 @@ pub fn compare_all(case: &Case, isa: Isa, tol: f64) -> std::result::Result<(), S
         ("grad h0".into(), &grads.h0, &r_grad.h0),
         ("grad c0".into(), &grads.c0, &r_grad.c0),
     ];
-    for (k, (a, b)) in grads
-        .params
-        .layers
-        .iter()
-        .zip(&r_grad.params.layers)
-        .enumerate()
-    {
-        pairs.push((format!("grad w_ih[{k}]"), &a.w_ih, &b.w_ih));
-        pairs.push((format!("grad w_hh[{k}]"), &a.w_hh, &b.w_hh));
-        pairs.push((format!("grad b_ih[{k}]"), &a.b_ih, &b.b_ih));
-        pairs.push((format!("grad b_hh[{k}]"), &a.b_hh, &b.b_hh));
-    }
-    for (k, (a, b)) in re_grads
-        .params
-        .layers
-        .iter()
-        .zip(&r_grad.params.layers)
-        .enumerate()
-    {
-        pairs.push((format!("recompute grad w_ih[{k}]"), &a.w_ih, &b.w_ih));
-        pairs.push((format!("recompute grad w_hh[{k}]"), &a.w_hh, &b.w_hh));
-        pairs.push((format!("recompute grad b_ih[{k}]"), &a.b_ih, &b.b_ih));
-        pairs.push((format!("recompute grad b_hh[{k}]"), &a.b_hh, &b.b_hh));
+    // The weight gradients of both training modes against the reference's.
+    for (mode, got) in [("", &grads), ("recompute ", &re_grads)] {
+        for (k, (a, b)) in got
+            .params
+            .layers
+            .iter()
+            .zip(&r_grad.params.layers)
+            .enumerate()
+        {
+            pairs.push((format!("{mode}grad w_ih[{k}]"), &a.w_ih, &b.w_ih));
+            pairs.push((format!("{mode}grad w_hh[{k}]"), &a.w_hh, &b.w_hh));
+            pairs.push((format!("{mode}grad b_ih[{k}]"), &a.b_ih, &b.b_ih));
+            pairs.push((format!("{mode}grad b_hh[{k}]"), &a.b_hh, &b.b_hh));
+        }
     }
     for (name, a, b) in pairs {
         if a.len() != b.len() {
