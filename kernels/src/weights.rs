@@ -12,8 +12,8 @@ pub enum Packing {
     /// The forward and the backward: [`crate::forward_training`], [`crate::backward`] and
     /// [`crate::tbptt`] as well as [`crate::forward_inference`].
     Training,
-    /// [`crate::forward_inference`] only: half the packed floats and half the packing time
-    /// (no copies of `W_hh` and `W_ih` laid out for the backward).
+    /// [`crate::forward_inference`] only: half the packed floats (no copies of `W_hh` and
+    /// `W_ih` laid out for the backward, so none of the work of packing them either).
     Inference,
 }
 
