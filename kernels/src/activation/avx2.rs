@@ -38,24 +38,45 @@ fn sigmoid8(x: __m256) -> __m256 {
     _mm256_div_ps(one, _mm256_add_ps(one, e))
 }
 
+/// Lane `idx & 15` of a 16-entry table: two 8-lane permutes, the half chosen by bit 3.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn pick16(t: &[f32; 16], idx: __m256i, upper: __m256) -> __m256 {
+    // SAFETY: `t` holds 16 floats: 8 from its start and 8 from its middle.
+    let (lo, hi) = unsafe {
+        (
+            _mm256_loadu_ps(t.as_ptr()),
+            _mm256_loadu_ps(t.as_ptr().add(8)),
+        )
+    };
+    _mm256_blendv_ps(
+        _mm256_permutevar8x32_ps(lo, idx),
+        _mm256_permutevar8x32_ps(hi, idx),
+        upper,
+    )
+}
+
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 fn tanh8(x: __m256) -> __m256 {
     let sign = _mm256_set1_ps(-0.0);
-    let a = _mm256_andnot_ps(sign, x);
-    let s = _mm256_mul_ps(a, a);
-    let mut p = _mm256_set1_ps(TANH_POLY[0]);
-    for &c in &TANH_POLY[1..] {
-        p = _mm256_fmadd_ps(p, s, _mm256_set1_ps(c));
+    // min with the constant first: a NaN comes through (its lane's index is any; d is NaN).
+    let a = _mm256_min_ps(_mm256_set1_ps(TANH_CLAMP), _mm256_andnot_ps(sign, x));
+    let idx = _mm256_max_epi32(
+        _mm256_sub_epi32(
+            _mm256_srli_epi32::<22>(_mm256_castps_si256(a)),
+            _mm256_set1_epi32(TANH_INDEX_BIAS),
+        ),
+        _mm256_setzero_si256(),
+    );
+    // Bit 3 of the index in the sign bit, which blendv reads.
+    let upper = _mm256_castsi256_ps(_mm256_slli_epi32::<28>(idx));
+    let d = _mm256_sub_ps(a, pick16(&TANH_CENTER, idx, upper));
+    let mut p = pick16(&TANH_COEF[6], idx, upper);
+    for c in TANH_COEF[..6].iter().rev() {
+        p = _mm256_fmadd_ps(p, d, pick16(c, idx, upper));
     }
-    let small = _mm256_fmadd_ps(_mm256_mul_ps(a, s), p, a);
-    let capped = _mm256_min_ps(_mm256_set1_ps(TANH_ONE_FROM), a);
-    let t = exp8(_mm256_mul_ps(_mm256_set1_ps(-2.0), capped));
-    let one = _mm256_set1_ps(1.0);
-    let big = _mm256_div_ps(_mm256_sub_ps(one, t), _mm256_add_ps(one, t));
-    let is_small = _mm256_cmp_ps::<_CMP_LT_OQ>(a, _mm256_set1_ps(TANH_SERIES_BELOW));
-    let y = _mm256_blendv_ps(big, small, is_small);
-    _mm256_or_ps(y, _mm256_and_ps(x, sign))
+    _mm256_or_ps(p, _mm256_and_ps(x, sign))
 }
 
 #[inline]

@@ -34,28 +34,39 @@ fn sigmoid16(x: __m512) -> __m512 {
     _mm512_div_ps(one, _mm512_add_ps(one, e))
 }
 
+/// A 16-entry table in a register, for the permutes that pick each lane's interval.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn table16(t: &[f32; 16]) -> __m512 {
+    // SAFETY: `t` holds 16 floats.
+    unsafe { _mm512_loadu_ps(t.as_ptr()) }
+}
+
 #[inline]
 #[target_feature(enable = "avx512f")]
 fn tanh16(x: __m512) -> __m512 {
     let sign = _mm512_set1_epi32(i32::MIN);
     let xi = _mm512_castps_si512(x);
-    let a = _mm512_castsi512_ps(_mm512_andnot_si512(sign, xi));
-    // Series near 0.
-    let s = _mm512_mul_ps(a, a);
-    let mut p = _mm512_set1_ps(TANH_POLY[0]);
-    for &c in &TANH_POLY[1..] {
-        p = _mm512_fmadd_ps(p, s, _mm512_set1_ps(c));
+    // min with the constant first: a NaN comes through (its lane's index is any; d is NaN).
+    let a = _mm512_min_ps(
+        _mm512_set1_ps(TANH_CLAMP),
+        _mm512_castsi512_ps(_mm512_andnot_si512(sign, xi)),
+    );
+    let idx = _mm512_max_epi32(
+        _mm512_sub_epi32(
+            _mm512_srli_epi32::<22>(_mm512_castps_si512(a)),
+            _mm512_set1_epi32(TANH_INDEX_BIAS),
+        ),
+        _mm512_setzero_si512(),
+    );
+    let pick = |t: &[f32; 16]| _mm512_permutexvar_ps(idx, table16(t));
+    let d = _mm512_sub_ps(a, pick(&TANH_CENTER));
+    let mut p = pick(&TANH_COEF[6]);
+    for c in TANH_COEF[..6].iter().rev() {
+        p = _mm512_fmadd_ps(p, d, pick(c));
     }
-    let small = _mm512_fmadd_ps(_mm512_mul_ps(a, s), p, a);
-    // (1 - t) / (1 + t) elsewhere; a is capped at 9, where the result rounds to 1.
-    let capped = _mm512_min_ps(_mm512_set1_ps(TANH_ONE_FROM), a);
-    let t = exp16(_mm512_mul_ps(_mm512_set1_ps(-2.0), capped));
-    let one = _mm512_set1_ps(1.0);
-    let big = _mm512_div_ps(_mm512_sub_ps(one, t), _mm512_add_ps(one, t));
-    let is_small = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(a, _mm512_set1_ps(TANH_SERIES_BELOW));
-    let y = _mm512_mask_blend_ps(is_small, big, small);
     _mm512_castsi512_ps(_mm512_or_si512(
-        _mm512_castps_si512(y),
+        _mm512_castps_si512(p),
         _mm512_and_si512(xi, sign),
     ))
 }

@@ -4,12 +4,18 @@
 //! - exp(x) = 2^n p(r), n = round(x log2 e), r = x - n ln 2 (ln 2 split in two for accuracy),
 //!   p the degree-7 Taylor polynomial (truncation below 1.2e-8 relative on |r| <= ln2 / 2);
 //! - sigmoid(x) = 1 / (1 + exp(-x)), x clamped to [-87, 87] so exp stays a normal float;
-//! - tanh(x) = sign(x) (1 - t) / (1 + t), t = exp(-2|x|), for 0.4 <= |x| < 9; the odd Taylor
-//!   series to x^13 for |x| < 0.4 (no cancellation near 0); ±1 from 9 on.
+//! - tanh(x) = sign(x) p_i(|x| - center_i), with |x| clamped to 9.5 (where tanh is 1 in f32):
+//!   one degree-6 polynomial per interval i, [0, 1/8) and then half binades up to [8, 9.5]. The
+//!   interval is the float's exponent and first mantissa bit, so a lane picks its coefficients
+//!   with one permute per coefficient (16-entry tables, one AVX-512 register); no division, no
+//!   exp, no branch: 4 in 10 of an LSTM cell's time went to the exp-and-divide tanh it replaces.
+//!   On [0, 1/8) the center and constant term are 0: tanh keeps its relative accuracy near 0.
 //!
-//! Maximum error against f64, measured by `tests::max_error` on every path (2026-11-25): 8.9e-8
-//! absolute and 1.6e-7 relative (about 2.5 ulp) for both functions; the test holds them under
-//! `MAX_ABS_ERR` and `MAX_REL_ERR`. NaN propagates.
+//! Maximum error against f64, measured by `tests::max_error` on every path (2026-11-25):
+//! sigmoid 8.9e-8 absolute and 1.5e-7 relative (about 2.5 ulp); tanh 7.9e-8 absolute and
+//! 1.1e-7 relative (1.3 ulp; `kernels/tools/fit_tanh.py` shows the same for its f32 model); the
+//! test holds both under `MAX_ABS_ERR` and `MAX_REL_ERR`. NaN propagates; tanh is odd and
+//! monotonic to within 1 ulp where two intervals meet.
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
@@ -38,18 +44,64 @@ pub(crate) const EXP_POLY: [f32; 6] = [
     1.0 / 6.0,
     0.5,
 ];
-/// tanh's odd series, x^13 down to x^3: tanh x = x + x^3 (c3 + x^2 (c5 + ...)).
-pub(crate) const TANH_POLY: [f32; 6] = [
-    21844.0 / 6081075.0,
-    -1382.0 / 155925.0,
-    62.0 / 2835.0,
-    -17.0 / 315.0,
-    2.0 / 15.0,
-    -1.0 / 3.0,
-];
 pub(crate) const EXP_CLAMP: f32 = 87.0;
-pub(crate) const TANH_SERIES_BELOW: f32 = 0.4;
-pub(crate) const TANH_ONE_FROM: f32 = 9.0;
+/// tanh(|x|) is taken as tanh(9.5) = 1 from 9.5 on (it rounds to 1 in f32 from 9.01).
+pub(crate) const TANH_CLAMP: f32 = 9.5;
+/// `(bits(|x|) >> 22) - TANH_INDEX_BIAS` is the half binade of |x| from 1/8 on (1 for
+/// [1/8, 3/16), 2 for [3/16, 1/4), ...; 13 for [8, 9.5]); below 1/8 it is negative: interval 0.
+pub(crate) const TANH_INDEX_BIAS: i32 = 247;
+/// The centers of tanh's 14 intervals (then 2 unused lanes): d = |x| - center is exact.
+/// This and [`TANH_COEF`] are `kernels/tools/fit_tanh.py`'s output.
+pub(crate) const TANH_CENTER: [f32; 16] = [
+    0.0, 1.5625e-1, 2.34375e-1, 3.125e-1, 4.6875e-1, 6.25e-1, 9.375e-1, 1.25, 1.875, 2.5, 3.75,
+    5.0, 7.5, 8.75, 0.0, 0.0,
+];
+/// Per interval, the coefficients of d^0 .. d^6 of tanh(|x|) (relative error under 1e-9).
+#[rustfmt::skip]
+pub(crate) const TANH_COEF: [[f32; 16]; 7] = [
+    [
+        0.0, 1.5499073e-1, 2.301757e-1, 3.0270973e-1,
+        4.3718877e-1, 5.545997e-1, 7.340715e-1, 8.4828365e-1,
+        9.5404524e-1, 9.866143e-1, 9.9889445e-1, 9.999092e-1,
+        9.999994e-1, 9.9999994e-1, 0.0, 0.0,
+    ],
+    [
+        1.0, 9.759779e-1, 9.4701916e-1, 9.083668e-1,
+        8.0886596e-1, 6.924192e-1, 4.61139e-1, 2.8041476e-1,
+        8.979769e-2, 2.6592331e-2, 2.2098252e-3, 1.8186131e-4,
+        1.2191126e-6, 1.0046631e-7, 0.0, 0.0,
+    ],
+    [
+        -6.386027e-8, -1.5126753e-1, -2.179808e-1, -2.749715e-1,
+        -3.5362712e-1, -3.840155e-1, -3.385089e-1, -2.3787133e-1,
+        -8.567154e-2, -2.6236013e-2, -2.2071123e-3, -1.8181285e-4,
+        -1.2092045e-6, -1.0046345e-7, 0.0, 0.0,
+    ],
+    [
+        -3.3332777e-1, -3.0188087e-1, -2.6549917e-1, -2.195524e-1,
+        -1.150197e-1, -1.7837819e-2, 9.4780244e-2, 1.08326115e-1,
+        5.1791877e-2, 1.7017487e-2, 1.4716279e-3, 1.1882171e-4,
+        8.7096805e-7, 6.658755e-8, 0.0, 0.0,
+    ],
+    [
+        -1.8492091e-4, 9.721104e-2, 1.337719e-1, 1.5811723e-1,
+        1.6816102e-1, 1.3790314e-1, 4.325523e-2, -1.2585986e-2,
+        -2.0854965e-2, -8.052114e-3, -7.3224556e-4, -5.9477003e-5,
+        -4.3253348e-7, -3.330732e-8, 0.0, 0.0,
+    ],
+    [
+        1.3615306e-1, 1.07186444e-1, 7.883431e-2, 4.550628e-2,
+        -1.7529778e-2, -5.4335933e-2, -5.3727787e-2, -1.9690678e-2,
+        5.064077e-3, 2.8872746e-3, 2.5365988e-4, 2.8481883e-5,
+        3.0162641e-9, 1.4698953e-8, 0.0, 0.0,
+    ],
+    [
+        -2.0017633e-2, -5.221813e-2, -6.520734e-2, -7.236338e-2,
+        -6.1695654e-2, -2.4366409e-2, 1.2852914e-2, 1.5104991e-2,
+        2.1090687e-3, -6.955861e-4, -1.5780926e-4, -9.418633e-6,
+        -1.7328118e-7, -4.883568e-9, 0.0, 0.0,
+    ],
+];
 
 /// The LSTM cell forward of `u` in one pass over the units, every gate's activation in
 /// registers: the same operations in the same order as the portable cell's passes
@@ -133,15 +185,9 @@ mod tests {
             let x = 2f32.powi(e);
             v.extend([x, -x, x * 1.37, -x * 1.37]);
         }
-        for &b in &[
-            TANH_SERIES_BELOW,
-            TANH_ONE_FROM,
-            EXP_CLAMP,
-            87.5,
-            88.0,
-            100.0,
-            1e30,
-        ] {
+        // Every interval's edges, where a lane changes polynomial.
+        let edges = (1..14).map(|e| f32::from_bits(((e + TANH_INDEX_BIAS) as u32) << 22));
+        for b in edges.chain([TANH_CLAMP, 9.0, EXP_CLAMP, 87.5, 88.0, 100.0, 1e30]) {
             for x in [b, -b, b.next_up(), b.next_down()] {
                 v.extend([x, -x]);
             }
@@ -187,6 +233,43 @@ mod tests {
                 println!("{isa:?} {name}: max abs error {abs:.2e}, rel {rel:.2e}");
                 assert!(abs <= MAX_ABS_ERR, "{isa:?} {name}: abs error {abs:.3e}");
                 assert!(rel <= MAX_REL_ERR, "{isa:?} {name}: rel error {rel:.3e}");
+            }
+        }
+    }
+
+    /// tanh is odd, within [-1, 1] and never decreasing by more than 1 ulp where its intervals
+    /// meet (today only at 1.5, on every path: tanh(1.5 - ulp) rounds up, tanh(1.5) down).
+    #[test]
+    fn tanh_odd_bounded_monotonic() {
+        for isa in Isa::available() {
+            let mut x: Vec<f32> = inputs().into_iter().filter(|v| v.is_finite()).collect();
+            x.sort_by(f32::total_cmp);
+            x.dedup();
+            let mut y = x.clone();
+            tanh(isa, &mut y);
+            let mut neg: Vec<f32> = x.iter().map(|v| -v).collect();
+            tanh(isa, &mut neg);
+            for i in 0..x.len() {
+                assert_eq!(
+                    neg[i].to_bits(),
+                    (-y[i]).to_bits(),
+                    "{isa:?}: odd at {}",
+                    x[i]
+                );
+                assert!(
+                    y[i].abs() <= 1.0,
+                    "{isa:?}: |tanh({})| = {} > 1",
+                    x[i],
+                    y[i]
+                );
+                // Where a lane changes polynomial, the two may round 1 ulp apart.
+                if i > 0 && y[i] < y[i - 1] {
+                    assert!(
+                        y[i].next_up() >= y[i - 1],
+                        "{isa:?}: decreasing at {}",
+                        x[i]
+                    );
+                }
             }
         }
     }
