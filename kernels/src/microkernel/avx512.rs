@@ -16,6 +16,8 @@ const PF: usize = NR * 16;
 /// not cover. LSTM 50,64,1024 infer 1T: 439 -> 415 ms (same minutes, mean of 3); no change at
 /// H = 512.
 const FAR: usize = NR * 96;
+/// k steps per turn of the tile's loop.
+const K_UNROLL: usize = 4;
 
 /// # Safety
 /// See [`super::tile`]; the CPU must have AVX-512 F. A panel of `width` 16 is a gate's
@@ -100,23 +102,38 @@ unsafe fn tile_rw<const R: usize, const W: usize>(
         let rows: [*const f32; R] = std::array::from_fn(|i| a.add(i * lda));
         // The prefetch distances in k steps, as for a whole panel.
         let (pf, far) = (PF / NR * step, FAR / NR * step);
-        for p in 0..k {
-            let bp = b.add(p * step);
-            // A hint: it cannot fault, even past the end of the panel.
-            for h in 0..W {
-                _mm_prefetch::<_MM_HINT_T0>(bp.wrapping_add(pf + 16 * h).cast());
-                _mm_prefetch::<_MM_HINT_T1>(bp.wrapping_add(far + 16 * h).cast());
-            }
-            let mut w = [zero; 2];
-            for (h, v) in w.iter_mut().enumerate().take(W) {
-                *v = _mm512_loadu_ps(bp.add(16 * h));
-            }
-            for (i, acc) in acc.iter_mut().enumerate() {
-                let x = _mm512_set1_ps(*rows[i].add(p));
+        macro_rules! k_step {
+            ($p:expr) => {{
+                let p = $p;
+                let bp = b.add(p * step);
+                // A hint: it cannot fault, even past the end of the panel.
                 for h in 0..W {
-                    acc[h] = _mm512_fmadd_ps(x, w[h], acc[h]);
+                    _mm_prefetch::<_MM_HINT_T0>(bp.wrapping_add(pf + 16 * h).cast());
+                    _mm_prefetch::<_MM_HINT_T1>(bp.wrapping_add(far + 16 * h).cast());
                 }
+                let mut w = [zero; 2];
+                for (h, v) in w.iter_mut().enumerate().take(W) {
+                    *v = _mm512_loadu_ps(bp.add(16 * h));
+                }
+                for (i, acc) in acc.iter_mut().enumerate() {
+                    let x = _mm512_set1_ps(*rows[i].add(p));
+                    for h in 0..W {
+                        acc[h] = _mm512_fmadd_ps(x, w[h], acc[h]);
+                    }
+                }
+            }};
+        }
+        // Four k steps a turn: each row's address is computed once for the four broadcasts,
+        // which then differ by a constant offset (12 address adds a step otherwise, beside 24
+        // FMAs, kept the loop from issuing at full rate).
+        let unrolled = k - k % K_UNROLL;
+        for p0 in (0..unrolled).step_by(K_UNROLL) {
+            for p in p0..p0 + K_UNROLL {
+                k_step!(p);
             }
+        }
+        for p in unrolled..k {
+            k_step!(p);
         }
         for (i, acc) in acc.iter().enumerate() {
             for h in 0..W {
