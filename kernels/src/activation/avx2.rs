@@ -1,5 +1,6 @@
-//! The activations with AVX2 + FMA: 8 lanes, the tail through a small buffer.
+//! The activations with AVX2 + FMA: 8 lanes, masked tails (maskload / maskstore).
 
+use super::fused::{self, Lanes};
 use super::*;
 use crate::cell::FwdUnits;
 use std::arch::x86_64::*;
@@ -79,38 +80,6 @@ fn tanh8(x: __m256) -> __m256 {
     _mm256_or_ps(p, _mm256_and_ps(x, sign))
 }
 
-#[inline]
-#[target_feature(enable = "avx2,fma")]
-fn map8(v: &mut [f32], f: impl Fn(__m256) -> __m256) {
-    let mut chunks = v.chunks_exact_mut(8);
-    for c in &mut chunks {
-        // SAFETY: `c` holds exactly 8 f32s, read and written unaligned.
-        unsafe { _mm256_storeu_ps(c.as_mut_ptr(), f(_mm256_loadu_ps(c.as_ptr()))) };
-    }
-    let tail = chunks.into_remainder();
-    if !tail.is_empty() {
-        let mut buf = [0.0f32; 8];
-        buf[..tail.len()].copy_from_slice(tail);
-        // SAFETY: `buf` holds exactly 8 f32s.
-        unsafe { _mm256_storeu_ps(buf.as_mut_ptr(), f(_mm256_loadu_ps(buf.as_ptr()))) };
-        tail.copy_from_slice(&buf[..tail.len()]);
-    }
-}
-
-/// # Safety
-/// The CPU must have AVX2 and FMA.
-#[target_feature(enable = "avx2,fma")]
-pub(super) unsafe fn sigmoid(v: &mut [f32]) {
-    map8(v, |x| sigmoid8(x))
-}
-
-/// # Safety
-/// The CPU must have AVX2 and FMA.
-#[target_feature(enable = "avx2,fma")]
-pub(super) unsafe fn tanh(v: &mut [f32]) {
-    map8(v, |x| tanh8(x))
-}
-
 /// The mask (all ones in a lane) of the first `min(left, 8)` lanes, for maskload / maskstore.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
@@ -119,48 +88,97 @@ fn lanes8(left: usize) -> __m256i {
     _mm256_cmpgt_epi32(_mm256_set1_epi32(left.min(8) as i32), idx)
 }
 
+/// The AVX2 + FMA token of [`Lanes`]: made only where the CPU has both.
+#[derive(Clone, Copy)]
+struct Avx2(());
+
+impl Avx2 {
+    /// # Safety
+    /// The CPU must have AVX2 and FMA.
+    #[inline(always)]
+    unsafe fn new() -> Self {
+        Avx2(())
+    }
+}
+
+// SAFETY (every block below): a token exists only where AVX2 and FMA are available (`new`),
+// and the loads and stores touch what their callers vouch for.
+impl Lanes for Avx2 {
+    type V = __m256;
+    type M = __m256i;
+    const N: usize = 8;
+    #[inline(always)]
+    fn first(self, left: usize) -> __m256i {
+        unsafe { lanes8(left) }
+    }
+    #[inline(always)]
+    unsafe fn load_all(self, p: *const f32) -> __m256 {
+        unsafe { _mm256_loadu_ps(p) }
+    }
+    #[inline(always)]
+    unsafe fn store_all(self, p: *mut f32, v: __m256) {
+        unsafe { _mm256_storeu_ps(p, v) }
+    }
+    #[inline(always)]
+    unsafe fn load(self, m: __m256i, p: *const f32) -> __m256 {
+        unsafe { _mm256_maskload_ps(p, m) }
+    }
+    #[inline(always)]
+    unsafe fn store(self, m: __m256i, p: *mut f32, v: __m256) {
+        unsafe { _mm256_maskstore_ps(p, m, v) }
+    }
+    #[inline(always)]
+    fn add(self, a: __m256, b: __m256) -> __m256 {
+        unsafe { _mm256_add_ps(a, b) }
+    }
+    #[inline(always)]
+    fn sub(self, a: __m256, b: __m256) -> __m256 {
+        unsafe { _mm256_sub_ps(a, b) }
+    }
+    #[inline(always)]
+    fn mul(self, a: __m256, b: __m256) -> __m256 {
+        unsafe { _mm256_mul_ps(a, b) }
+    }
+    #[inline(always)]
+    fn splat(self, x: f32) -> __m256 {
+        unsafe { _mm256_set1_ps(x) }
+    }
+    #[inline(always)]
+    fn sigmoid(self, x: __m256) -> __m256 {
+        unsafe { sigmoid8(x) }
+    }
+    #[inline(always)]
+    fn tanh(self, x: __m256) -> __m256 {
+        unsafe { tanh8(x) }
+    }
+}
+
+/// # Safety
+/// The CPU must have AVX2 and FMA.
+#[target_feature(enable = "avx2,fma")]
+pub(super) unsafe fn sigmoid(v: &mut [f32]) {
+    // SAFETY: the caller's CPU has AVX2 and FMA.
+    let l = unsafe { Avx2::new() };
+    fused::map(l, v, |x| l.sigmoid(x))
+}
+
+/// # Safety
+/// The CPU must have AVX2 and FMA.
+#[target_feature(enable = "avx2,fma")]
+pub(super) unsafe fn tanh(v: &mut [f32]) {
+    // SAFETY: as above.
+    let l = unsafe { Avx2::new() };
+    fused::map(l, v, |x| l.tanh(x))
+}
+
 /// One LSTM step's elementwise forward, fused (see [`super::lstm_forward`]).
 ///
 /// # Safety
 /// The CPU must have AVX2 and FMA; every slice must hold `h.len()` floats.
 #[target_feature(enable = "avx2,fma")]
 pub(super) unsafe fn lstm_forward(u: FwdUnits<'_>) {
-    let FwdUnits {
-        gates,
-        gh,
-        b_hh: b,
-        c_prev,
-        h,
-        c,
-        ..
-    } = u;
-    let n = h.len();
-    let mut j = 0;
-    while j < n {
-        let m = lanes8(n - j);
-        // SAFETY: every slice holds n floats (the caller); the mask keeps each access to
-        // units j..min(j + 8, n).
-        unsafe {
-            let ld = |s: &[f32]| _mm256_maskload_ps(s.as_ptr().add(j), m);
-            let pre: [__m256; 4] = std::array::from_fn(|k| {
-                _mm256_add_ps(ld(&gates[k][..]), _mm256_add_ps(ld(gh[k]), ld(b[k])))
-            });
-            let (i, f, g, o) = (
-                sigmoid8(pre[0]),
-                sigmoid8(pre[1]),
-                tanh8(pre[2]),
-                sigmoid8(pre[3]),
-            );
-            let cc = _mm256_add_ps(_mm256_mul_ps(f, ld(c_prev)), _mm256_mul_ps(i, g));
-            let hh = _mm256_mul_ps(tanh8(cc), o);
-            for (k, v) in [i, f, g, o].into_iter().enumerate() {
-                _mm256_maskstore_ps(gates[k].as_mut_ptr().add(j), m, v);
-            }
-            _mm256_maskstore_ps(c.as_mut_ptr().add(j), m, cc);
-            _mm256_maskstore_ps(h.as_mut_ptr().add(j), m, hh);
-        }
-        j += 8;
-    }
+    // SAFETY: the caller's CPU has AVX2 and FMA.
+    fused::lstm_forward(unsafe { Avx2::new() }, u)
 }
 
 /// One GRU step's elementwise forward, fused (see [`super::gru_forward`]).
@@ -169,38 +187,6 @@ pub(super) unsafe fn lstm_forward(u: FwdUnits<'_>) {
 /// The CPU must have AVX2 and FMA; every slice must hold `h.len()` floats.
 #[target_feature(enable = "avx2,fma")]
 pub(super) unsafe fn gru_forward(u: FwdUnits<'_>) {
-    let FwdUnits {
-        gates: [r_out, z_out, n_out, _],
-        gh,
-        b_hh: b,
-        h_prev,
-        h,
-        hn,
-        ..
-    } = u;
-    let n = h.len();
-    let mut j = 0;
-    while j < n {
-        let m = lanes8(n - j);
-        // SAFETY: every slice holds n floats (the caller); the mask keeps each access to
-        // units j..min(j + 8, n).
-        unsafe {
-            let ld = |s: &[f32]| _mm256_maskload_ps(s.as_ptr().add(j), m);
-            let r = sigmoid8(_mm256_add_ps(ld(r_out), _mm256_add_ps(ld(gh[0]), ld(b[0]))));
-            let z = sigmoid8(_mm256_add_ps(ld(z_out), _mm256_add_ps(ld(gh[1]), ld(b[1]))));
-            let v = _mm256_add_ps(ld(gh[2]), ld(b[2]));
-            let nn = tanh8(_mm256_add_ps(ld(n_out), _mm256_mul_ps(r, v)));
-            let one = _mm256_set1_ps(1.0);
-            let hh = _mm256_add_ps(
-                _mm256_mul_ps(_mm256_sub_ps(one, z), nn),
-                _mm256_mul_ps(z, ld(h_prev)),
-            );
-            _mm256_maskstore_ps(r_out.as_mut_ptr().add(j), m, r);
-            _mm256_maskstore_ps(z_out.as_mut_ptr().add(j), m, z);
-            _mm256_maskstore_ps(n_out.as_mut_ptr().add(j), m, nn);
-            _mm256_maskstore_ps(hn.as_mut_ptr().add(j), m, v);
-            _mm256_maskstore_ps(h.as_mut_ptr().add(j), m, hh);
-        }
-        j += 8;
-    }
+    // SAFETY: the caller's CPU has AVX2 and FMA.
+    fused::gru_forward(unsafe { Avx2::new() }, u)
 }

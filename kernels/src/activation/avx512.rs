@@ -1,5 +1,6 @@
 //! The activations with AVX-512 F: 16 lanes, masked tails.
 
+use super::fused::{self, Lanes};
 use super::*;
 use crate::cell::FwdUnits;
 use std::arch::x86_64::*;
@@ -81,24 +82,68 @@ fn lanes16(left: usize) -> __mmask16 {
     }
 }
 
-/// Applies `f` to every element, 16 at a time, the tail under a mask.
-#[inline]
-#[target_feature(enable = "avx512f")]
-fn map16(v: &mut [f32], f: impl Fn(__m512) -> __m512) {
-    let mut chunks = v.chunks_exact_mut(16);
-    for c in &mut chunks {
-        // SAFETY: `c` holds exactly 16 f32s, read and written unaligned.
-        unsafe { _mm512_storeu_ps(c.as_mut_ptr(), f(_mm512_loadu_ps(c.as_ptr()))) };
+/// The AVX-512 token of [`Lanes`]: made only where the CPU has AVX-512 F.
+#[derive(Clone, Copy)]
+struct Avx512(());
+
+impl Avx512 {
+    /// # Safety
+    /// The CPU must have AVX-512 F.
+    #[inline(always)]
+    unsafe fn new() -> Self {
+        Avx512(())
     }
-    let tail = chunks.into_remainder();
-    if !tail.is_empty() {
-        let mask = lanes16(tail.len());
-        // SAFETY: the mask covers only the `tail.len()` < 16 elements of `tail`; masked-off
-        // lanes are neither read nor written.
-        unsafe {
-            let x = _mm512_maskz_loadu_ps(mask, tail.as_ptr());
-            _mm512_mask_storeu_ps(tail.as_mut_ptr(), mask, f(x));
-        }
+}
+
+// SAFETY (every block below): a token exists only where AVX-512 F is available (`new`), and
+// the loads and stores touch what their callers vouch for.
+impl Lanes for Avx512 {
+    type V = __m512;
+    type M = __mmask16;
+    const N: usize = 16;
+    #[inline(always)]
+    fn first(self, left: usize) -> __mmask16 {
+        lanes16(left)
+    }
+    #[inline(always)]
+    unsafe fn load_all(self, p: *const f32) -> __m512 {
+        unsafe { _mm512_loadu_ps(p) }
+    }
+    #[inline(always)]
+    unsafe fn store_all(self, p: *mut f32, v: __m512) {
+        unsafe { _mm512_storeu_ps(p, v) }
+    }
+    #[inline(always)]
+    unsafe fn load(self, m: __mmask16, p: *const f32) -> __m512 {
+        unsafe { _mm512_maskz_loadu_ps(m, p) }
+    }
+    #[inline(always)]
+    unsafe fn store(self, m: __mmask16, p: *mut f32, v: __m512) {
+        unsafe { _mm512_mask_storeu_ps(p, m, v) }
+    }
+    #[inline(always)]
+    fn add(self, a: __m512, b: __m512) -> __m512 {
+        unsafe { _mm512_add_ps(a, b) }
+    }
+    #[inline(always)]
+    fn sub(self, a: __m512, b: __m512) -> __m512 {
+        unsafe { _mm512_sub_ps(a, b) }
+    }
+    #[inline(always)]
+    fn mul(self, a: __m512, b: __m512) -> __m512 {
+        unsafe { _mm512_mul_ps(a, b) }
+    }
+    #[inline(always)]
+    fn splat(self, x: f32) -> __m512 {
+        unsafe { _mm512_set1_ps(x) }
+    }
+    #[inline(always)]
+    fn sigmoid(self, x: __m512) -> __m512 {
+        unsafe { sigmoid16(x) }
+    }
+    #[inline(always)]
+    fn tanh(self, x: __m512) -> __m512 {
+        unsafe { tanh16(x) }
     }
 }
 
@@ -106,14 +151,18 @@ fn map16(v: &mut [f32], f: impl Fn(__m512) -> __m512) {
 /// The CPU must have AVX-512 F.
 #[target_feature(enable = "avx512f")]
 pub(super) unsafe fn sigmoid(v: &mut [f32]) {
-    map16(v, |x| sigmoid16(x))
+    // SAFETY: the caller's CPU has AVX-512 F.
+    let l = unsafe { Avx512::new() };
+    fused::map(l, v, |x| l.sigmoid(x))
 }
 
 /// # Safety
 /// The CPU must have AVX-512 F.
 #[target_feature(enable = "avx512f")]
 pub(super) unsafe fn tanh(v: &mut [f32]) {
-    map16(v, |x| tanh16(x))
+    // SAFETY: as above.
+    let l = unsafe { Avx512::new() };
+    fused::map(l, v, |x| l.tanh(x))
 }
 
 /// One LSTM step's elementwise forward, fused (see [`super::lstm_forward`]).
@@ -122,43 +171,8 @@ pub(super) unsafe fn tanh(v: &mut [f32]) {
 /// The CPU must have AVX-512 F; every slice must hold `h.len()` floats.
 #[target_feature(enable = "avx512f")]
 pub(super) unsafe fn lstm_forward(u: FwdUnits<'_>) {
-    let FwdUnits {
-        gates,
-        gh,
-        b_hh: b,
-        c_prev,
-        h,
-        c,
-        ..
-    } = u;
-    let n = h.len();
-    let mut j = 0;
-    while j < n {
-        let m = lanes16(n - j);
-        // SAFETY: every slice holds n floats (the caller); the mask keeps each access to
-        // units j..min(j + 16, n).
-        unsafe {
-            let ld = |s: &[f32]| _mm512_maskz_loadu_ps(m, s.as_ptr().add(j));
-            // pre-activation = x W_ihᵀ + b_ih + (h W_hhᵀ + b_hh), summed as the portable path.
-            let pre: [__m512; 4] = std::array::from_fn(|k| {
-                _mm512_add_ps(ld(&gates[k][..]), _mm512_add_ps(ld(gh[k]), ld(b[k])))
-            });
-            let (i, f, g, o) = (
-                sigmoid16(pre[0]),
-                sigmoid16(pre[1]),
-                tanh16(pre[2]),
-                sigmoid16(pre[3]),
-            );
-            let cc = _mm512_add_ps(_mm512_mul_ps(f, ld(c_prev)), _mm512_mul_ps(i, g));
-            let hh = _mm512_mul_ps(tanh16(cc), o);
-            for (k, v) in [i, f, g, o].into_iter().enumerate() {
-                _mm512_mask_storeu_ps(gates[k].as_mut_ptr().add(j), m, v);
-            }
-            _mm512_mask_storeu_ps(c.as_mut_ptr().add(j), m, cc);
-            _mm512_mask_storeu_ps(h.as_mut_ptr().add(j), m, hh);
-        }
-        j += 16;
-    }
+    // SAFETY: the caller's CPU has AVX-512 F.
+    fused::lstm_forward(unsafe { Avx512::new() }, u)
 }
 
 /// One GRU step's elementwise forward, fused (see [`super::gru_forward`]).
@@ -167,38 +181,6 @@ pub(super) unsafe fn lstm_forward(u: FwdUnits<'_>) {
 /// The CPU must have AVX-512 F; every slice must hold `h.len()` floats.
 #[target_feature(enable = "avx512f")]
 pub(super) unsafe fn gru_forward(u: FwdUnits<'_>) {
-    let FwdUnits {
-        gates: [r_out, z_out, n_out, _],
-        gh,
-        b_hh: b,
-        h_prev,
-        h,
-        hn,
-        ..
-    } = u;
-    let n = h.len();
-    let mut j = 0;
-    while j < n {
-        let m = lanes16(n - j);
-        // SAFETY: every slice holds n floats (the caller); the mask keeps each access to
-        // units j..min(j + 16, n).
-        unsafe {
-            let ld = |s: &[f32]| _mm512_maskz_loadu_ps(m, s.as_ptr().add(j));
-            let r = sigmoid16(_mm512_add_ps(ld(r_out), _mm512_add_ps(ld(gh[0]), ld(b[0]))));
-            let z = sigmoid16(_mm512_add_ps(ld(z_out), _mm512_add_ps(ld(gh[1]), ld(b[1]))));
-            let v = _mm512_add_ps(ld(gh[2]), ld(b[2]));
-            let nn = tanh16(_mm512_add_ps(ld(n_out), _mm512_mul_ps(r, v)));
-            let one = _mm512_set1_ps(1.0);
-            let hh = _mm512_add_ps(
-                _mm512_mul_ps(_mm512_sub_ps(one, z), nn),
-                _mm512_mul_ps(z, ld(h_prev)),
-            );
-            _mm512_mask_storeu_ps(r_out.as_mut_ptr().add(j), m, r);
-            _mm512_mask_storeu_ps(z_out.as_mut_ptr().add(j), m, z);
-            _mm512_mask_storeu_ps(n_out.as_mut_ptr().add(j), m, nn);
-            _mm512_mask_storeu_ps(hn.as_mut_ptr().add(j), m, v);
-            _mm512_mask_storeu_ps(h.as_mut_ptr().add(j), m, hh);
-        }
-        j += 16;
-    }
+    // SAFETY: the caller's CPU has AVX-512 F.
+    fused::gru_forward(unsafe { Avx512::new() }, u)
 }
