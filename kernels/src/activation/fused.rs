@@ -54,12 +54,52 @@ pub(super) fn map<L: Lanes>(l: L, v: &mut [f32], f: impl Fn(L::V) -> L::V) {
     }
 }
 
+/// Units `j..min(j + N, n)` of a row: what a cell loads and stores of each of its slices.
+#[derive(Clone, Copy)]
+struct Block<L: Lanes> {
+    l: L,
+    j: usize,
+    m: L::M,
+}
+
+impl<L: Lanes> Block<L> {
+    /// # Safety
+    /// `s` must hold the row's `n` floats.
+    #[inline(always)]
+    unsafe fn ld(self, s: &[f32]) -> L::V {
+        // SAFETY: the mask keeps the load to units j..min(j + N, n) of `s`.
+        unsafe { self.l.load(self.m, s.as_ptr().add(self.j)) }
+    }
+
+    /// # Safety
+    /// `s` must hold the row's `n` floats.
+    #[inline(always)]
+    unsafe fn st(self, s: &mut [f32], v: L::V) {
+        // SAFETY: the mask keeps the store to units j..min(j + N, n) of `s`.
+        unsafe { self.l.store(self.m, s.as_mut_ptr().add(self.j), v) }
+    }
+}
+
+/// Runs `f` on each block of `N` units of a row of `n`, the last one masked.
+#[inline(always)]
+fn blocks<L: Lanes>(l: L, n: usize, mut f: impl FnMut(Block<L>)) {
+    let mut j = 0;
+    while j < n {
+        f(Block {
+            l,
+            j,
+            m: l.first(n - j),
+        });
+        j += L::N;
+    }
+}
+
 /// One LSTM step's elementwise forward for `u`'s units (see [`super::lstm_forward`]). Every
 /// slice of `u` must hold `u.h.len()` floats (asserted by the caller).
 #[inline(always)]
 pub(super) fn lstm_forward<L: Lanes>(l: L, u: FwdUnits<'_>) {
     let FwdUnits {
-        gates,
+        mut gates,
         gh,
         b_hh: b,
         c_prev,
@@ -67,33 +107,27 @@ pub(super) fn lstm_forward<L: Lanes>(l: L, u: FwdUnits<'_>) {
         c,
         ..
     } = u;
-    let n = h.len();
-    let mut j = 0;
-    while j < n {
-        let m = l.first(n - j);
-        // SAFETY: every slice holds n floats; the mask keeps each access to units
-        // j..min(j + N, n).
+    blocks(l, h.len(), |k| {
+        // SAFETY: every slice holds the row's units (the caller).
         unsafe {
-            let ld = |s: &[f32]| l.load(m, s.as_ptr().add(j));
             // pre-activation = x W_ihᵀ + b_ih + (h W_hhᵀ + b_hh), summed as the portable path.
             let pre: [L::V; 4] =
-                std::array::from_fn(|k| l.add(ld(&gates[k][..]), l.add(ld(gh[k]), ld(b[k]))));
+                std::array::from_fn(|g| l.add(k.ld(gates[g]), l.add(k.ld(gh[g]), k.ld(b[g]))));
             let (i, f, g, o) = (
                 l.sigmoid(pre[0]),
                 l.sigmoid(pre[1]),
                 l.tanh(pre[2]),
                 l.sigmoid(pre[3]),
             );
-            let cc = l.add(l.mul(f, ld(c_prev)), l.mul(i, g));
+            let cc = l.add(l.mul(f, k.ld(c_prev)), l.mul(i, g));
             let hh = l.mul(l.tanh(cc), o);
-            for (k, v) in [i, f, g, o].into_iter().enumerate() {
-                l.store(m, gates[k].as_mut_ptr().add(j), v);
+            for (gate, v) in gates.iter_mut().zip([i, f, g, o]) {
+                k.st(gate, v);
             }
-            l.store(m, c.as_mut_ptr().add(j), cc);
-            l.store(m, h.as_mut_ptr().add(j), hh);
+            k.st(c, cc);
+            k.st(h, hh);
         }
-        j += L::N;
-    }
+    });
 }
 
 /// One GRU step's elementwise forward for `u`'s units (see [`super::gru_forward`]). Every
@@ -109,25 +143,19 @@ pub(super) fn gru_forward<L: Lanes>(l: L, u: FwdUnits<'_>) {
         hn,
         ..
     } = u;
-    let n = h.len();
-    let mut j = 0;
-    while j < n {
-        let m = l.first(n - j);
-        // SAFETY: every slice holds n floats; the mask keeps each access to units
-        // j..min(j + N, n).
+    blocks(l, h.len(), |k| {
+        // SAFETY: every slice holds the row's units (the caller).
         unsafe {
-            let ld = |s: &[f32]| l.load(m, s.as_ptr().add(j));
-            let r = l.sigmoid(l.add(ld(r_out), l.add(ld(gh[0]), ld(b[0]))));
-            let z = l.sigmoid(l.add(ld(z_out), l.add(ld(gh[1]), ld(b[1]))));
-            let v = l.add(ld(gh[2]), ld(b[2]));
-            let nn = l.tanh(l.add(ld(n_out), l.mul(r, v)));
-            let hh = l.add(l.mul(l.sub(l.splat(1.0), z), nn), l.mul(z, ld(h_prev)));
-            l.store(m, r_out.as_mut_ptr().add(j), r);
-            l.store(m, z_out.as_mut_ptr().add(j), z);
-            l.store(m, n_out.as_mut_ptr().add(j), nn);
-            l.store(m, hn.as_mut_ptr().add(j), v);
-            l.store(m, h.as_mut_ptr().add(j), hh);
+            let r = l.sigmoid(l.add(k.ld(r_out), l.add(k.ld(gh[0]), k.ld(b[0]))));
+            let z = l.sigmoid(l.add(k.ld(z_out), l.add(k.ld(gh[1]), k.ld(b[1]))));
+            let v = l.add(k.ld(gh[2]), k.ld(b[2]));
+            let nn = l.tanh(l.add(k.ld(n_out), l.mul(r, v)));
+            let hh = l.add(l.mul(l.sub(l.splat(1.0), z), nn), l.mul(z, k.ld(h_prev)));
+            k.st(r_out, r);
+            k.st(z_out, z);
+            k.st(n_out, nn);
+            k.st(hn, v);
+            k.st(h, hh);
         }
-        j += L::N;
-    }
+    });
 }
