@@ -1,6 +1,6 @@
 //! AVX2 + FMA micro-kernel: up to 6 rows by 16 columns (two ymm per row), 12 accumulators.
 
-use super::{by_panels, by_rows};
+use super::{by_panels, by_rows, for_k_unrolled};
 use std::arch::x86_64::*;
 
 const NR: usize = 16;
@@ -81,15 +81,7 @@ unsafe fn tile_r<const R: usize>(
                 }
             }};
         }
-        let unrolled = k - k % K_UNROLL;
-        for p0 in (0..unrolled).step_by(K_UNROLL) {
-            for p in p0..p0 + K_UNROLL {
-                k_step!(p);
-            }
-        }
-        for p in unrolled..k {
-            k_step!(p);
-        }
+        for_k_unrolled!(k, K_UNROLL, k_step);
         for (i, acc) in acc.iter().enumerate() {
             let ci = c.add(i * ldc);
             if cols == NR {

@@ -2,7 +2,7 @@
 //! k step 2 loads of B and 12 broadcasts feed 24 FMAs (an 8-row tile's 16 chains ran the
 //! in-cache tile at 85% of peak, 12 rows at 92%).
 
-use super::{by_panels, by_rows};
+use super::{by_panels, by_rows, for_k_unrolled};
 use std::arch::x86_64::*;
 
 const NR: usize = 32;
@@ -128,15 +128,7 @@ unsafe fn tile_rw<const R: usize, const W: usize>(
         // Four k steps a turn: each row's address is computed once for the four broadcasts,
         // which then differ by a constant offset (12 address adds a step otherwise, beside 24
         // FMAs, kept the loop from issuing at full rate).
-        let unrolled = k - k % K_UNROLL;
-        for p0 in (0..unrolled).step_by(K_UNROLL) {
-            for p in p0..p0 + K_UNROLL {
-                k_step!(p);
-            }
-        }
-        for p in unrolled..k {
-            k_step!(p);
-        }
+        for_k_unrolled!(k, K_UNROLL, k_step);
         for (i, acc) in acc.iter().enumerate() {
             for h in 0..W {
                 _mm512_mask_storeu_ps(c.add(i * ldc + 16 * h), m[h], acc[h]);

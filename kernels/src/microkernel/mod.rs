@@ -33,6 +33,25 @@ macro_rules! by_rows {
 }
 pub(crate) use by_rows;
 
+/// `$step!(p)` for every k step `p < $k`: `$u` steps a turn (the tiles' inner loop, unrolled by
+/// the compiler since `$u` is a constant, so each row's address is computed once a turn), then
+/// the rest one at a time.
+macro_rules! for_k_unrolled {
+    ($k:expr, $u:expr, $step:ident) => {{
+        let (k, u) = ($k, $u);
+        let unrolled = k - k % u;
+        for p0 in (0..unrolled).step_by(u) {
+            for p in p0..p0 + u {
+                $step!(p);
+            }
+        }
+        for p in unrolled..k {
+            $step!(p);
+        }
+    }};
+}
+pub(crate) use for_k_unrolled;
+
 /// `match panels { 1 => f::<R, 1>(args), ... }` for the few-rows kernels.
 macro_rules! by_panels {
     ($panels:expr, $f:ident::<$r:literal> $args:tt, [$($p:literal),*], $max:literal) => {
