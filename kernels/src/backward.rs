@@ -72,6 +72,10 @@ pub fn backward(
     ws.saved = false;
     let recompute = ws.mode == Mode::TrainingRecompute;
 
+    if !recompute && wavefront_shape(&desc) && rayon::current_num_threads() > 1 {
+        wavefront(weights, input, out_grads, grads, ws, (t_len, batch));
+        return Ok(());
+    }
     let nd = desc.directions();
     let gate_w = desc.gates() * desc.hidden_size;
     let Workspace {
@@ -90,31 +94,7 @@ pub fn backward(
         dy,
         ..
     } = ws;
-
     let lengths: &[usize] = lengths;
-    if !recompute && wavefront_shape(&desc) && rayon::current_num_threads() > 1 {
-        let bufs = LayerBufs {
-            inter,
-            states,
-            cells,
-            gates,
-            hn,
-            gh,
-            dh,
-            dc,
-            dy,
-        };
-        wavefront(
-            weights,
-            input,
-            out_grads,
-            grads,
-            bufs,
-            lengths,
-            (t_len, batch),
-        );
-        return Ok(());
-    }
     for l in (0..desc.num_layers).rev() {
         let top = l + 1 == desc.num_layers;
         let i_l = desc.layer_input_size(l);
@@ -219,20 +199,6 @@ pub fn backward(
     Ok(())
 }
 
-/// The workspace's buffers a backward wavefront uses, one of each per layer (but `inter`, one
-/// per layer below the top, and `dy`, two in turn).
-struct LayerBufs<'a> {
-    inter: &'a [Buf],
-    states: &'a [Buf],
-    cells: &'a [Buf],
-    gates: &'a mut [Buf],
-    hn: &'a mut [Buf],
-    gh: &'a mut [Buf],
-    dh: &'a mut [Buf],
-    dc: &'a mut [Buf],
-    dy: &'a mut [Buf],
-}
-
 /// The layers of a one-direction network at once, as the forward's wavefront (see
 /// `forward::wavefront`) run from the last step and the top layer: in round `w` of one team,
 /// layer `l` runs chunk `w - (L - 1 - l)` of its recurrence (processing steps from the end) on
@@ -246,14 +212,16 @@ fn wavefront(
     input: &SeqBatch<'_, f32>,
     out_grads: &OutputGrads<'_, f32>,
     grads: &mut Gradients<f32>,
-    bufs: LayerBufs<'_>,
-    lengths: &[usize],
+    ws: &mut Workspace,
     (t_len, batch): (usize, usize),
 ) {
     let desc = *weights.desc();
     let (layers, isa) = (desc.num_layers, weights.isa());
     let g = desc.gates() * desc.hidden_size;
-    let LayerBufs {
+    // The buffers of one of each per layer (but `inter`, one per layer below the top, and `dy`,
+    // two in turn).
+    let Workspace {
+        lengths,
         inter,
         states,
         cells,
@@ -263,7 +231,9 @@ fn wavefront(
         dh,
         dc,
         dy,
-    } = bufs;
+        ..
+    } = ws;
+    let lengths: &[usize] = lengths;
     for l in 0..layers {
         start_carried(out_grads, l, &mut dh[l], &mut dc[l]);
     }
