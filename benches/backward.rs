@@ -3,63 +3,39 @@
 //! activations (group `forward_backward`) or recomputing them in the backward
 //! (`forward_backward_recompute`, `Mode::TrainingRecompute`).
 //!
-//! Weights, workspace and gradient buffers are made once outside the timed closure.
+//! Each case is `recur bench`'s own ([`recur::bench::Prepared`]): weights, workspace and
+//! gradient buffers made once outside the timed closure.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use pprof::criterion::{Output, PProfProfiler};
-use recur::bench::reference_cases;
-use recur_kernels::{
-    backward, forward_training, Gradients, Mode, OutputGrads, Outputs, PackedWeights, Params,
-    SeqBatch, SplitMix64, Workspace,
-};
+use recur::bench::{reference_cases, BenchMode, Prepared};
 
 fn train(c: &mut Criterion) {
     for (name, mode) in [
-        ("forward_backward", Mode::Training),
-        ("forward_backward_recompute", Mode::TrainingRecompute),
+        ("forward_backward", BenchMode::Train),
+        ("forward_backward_recompute", BenchMode::Recompute),
     ] {
-        train_in(c, name, mode);
+        let mut group = c.benchmark_group(name);
+        group.sample_size(10);
+        for case in reference_cases() {
+            let mut prepared = Prepared::new(case, mode).unwrap();
+            let d = case.desc;
+            let id = format!(
+                "{}/T{}_B{}_I{}_H{}",
+                d.cell.name(),
+                case.seq,
+                case.batch,
+                d.input_size,
+                d.hidden_size
+            );
+            // Elements = FLOPs, so criterion's throughput reads as FLOP/s.
+            group.throughput(Throughput::Elements(prepared.flops() as u64));
+            group.bench_function(BenchmarkId::from_parameter(id), |bench| {
+                bench.iter(|| prepared.run().unwrap())
+            });
+        }
+        group.finish();
     }
-}
-
-fn train_in(c: &mut Criterion, name: &str, mode: Mode) {
-    let mut group = c.benchmark_group(name);
-    group.sample_size(10);
-    for case in reference_cases() {
-        let desc = case.desc;
-        let (t, b) = (case.seq, case.batch);
-        let weights = PackedWeights::new(&Params::random(&desc, 1)).unwrap();
-        let mut rng = SplitMix64(2);
-        let mut x = vec![0.0f32; t * b * desc.input_size];
-        let mut go = vec![0.0f32; t * b * desc.output_size()];
-        rng.fill_uniform(&mut x, 1.0);
-        rng.fill_uniform(&mut go, 1.0);
-        let mut ws = Workspace::new(&desc, t, b, mode).unwrap();
-        let mut out = Outputs::zeros(&desc, t, b);
-        let mut grads = Gradients::zeros(&desc, t, b);
-        let input = SeqBatch::new(t, b, &x);
-        let id = format!(
-            "{}/T{t}_B{b}_I{}_H{}",
-            desc.cell.name(),
-            desc.input_size,
-            desc.hidden_size
-        );
-        group.throughput(Throughput::Elements(3 * desc.forward_flops(t, b) as u64));
-        group.bench_function(BenchmarkId::from_parameter(id), |bench| {
-            bench.iter(|| {
-                forward_training(&weights, &mut ws, &input, &mut out).unwrap();
-                backward(
-                    &weights,
-                    &mut ws,
-                    &input,
-                    &OutputGrads::new(&go),
-                    &mut grads,
-                )
-                .unwrap();
-            })
-        });
-    }
-    group.finish();
 }
 
 /// With `-- --profile-time SECONDS`, pprof samples each bench and writes a flamegraph to

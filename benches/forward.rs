@@ -2,16 +2,14 @@
 //! per-step recurrent GEMM, one whole step, and the whole-sequence inference forward; and two
 //! stacks of small layers (run as a wavefront at 2 threads or more).
 //!
-//! Weights, workspaces and outputs are made once outside the timed closures. Threads:
+//! Weights, workspaces and outputs are made once outside the timed closures (the forward cases
+//! are `recur bench`'s own, [`Prepared`]). Threads:
 //! RAYON_NUM_THREADS (default: all cores). Kernels: RECUR_ISA (default: the best available).
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use pprof::criterion::{Output, PProfProfiler};
-use recur::bench::reference_cases;
-use recur_kernels::{
-    forward_inference, Isa, Mode, Outputs, PackedWeights, Params, SeqBatch, SplitMix64, WeightGemm,
-    Workspace,
-};
+use recur::bench::{reference_cases, BenchCase, BenchMode, Prepared};
+use recur_kernels::{Isa, SplitMix64, WeightGemm};
 
 fn case_id(desc: &recur_kernels::RnnDesc, t: usize, b: usize) -> String {
     let (i, h) = (desc.input_size, desc.hidden_size);
@@ -53,50 +51,46 @@ fn gemms(c: &mut Criterion) {
     group.finish();
 }
 
-/// The inference forward over `seq` steps (1: a single step with its own projection).
-fn forward_with(c: &mut Criterion, name: &str, steps: Option<usize>) {
+/// The inference forward of `cases`, as `recur bench` runs it ([`Prepared`]).
+fn forward_of(c: &mut Criterion, name: &str, cases: impl IntoIterator<Item = (BenchCase, String)>) {
     let mut group = c.benchmark_group(name);
     group.sample_size(10);
-    for case in reference_cases() {
-        let desc = case.desc;
-        let (t, b) = (steps.unwrap_or(case.seq), case.batch);
-        let weights = PackedWeights::new(&Params::random(&desc, 1)).unwrap();
-        let x = random(t * b * desc.input_size, 2);
-        let mut ws = Workspace::new(&desc, t, b, Mode::Inference).unwrap();
-        let mut out = Outputs::zeros(&desc, t, b);
-        let input = SeqBatch::new(t, b, &x);
+    for (case, id) in cases {
+        let mut prepared = Prepared::new(case, BenchMode::Infer).unwrap();
         // Elements = FLOPs, so criterion's throughput reads as FLOP/s.
-        group.throughput(Throughput::Elements(desc.forward_flops(t, b) as u64));
-        group.bench_function(BenchmarkId::from_parameter(case_id(&desc, t, b)), |bench| {
-            bench.iter(|| forward_inference(&weights, &mut ws, &input, &mut out).unwrap())
+        group.throughput(Throughput::Elements(prepared.flops() as u64));
+        group.bench_function(BenchmarkId::from_parameter(id), |bench| {
+            bench.iter(|| prepared.run().unwrap())
         });
     }
     group.finish();
 }
 
+/// The inference forward over `seq` steps (1: a single step with its own projection).
+fn forward_with(c: &mut Criterion, name: &str, steps: Option<usize>) {
+    let cases = reference_cases().into_iter().map(|case| {
+        let case = BenchCase {
+            seq: steps.unwrap_or(case.seq),
+            ..case
+        };
+        (case, case_id(&case.desc, case.seq, case.batch))
+    });
+    forward_of(c, name, cases);
+}
+
 /// Stacks of one-direction layers with a small W_hh, whose layers run at once at 2 threads or
 /// more (`forward::wavefront` in the kernels crate).
 fn stacked(c: &mut Criterion) {
-    let mut group = c.benchmark_group("forward_stacked");
-    group.sample_size(10);
     let cases = [
         (recur_kernels::CellKind::Lstm, 400, 8, 128, 2),
         (recur_kernels::CellKind::Gru, 100, 16, 256, 2),
-    ];
-    for (cell, t, b, h, layers) in cases {
+    ]
+    .map(|(cell, seq, batch, h, layers)| {
         let desc = recur_kernels::RnnDesc::new(cell, h, h).layers(layers);
-        let weights = PackedWeights::new(&Params::random(&desc, 1)).unwrap();
-        let x = random(t * b * h, 2);
-        let mut ws = Workspace::new(&desc, t, b, Mode::Inference).unwrap();
-        let mut out = Outputs::zeros(&desc, t, b);
-        let input = SeqBatch::new(t, b, &x);
-        group.throughput(Throughput::Elements(desc.forward_flops(t, b) as u64));
-        let id = format!("{}_L{layers}", case_id(&desc, t, b));
-        group.bench_function(BenchmarkId::from_parameter(id), |bench| {
-            bench.iter(|| forward_inference(&weights, &mut ws, &input, &mut out).unwrap())
-        });
-    }
-    group.finish();
+        let id = format!("{}_L{layers}", case_id(&desc, seq, batch));
+        (BenchCase { desc, seq, batch }, id)
+    });
+    forward_of(c, "forward_stacked", cases);
 }
 
 fn one_step(c: &mut Criterion) {

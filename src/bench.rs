@@ -119,6 +119,81 @@ impl BenchResult {
     }
 }
 
+/// A case made ready to run in one mode: random weights packed for it, an input and an output
+/// gradient, and the workspace, outputs and gradients, all sized once. [`Prepared::run`] is one
+/// timed iteration; `recur bench` and the criterion benches both time it.
+pub struct Prepared {
+    pub case: BenchCase,
+    pub mode: BenchMode,
+    weights: PackedWeights,
+    ws: Workspace,
+    x: Vec<f32>,
+    go: Vec<f32>,
+    out: Outputs<f32>,
+    grads: Gradients<f32>,
+}
+
+impl Prepared {
+    pub fn new(case: BenchCase, mode: BenchMode) -> Result<Self> {
+        let desc = case.desc;
+        let (t, b) = (case.seq, case.batch);
+        let (ws_mode, packing) = match mode {
+            BenchMode::Infer => (Mode::Inference, Packing::Inference),
+            BenchMode::Train => (Mode::Training, Packing::Training),
+            BenchMode::Recompute => (Mode::TrainingRecompute, Packing::Training),
+        };
+        // First, so that sizes that overflow are an error before anything is allocated.
+        let ws = Workspace::new(&desc, t, b, ws_mode)?;
+        let params = Params::<f32>::random(&desc, 1);
+        let weights = PackedWeights::with_options(&params, Isa::detect()?, packing)?;
+        let mut rng = SplitMix64(2);
+        let mut x = vec![0.0f32; t * b * desc.input_size];
+        rng.fill_uniform(&mut x, 1.0);
+        let mut go = vec![0.0f32; t * b * desc.output_size()];
+        rng.fill_uniform(&mut go, 1.0);
+        Ok(Prepared {
+            case,
+            mode,
+            weights,
+            ws,
+            x,
+            go,
+            out: Outputs::zeros(&desc, t, b),
+            grads: Gradients::zeros(&desc, t, b),
+        })
+    }
+
+    /// One forward (inference), or one training forward and the full backward.
+    pub fn run(&mut self) -> Result<()> {
+        let input = SeqBatch::new(self.case.seq, self.case.batch, &self.x);
+        match self.mode {
+            BenchMode::Infer => {
+                forward_inference(&self.weights, &mut self.ws, &input, &mut self.out)?
+            }
+            BenchMode::Train | BenchMode::Recompute => {
+                forward_training(&self.weights, &mut self.ws, &input, &mut self.out)?;
+                backward(
+                    &self.weights,
+                    &mut self.ws,
+                    &input,
+                    &OutputGrads::new(&self.go),
+                    &mut self.grads,
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The GEMM FLOPs of one run: the forward's, 3x that for training.
+    pub fn flops(&self) -> f64 {
+        let factor = match self.mode {
+            BenchMode::Infer => 1.0,
+            BenchMode::Train | BenchMode::Recompute => 3.0,
+        };
+        factor * self.case.desc.forward_flops(self.case.seq, self.case.batch)
+    }
+}
+
 /// Times one case: one warm-up run, then runs until `budget` has passed (at least `min_runs`),
 /// and reports the median. Workspaces and weights are made once, outside the timing.
 pub fn run_case(
@@ -128,41 +203,11 @@ pub fn run_case(
     budget: Duration,
     min_runs: usize,
 ) -> Result<BenchResult> {
-    let desc = case.desc;
-    let (t, b) = (case.seq, case.batch);
-    let (ws_mode, packing) = match mode {
-        BenchMode::Infer => (Mode::Inference, Packing::Inference),
-        BenchMode::Train => (Mode::Training, Packing::Training),
-        BenchMode::Recompute => (Mode::TrainingRecompute, Packing::Training),
-    };
-    // First, so that sizes that overflow are an error before anything is allocated.
-    let mut ws = Workspace::new(&desc, t, b, ws_mode)?;
-    let params = Params::<f32>::random(&desc, 1);
-    let weights = PackedWeights::with_options(&params, Isa::detect()?, packing)?;
-    let mut rng = SplitMix64(2);
-    let mut x = vec![0.0f32; t * b * desc.input_size];
-    rng.fill_uniform(&mut x, 1.0);
-    let mut go = vec![0.0f32; t * b * desc.output_size()];
-    rng.fill_uniform(&mut go, 1.0);
-    let input = SeqBatch::new(t, b, &x);
-    let mut out = Outputs::zeros(&desc, t, b);
-    let mut grads = Gradients::zeros(&desc, t, b);
+    let mut prepared = Prepared::new(case, mode)?;
     let pool = thread_pool(threads)?;
     let mut once = || -> Result<Duration> {
         let start = Instant::now();
-        match mode {
-            BenchMode::Infer => forward_inference(&weights, &mut ws, &input, &mut out)?,
-            BenchMode::Train | BenchMode::Recompute => {
-                forward_training(&weights, &mut ws, &input, &mut out)?;
-                backward(
-                    &weights,
-                    &mut ws,
-                    &input,
-                    &OutputGrads::new(&go),
-                    &mut grads,
-                )?;
-            }
-        }
+        prepared.run()?;
         Ok(start.elapsed())
     };
     let mut times = pool.install(|| -> Result<Vec<Duration>> {
@@ -176,15 +221,11 @@ pub fn run_case(
     })?;
     times.sort();
     let median = times[times.len() / 2].as_secs_f64();
-    let factor = match mode {
-        BenchMode::Infer => 1.0,
-        BenchMode::Train | BenchMode::Recompute => 3.0,
-    };
     Ok(BenchResult {
         case,
         mode,
         threads,
         ms: median * 1e3,
-        gflops: factor * desc.forward_flops(t, b) / median / 1e9,
+        gflops: prepared.flops() / median / 1e9,
     })
 }
