@@ -528,10 +528,11 @@ impl<'a> DirStep<'a> {
         // `gh`'s G*Hp, as the GEMM needs.
         unsafe {
             let h_prev = states.part((p * batch + r0) * h, nrows * h);
-            if units == (0..blocks) && microkernel::wide_panels(self.isa, nrows) > 0 {
-                // Every unit of a few rows: the gate blocks are one run of panels, as gh's
-                // padded columns are; one call lets the few-rows kernel take several panels at a
-                // time across gates (H = 64 has 2 a gate: LSTM 100,1,64 0.109 -> 0.102 ms).
+            if units == (0..blocks) {
+                // Every unit: the gate blocks are one run of panels, as gh's padded columns are,
+                // walked in the same order as gate by gate, so one call does all the gates; with
+                // a few rows it lets the few-rows kernel take several panels at a time across
+                // gates (H = 64 has 2 a gate: LSTM 100,1,64 0.109 -> 0.102 ms).
                 packed::gemm_block(
                     &self.pw.w_hh,
                     h_prev.as_ptr(),
