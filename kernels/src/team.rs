@@ -43,9 +43,9 @@ pub(crate) fn rounds(rounds: usize, slices: usize, work: &(dyn Fn(usize, usize) 
     let team = Team {
         rounds,
         slices,
-        claimed: std::array::from_fn(|_| AtomicUsize::new(0)),
-        done: AtomicUsize::new(0),
-        arrived: AtomicUsize::new(0),
+        claimed: std::array::from_fn(|_| Line::default()),
+        done: Line::default(),
+        arrived: Line::default(),
         work,
     };
     rayon::scope(|s| {
@@ -56,23 +56,29 @@ pub(crate) fn rounds(rounds: usize, slices: usize, work: &(dyn Fn(usize, usize) 
     });
 }
 
+/// An atomic counter on cache lines of its own (128 bytes: x86 cores fetch lines in pairs), so
+/// that one participant's claim does not take the line another is claiming or spinning on.
+#[derive(Default)]
+#[repr(align(128))]
+struct Line(AtomicUsize);
+
 struct Team<'a> {
     rounds: usize,
     slices: usize,
     /// Per slice: how many rounds of it have been claimed.
-    claimed: [AtomicUsize; MAX_SLICES],
+    claimed: [Line; MAX_SLICES],
     /// Slices finished, over all rounds: round `r` is open when this reaches `r * slices`.
-    done: AtomicUsize,
+    done: Line,
     /// Participants so far; each one's index picks the slice it owns.
-    arrived: AtomicUsize,
+    arrived: Line,
     work: &'a (dyn Fn(usize, usize) + Sync),
 }
 
 impl Team<'_> {
     fn participate(&self) {
-        let me = self.arrived.fetch_add(1, Ordering::Relaxed);
+        let me = self.arrived.0.fetch_add(1, Ordering::Relaxed);
         // A late participant starts at the round in progress.
-        let mut r = self.done.load(Ordering::Acquire) / self.slices;
+        let mut r = self.done.0.load(Ordering::Acquire) / self.slices;
         while r < self.rounds {
             self.wait_for(r * self.slices);
             if me < self.slices {
@@ -80,9 +86,9 @@ impl Team<'_> {
             }
             let end = (r + 1) * self.slices;
             let mut spins = 0u32;
-            while self.done.load(Ordering::Acquire) < end {
+            while self.done.0.load(Ordering::Acquire) < end {
                 // Alone, or an owner is late: run what is left of the round.
-                if spins >= PATIENCE || self.arrived.load(Ordering::Relaxed) == 1 {
+                if spins >= PATIENCE || self.arrived.0.load(Ordering::Relaxed) == 1 {
                     for i in 0..self.slices {
                         self.try_run(r, i);
                     }
@@ -95,7 +101,7 @@ impl Team<'_> {
 
     fn wait_for(&self, done: usize) {
         let mut spins = 0;
-        while self.done.load(Ordering::Acquire) < done {
+        while self.done.0.load(Ordering::Acquire) < done {
             spins = pause(spins);
         }
     }
@@ -103,12 +109,13 @@ impl Team<'_> {
     /// Runs slice `i` of round `r` unless someone already claimed it.
     fn try_run(&self, r: usize, i: usize) {
         if self.claimed[i]
+            .0
             .compare_exchange(r, r + 1, Ordering::AcqRel, Ordering::Relaxed)
             .is_ok()
         {
             (self.work)(r, i);
             // Release: this slice's writes are seen by whoever sees the round done.
-            self.done.fetch_add(1, Ordering::Release);
+            self.done.0.fetch_add(1, Ordering::Release);
         }
     }
 }
