@@ -19,18 +19,9 @@ fn train(c: &mut Criterion) {
         group.sample_size(10);
         for case in reference_cases() {
             let mut prepared = Prepared::new(case, mode).unwrap();
-            let d = case.desc;
-            let id = format!(
-                "{}/T{}_B{}_I{}_H{}",
-                d.cell.name(),
-                case.seq,
-                case.batch,
-                d.input_size,
-                d.hidden_size
-            );
             // Elements = FLOPs, so criterion's throughput reads as FLOP/s.
             group.throughput(Throughput::Elements(prepared.flops() as u64));
-            group.bench_function(BenchmarkId::from_parameter(id), |bench| {
+            group.bench_function(BenchmarkId::from_parameter(case.id()), |bench| {
                 bench.iter(|| prepared.run().unwrap())
             });
         }

@@ -11,11 +11,6 @@ use pprof::criterion::{Output, PProfProfiler};
 use recur::bench::{reference_cases, BenchCase, BenchMode, Prepared};
 use recur_kernels::{Isa, SplitMix64, WeightGemm};
 
-fn case_id(desc: &recur_kernels::RnnDesc, t: usize, b: usize) -> String {
-    let (i, h) = (desc.input_size, desc.hidden_size);
-    format!("{}/T{t}_B{b}_I{i}_H{h}", desc.cell.name())
-}
-
 fn random(n: usize, seed: u64) -> Vec<f32> {
     let mut v = vec![0.0f32; n];
     SplitMix64(seed).fill_uniform(&mut v, 1.0);
@@ -39,12 +34,12 @@ fn gemms(c: &mut Criterion) {
         let mut out = vec![0.0f32; t * b * g];
         let flops = |m: usize, k: usize| Throughput::Elements((2 * m * k * g) as u64);
         group.throughput(flops(t * b, d.input_size));
-        group.bench_function(BenchmarkId::new("hoisted", case_id(&d, t, b)), |bench| {
+        group.bench_function(BenchmarkId::new("hoisted", case.id()), |bench| {
             bench.iter(|| hoisted.run(t * b, &x, &mut out).unwrap())
         });
         let h = random(b * d.hidden_size, 4);
         group.throughput(flops(b, d.hidden_size));
-        group.bench_function(BenchmarkId::new("step", case_id(&d, t, b)), |bench| {
+        group.bench_function(BenchmarkId::new("step", case.id()), |bench| {
             bench.iter(|| step.run(b, &h, &mut out[..b * g]).unwrap())
         });
     }
@@ -73,7 +68,7 @@ fn forward_with(c: &mut Criterion, name: &str, steps: Option<usize>) {
             seq: steps.unwrap_or(case.seq),
             ..case
         };
-        (case, case_id(&case.desc, case.seq, case.batch))
+        (case, case.id())
     });
     forward_of(c, name, cases);
 }
@@ -87,8 +82,8 @@ fn stacked(c: &mut Criterion) {
     ]
     .map(|(cell, seq, batch, h, layers)| {
         let desc = recur_kernels::RnnDesc::new(cell, h, h).layers(layers);
-        let id = format!("{}_L{layers}", case_id(&desc, seq, batch));
-        (BenchCase { desc, seq, batch }, id)
+        let case = BenchCase { desc, seq, batch };
+        (case, format!("{}_L{layers}", case.id()))
     });
     forward_of(c, "forward_stacked", cases);
 }

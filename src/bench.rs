@@ -37,6 +37,15 @@ pub struct BenchCase {
     pub batch: usize,
 }
 
+impl BenchCase {
+    /// `cell/T.._B.._I.._H..`: the criterion benches' name of the case.
+    pub fn id(&self) -> String {
+        let d = &self.desc;
+        let (t, b, i, h) = (self.seq, self.batch, d.input_size, d.hidden_size);
+        format!("{}/T{t}_B{b}_I{i}_H{h}", d.cell.name())
+    }
+}
+
 /// The reference cases of ../shared/anchors/torch_rnn.py: (cell, T, B, I=H).
 pub fn reference_cases() -> Vec<BenchCase> {
     [
