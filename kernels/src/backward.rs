@@ -500,6 +500,7 @@ fn recompute_gates(
                 h: re_h.part_mut(r * h, h),
                 c: re_c.part_mut(r * h, h),
                 hn: hn.part_mut(r * h, h),
+                y: &mut [],
             }
         };
         cell::forward(desc.cell, u);

@@ -564,18 +564,17 @@ impl<'a> DirStep<'a> {
             }
         }
         let hn_at = if self.keep_gates { t * bh } else { 0 };
-        for b in rows {
-            let len = self.io.lengths[b];
+        let gate_row = self.gate_row(t, step);
+        cell::forward_rows(desc.cell, self.isa, rows, |b| {
             let at = b * h + j0;
-            let gates_at = (self.gate_row(t, step) * batch + b) * g + j0;
             // SAFETY: units j0..j0+n of row b: this step's gates and gh of this slice's
             // columns, the slots `p` (read, written by none meanwhile) and `q`, hn, and the
             // output row (t, b), which only this slice touches in this round. Buffers a cell
             // does not use are empty, and so are their parts.
-            let (u, y) = unsafe {
-                let u = FwdUnits {
+            let u = unsafe {
+                FwdUnits {
                     isa: self.isa,
-                    gates: gates.gates_mut(gates_at, h, gate_count, n),
+                    gates: gates.gates_mut((gate_row * batch + b) * g + j0, h, gate_count, n),
                     gh: gh.gates(b * ldg + j0, hp, gate_count, n),
                     b_hh: std::array::from_fn(|k| match k < gate_count {
                         true => &self.pw.b_hh[k * h + j0..][..n],
@@ -586,25 +585,21 @@ impl<'a> DirStep<'a> {
                     h: states.part_mut(q * bh + at, n),
                     c: cells.part_mut(q * bh + at, n),
                     hn: hn.part_mut(hn_at + at, n),
-                };
-                (
-                    u,
-                    self.io
+                    y: self
+                        .io
                         .y
                         .part_mut((t * batch + b) * dh + self.d * h + j0, n),
-                )
+                }
             };
-            if t < len {
-                cell::forward(desc.cell, u);
-                // SAFETY: the new state the cell just wrote, no longer borrowed by it.
-                y.copy_from_slice(unsafe { states.part(q * bh + at, n) });
-            } else {
-                // Past the end of this sequence: hold the state (c is empty but for LSTM); the
-                // output is zero, as PyTorch pads it.
-                u.h.copy_from_slice(u.h_prev);
-                u.c.copy_from_slice(u.c_prev);
-                y.fill(0.0);
+            if t < self.io.lengths[b] {
+                return Some(u);
             }
-        }
+            // Past the end of this sequence: hold the state (c is empty but for LSTM); the
+            // output is zero, as PyTorch pads it.
+            u.h.copy_from_slice(u.h_prev);
+            u.c.copy_from_slice(u.c_prev);
+            u.y.fill(0.0);
+            None
+        });
     }
 }

@@ -176,6 +176,7 @@ pub(super) unsafe fn tanh(v: &mut [f32]) {
 /// # Safety
 /// The CPU must have AVX2 and FMA; every slice must hold `h.len()` floats.
 #[target_feature(enable = "avx2,fma")]
+#[inline]
 pub(super) unsafe fn lstm_forward(u: FwdUnits<'_>) {
     // SAFETY: the caller's CPU has AVX2 and FMA.
     fused::lstm_forward(unsafe { Avx2::new() }, u)
@@ -186,6 +187,7 @@ pub(super) unsafe fn lstm_forward(u: FwdUnits<'_>) {
 /// # Safety
 /// The CPU must have AVX2 and FMA; every slice must hold `h.len()` floats.
 #[target_feature(enable = "avx2,fma")]
+#[inline]
 pub(super) unsafe fn gru_forward(u: FwdUnits<'_>) {
     // SAFETY: the caller's CPU has AVX2 and FMA.
     fused::gru_forward(unsafe { Avx2::new() }, u)

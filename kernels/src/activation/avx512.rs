@@ -170,6 +170,7 @@ pub(super) unsafe fn tanh(v: &mut [f32]) {
 /// # Safety
 /// The CPU must have AVX-512 F; every slice must hold `h.len()` floats.
 #[target_feature(enable = "avx512f")]
+#[inline]
 pub(super) unsafe fn lstm_forward(u: FwdUnits<'_>) {
     // SAFETY: the caller's CPU has AVX-512 F.
     fused::lstm_forward(unsafe { Avx512::new() }, u)
@@ -180,6 +181,7 @@ pub(super) unsafe fn lstm_forward(u: FwdUnits<'_>) {
 /// # Safety
 /// The CPU must have AVX-512 F; every slice must hold `h.len()` floats.
 #[target_feature(enable = "avx512f")]
+#[inline]
 pub(super) unsafe fn gru_forward(u: FwdUnits<'_>) {
     // SAFETY: the caller's CPU has AVX-512 F.
     fused::gru_forward(unsafe { Avx512::new() }, u)

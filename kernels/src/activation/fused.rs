@@ -105,8 +105,10 @@ pub(super) fn lstm_forward<L: Lanes>(l: L, u: FwdUnits<'_>) {
         c_prev,
         h,
         c,
+        y,
         ..
     } = u;
+    let out = !y.is_empty();
     blocks(l, h.len(), |k| {
         // SAFETY: every slice holds the row's units (the caller).
         unsafe {
@@ -126,6 +128,9 @@ pub(super) fn lstm_forward<L: Lanes>(l: L, u: FwdUnits<'_>) {
             }
             k.st(c, cc);
             k.st(h, hh);
+            if out {
+                k.st(y, hh);
+            }
         }
     });
 }
@@ -141,8 +146,10 @@ pub(super) fn gru_forward<L: Lanes>(l: L, u: FwdUnits<'_>) {
         h_prev,
         h,
         hn,
+        y,
         ..
     } = u;
+    let out = !y.is_empty();
     blocks(l, h.len(), |k| {
         // SAFETY: every slice holds the row's units (the caller).
         unsafe {
@@ -156,6 +163,9 @@ pub(super) fn gru_forward<L: Lanes>(l: L, u: FwdUnits<'_>) {
             k.st(n_out, nn);
             k.st(hn, v);
             k.st(h, hh);
+            if out {
+                k.st(y, hh);
+            }
         }
     });
 }

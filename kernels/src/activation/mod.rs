@@ -115,13 +115,15 @@ pub(crate) const TANH_COEF: [[f32; 16]; 7] = [
 /// registers: the same operations in the same order as the portable cell's passes
 /// (`cell/lstm.rs`), so the same bits. `u.isa` must be a SIMD path, available on this CPU.
 #[cfg(target_arch = "x86_64")]
+#[inline(always)]
 pub(crate) fn lstm_forward(u: FwdUnits<'_>) {
     let n = u.h.len();
     assert!(
         u.gates.iter().all(|v| v.len() == n)
             && u.gh.iter().chain(&u.b_hh).all(|v| v.len() == n)
             && u.c_prev.len() == n
-            && u.c.len() == n,
+            && u.c.len() == n
+            && (u.y.is_empty() || u.y.len() == n),
         "lstm_forward: every slice holds the units"
     );
     match u.isa {
@@ -137,13 +139,15 @@ pub(crate) fn lstm_forward(u: FwdUnits<'_>) {
 /// The GRU cell forward of `u` in one pass over the units, as [`lstm_forward`]: the same
 /// operations in the same order as the portable cell (`cell/gru.rs`).
 #[cfg(target_arch = "x86_64")]
+#[inline(always)]
 pub(crate) fn gru_forward(u: FwdUnits<'_>) {
     let n = u.h.len();
     assert!(
         u.gates[..3].iter().all(|v| v.len() == n)
             && u.gh[..3].iter().chain(&u.b_hh[..3]).all(|v| v.len() == n)
             && u.h_prev.len() == n
-            && u.hn.len() == n,
+            && u.hn.len() == n
+            && (u.y.is_empty() || u.y.len() == n),
         "gru_forward: every slice holds the units"
     );
     match u.isa {

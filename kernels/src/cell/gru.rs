@@ -1,7 +1,7 @@
 //! GRU, gates r, z, n (PyTorch's "linear before reset"):
 //! n = tanh(x W_inᵀ + b_in + r (h W_hnᵀ + b_hn)), h' = (1 - z) n + z h.
 
-use super::{add_hidden, BwdUnits, FwdUnits};
+use super::{add_hidden, copy_out, BwdUnits, FwdUnits};
 use crate::activation;
 #[cfg(target_arch = "x86_64")]
 use crate::isa::Isa;
@@ -21,6 +21,7 @@ pub(crate) fn forward(u: FwdUnits<'_>) {
         h_prev,
         h,
         hn,
+        y,
         ..
     } = u;
     add_hidden(r, gh[0], b_hh[0]);
@@ -36,6 +37,7 @@ pub(crate) fn forward(u: FwdUnits<'_>) {
     for j in 0..h.len() {
         h[j] = (1.0 - z[j]) * n[j] + z[j] * h_prev[j];
     }
+    copy_out(y, h);
 }
 
 #[inline(always)]

@@ -1,6 +1,6 @@
 //! LSTM, gates i, f, g, o: c' = f c + i g, h' = o tanh(c').
 
-use super::{add_hidden, BwdUnits, FwdUnits};
+use super::{add_hidden, copy_out, BwdUnits, FwdUnits};
 use crate::activation;
 #[cfg(target_arch = "x86_64")]
 use crate::isa::Isa;
@@ -20,6 +20,7 @@ pub(crate) fn forward(u: FwdUnits<'_>) {
         c_prev,
         h,
         c,
+        y,
         ..
     } = u;
     for (k, v) in [&mut *i, &mut *f, &mut *g, &mut *o].into_iter().enumerate() {
@@ -44,6 +45,7 @@ pub(crate) fn forward(u: FwdUnits<'_>) {
     for (h, o) in h.iter_mut().zip(&*o) {
         *h *= o;
     }
+    copy_out(y, h);
 }
 
 #[inline(always)]

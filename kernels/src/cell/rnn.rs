@@ -1,6 +1,6 @@
 //! Elman RNN: h' = act(x W_ihᵀ + b_ih + h W_hhᵀ + b_hh), act = tanh or relu.
 
-use super::{add_hidden, BwdUnits, FwdUnits};
+use super::{add_hidden, copy_out, BwdUnits, FwdUnits};
 use crate::activation;
 
 #[inline(always)]
@@ -11,6 +11,7 @@ pub(crate) fn forward<const RELU: bool>(u: FwdUnits<'_>) {
         gh,
         b_hh,
         h,
+        y,
         ..
     } = u;
     add_hidden(g, gh[0], b_hh[0]);
@@ -20,6 +21,7 @@ pub(crate) fn forward<const RELU: bool>(u: FwdUnits<'_>) {
         activation::tanh(isa, g);
     }
     h.copy_from_slice(g);
+    copy_out(y, g);
 }
 
 #[inline(always)]
