@@ -822,6 +822,10 @@ mod timing {
                 (16, 2048, 512),
                 (12, 2048, 512),
                 (24, 2048, 512),
+                // LSTM 400,8,128: the step, the projection chunk, and both as one GEMM.
+                (8, 512, 128),
+                (256, 512, 128),
+                (8, 512, 256),
             ] {
                 if !crate::timing::wants(m, n, k) {
                     continue;
