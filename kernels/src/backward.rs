@@ -615,8 +615,7 @@ fn recurrence(
         // SAFETY: d loss / d the output at time t, which the layer above (in a wavefront, a
         // round before) finished and nothing writes meanwhile.
         let dy_t = unsafe { dy_l.part(t * batch * out_w, batch * out_w) };
-        for b in rows.clone() {
-            let len = lengths[b];
+        cell::backward_rows(desc.cell, isa, rows.clone(), |b| {
             let (at, gates_at) = (b * h + j0, ((t - t_base) * batch + b) * g + j0);
             if b + PREFETCH_ROWS < rows.end {
                 // SAFETY: reads of this slice's units of a later row of this step's gates,
@@ -644,16 +643,16 @@ fn recurrence(
                     c: at_slot(cells, q, bh, at, n),
                 }
             };
-            if t < len {
-                cell::backward(desc.cell, u);
-            } else {
-                // Padded step: no gradient is made here; d h and d c pass through.
-                for v in u.gates.into_iter().chain(u.dgh) {
-                    v.fill(0.0);
-                }
-                u.hn.fill(0.0);
+            if t < lengths[b] {
+                return Some(u);
             }
-        }
+            // Padded step: no gradient is made here; d h and d c pass through.
+            for v in u.gates.into_iter().chain(u.dgh) {
+                v.fill(0.0);
+            }
+            u.hn.fill(0.0);
+            None
+        });
     };
     let all_rounds = rounds.len() + 1;
     if batch_split(desc, batch, cut.slices) {

@@ -121,17 +121,36 @@ fn forward_rows_any<'a>(
     }
 }
 
-/// One backward step of one row's units.
+/// One backward step of the units of every row in `rows` that `row` gives units for, as
+/// [`forward_rows`] for the forward.
 #[inline]
-pub(crate) fn backward(cell: CellKind, u: BwdUnits<'_>) {
-    match u.isa {
+pub(crate) fn backward_rows<'a>(
+    cell: CellKind,
+    isa: Isa,
+    rows: std::ops::Range<usize>,
+    row: impl FnMut(usize) -> Option<BwdUnits<'a>>,
+) {
+    match isa {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `isa` was checked available on this CPU when it was chosen.
-        Isa::Avx512 => unsafe { backward_avx512(cell, u) },
+        Isa::Avx512 => unsafe { backward_rows_avx512(cell, rows, row) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as above.
-        Isa::Avx2 => unsafe { backward_avx2(cell, u) },
-        _ => backward_any(cell, u),
+        Isa::Avx2 => unsafe { backward_rows_avx2(cell, rows, row) },
+        _ => backward_rows_any(cell, rows, row),
+    }
+}
+
+#[inline(always)]
+fn backward_rows_any<'a>(
+    cell: CellKind,
+    rows: std::ops::Range<usize>,
+    mut row: impl FnMut(usize) -> Option<BwdUnits<'a>>,
+) {
+    for b in rows {
+        if let Some(u) = row(b) {
+            backward_any(cell, u);
+        }
     }
 }
 
@@ -203,16 +222,24 @@ unsafe fn forward_rows_avx2<'a>(
 /// The CPU must have AVX-512 F.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn backward_avx512(cell: CellKind, u: BwdUnits<'_>) {
-    backward_any(cell, u)
+unsafe fn backward_rows_avx512<'a>(
+    cell: CellKind,
+    rows: std::ops::Range<usize>,
+    row: impl FnMut(usize) -> Option<BwdUnits<'a>>,
+) {
+    backward_rows_any(cell, rows, row)
 }
 
 /// # Safety
 /// The CPU must have AVX2 and FMA.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn backward_avx2(cell: CellKind, u: BwdUnits<'_>) {
-    backward_any(cell, u)
+unsafe fn backward_rows_avx2<'a>(
+    cell: CellKind,
+    rows: std::ops::Range<usize>,
+    row: impl FnMut(usize) -> Option<BwdUnits<'a>>,
+) {
+    backward_rows_any(cell, rows, row)
 }
 
 /// The second copy of a new state, where one is asked for (see [`FwdUnits::y`]).
