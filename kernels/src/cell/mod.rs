@@ -257,3 +257,68 @@ fn add_hidden(g: &mut [f32], gh: &[f32], b: &[f32]) {
         *g += h + b;
     }
 }
+
+#[cfg(test)]
+mod timing {
+    use super::*;
+
+    /// The LSTM forward cell alone, in ns per 16 units: one row of 128 units over and over (in
+    /// L1), and rows laid out as a step of B = 64, H = 512 lays them out (gates and gh of 512
+    /// KiB each, from L2). On Zen 5 (2026-12-01) both took 19-22 ns, so the cell is bound by
+    /// its arithmetic, not by where its operands are: without the two tanh it took 14 ns,
+    /// without the three sigmoids 14 ns, and with an approximate reciprocal (rcp14) for the
+    /// sigmoids' division the same 20. `cargo test --release -p recur-kernels --lib cell::timing --
+    /// --ignored --nocapture`
+    #[test]
+    #[ignore = "a measurement, not a test"]
+    fn lstm_forward_ns() {
+        for isa in crate::timing::isas() {
+            for &(rows, n) in &[(1usize, 128usize), (64, 512)] {
+                let g = 4 * n;
+                let mut gates = vec![0.3f32; rows * g];
+                let gh = vec![0.1f32; rows * g];
+                let b_hh = vec![0.05f32; g];
+                let (h_prev, c_prev) = (vec![0.2f32; rows * n], vec![0.4f32; rows * n]);
+                let (mut h, mut c, mut y) = (
+                    vec![0.0f32; rows * n],
+                    vec![0.0f32; rows * n],
+                    vec![0.0f32; rows * n],
+                );
+                let reps = (1 << 24) / (rows * n);
+                // Each run writes its activations over the gates and the next runs on those:
+                // values in [-1, 1], as in a real step.
+                let s = crate::timing::median_secs(reps, || {
+                    let mut gates = gates.chunks_mut(g);
+                    let (mut h, mut c, mut y) = (h.chunks_mut(n), c.chunks_mut(n), y.chunks_mut(n));
+                    forward_rows(CellKind::Lstm, isa, 0..rows, |b| {
+                        let [i, f, gg, o] = {
+                            let row = gates.next().unwrap();
+                            let (i, rest) = row.split_at_mut(n);
+                            let (f, rest) = rest.split_at_mut(n);
+                            let (gg, o) = rest.split_at_mut(n);
+                            [i, f, gg, o]
+                        };
+                        let ghr = &gh[b * g..][..g];
+                        Some(FwdUnits {
+                            isa,
+                            gates: [i, f, gg, o],
+                            gh: std::array::from_fn(|k| &ghr[k * n..][..n]),
+                            b_hh: std::array::from_fn(|k| &b_hh[k * n..][..n]),
+                            h_prev: &h_prev[b * n..][..n],
+                            c_prev: &c_prev[b * n..][..n],
+                            h: h.next().unwrap(),
+                            c: c.next().unwrap(),
+                            hn: &mut [],
+                            y: y.next().unwrap(),
+                        })
+                    });
+                });
+                std::hint::black_box((&gates, &h, &c, &y));
+                println!(
+                    "{isa:?} LSTM cell, {rows} rows x {n} units: {:.1} ns per 16 units",
+                    s * 1e9 / (rows * n) as f64 * 16.0
+                );
+            }
+        }
+    }
+}
