@@ -155,7 +155,7 @@ const PACK_COST: usize = 64;
 macro_rules! by_width {
     ($w:expr, $f:ident $args:tt) => {
         match $w {
-            4 => $f::<4> $args,
+            2 => $f::<2> $args,
             6 => $f::<6> $args,
             12 => $f::<12> $args,
             16 => $f::<16> $args,

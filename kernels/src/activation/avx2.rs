@@ -155,6 +155,7 @@ impl Lanes for Avx2 {
 
 /// # Safety
 /// The CPU must have AVX2 and FMA.
+#[cfg(test)]
 #[target_feature(enable = "avx2,fma")]
 pub(super) unsafe fn sigmoid(v: &mut [f32]) {
     // SAFETY: the caller's CPU has AVX2 and FMA.

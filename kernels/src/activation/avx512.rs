@@ -149,6 +149,7 @@ impl Lanes for Avx512 {
 
 /// # Safety
 /// The CPU must have AVX-512 F.
+#[cfg(test)]
 #[target_feature(enable = "avx512f")]
 pub(super) unsafe fn sigmoid(v: &mut [f32]) {
     // SAFETY: the caller's CPU has AVX-512 F.

@@ -1,7 +1,7 @@
 //! The in-place map over a slice and the fused LSTM and GRU forward cells, written once over
-//! [`Lanes`]: each SIMD path brings its vector type, its masked loads and stores and its
-//! sigmoid and tanh; the bodies are the same operations in the same order on every path, as
-//! in the portable cells (`cell/lstm.rs`, `cell/gru.rs`), so the same bits.
+//! [`Lanes`]: each path (AVX-512, AVX2, and the portable `wide` one) brings its vector type,
+//! its masked loads and stores and its sigmoid and tanh; the bodies are the same operations in
+//! the same order on every path, which differ only in how their activations round.
 
 use crate::cell::FwdUnits;
 

@@ -13,9 +13,9 @@
 //!   instead of 6.52. On [0, 1/8) the center and constant term are 0: tanh keeps its relative
 //!   accuracy near 0.
 //!
-//! Each SIMD path (`avx512.rs`, `avx2.rs`) has its own exp, sigmoid and tanh and a token type
-//! for its lanes; the slice map and the fused LSTM / GRU cells are written once over that token
-//! (`fused.rs`).
+//! Each path (`avx512.rs`, `avx2.rs`, and `portable.rs` over `wide::f32x8` for any CPU) has
+//! its own exp, sigmoid and tanh and a token type for its lanes; the slice map and the fused
+//! LSTM / GRU cells are written once over that token (`fused.rs`).
 //!
 //! Maximum error against f64, measured by `tests::max_error` on every path (2026-11-25):
 //! sigmoid 8.9e-8 absolute and 1.5e-7 relative (about 2.5 ulp); tanh 7.9e-8 absolute and
@@ -27,11 +27,9 @@
 mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
-#[cfg(target_arch = "x86_64")]
 mod fused;
 mod portable;
 
-#[cfg(target_arch = "x86_64")]
 use crate::cell::FwdUnits;
 use crate::isa::Isa;
 
@@ -112,9 +110,7 @@ pub(crate) const TANH_COEF: [[f32; 16]; 7] = [
 ];
 
 /// The LSTM cell forward of `u` in one pass over the units, every gate's activation in
-/// registers: the same operations in the same order as the portable cell's passes
-/// (`cell/lstm.rs`), so the same bits. `u.isa` must be a SIMD path, available on this CPU.
-#[cfg(target_arch = "x86_64")]
+/// registers (`fused.rs`, the same body on every path). `u.isa` must be available on this CPU.
 #[inline(always)]
 pub(crate) fn lstm_forward(u: FwdUnits<'_>) {
     let n = u.h.len();
@@ -127,18 +123,18 @@ pub(crate) fn lstm_forward(u: FwdUnits<'_>) {
         "lstm_forward: every slice holds the units"
     );
     match u.isa {
+        #[cfg(target_arch = "x86_64")]
         // SAFETY: `isa` was checked available when it was chosen; the slices' lengths are
         // asserted above.
         Isa::Avx512 => unsafe { avx512::lstm_forward(u) },
+        #[cfg(target_arch = "x86_64")]
         // SAFETY: as above.
         Isa::Avx2 => unsafe { avx2::lstm_forward(u) },
-        Isa::Portable => unreachable!("the portable LSTM cell runs unfused"),
+        _ => portable::lstm_forward(u),
     }
 }
 
-/// The GRU cell forward of `u` in one pass over the units, as [`lstm_forward`]: the same
-/// operations in the same order as the portable cell (`cell/gru.rs`).
-#[cfg(target_arch = "x86_64")]
+/// The GRU cell forward of `u` in one pass over the units, as [`lstm_forward`].
 #[inline(always)]
 pub(crate) fn gru_forward(u: FwdUnits<'_>) {
     let n = u.h.len();
@@ -151,16 +147,21 @@ pub(crate) fn gru_forward(u: FwdUnits<'_>) {
         "gru_forward: every slice holds the units"
     );
     match u.isa {
+        #[cfg(target_arch = "x86_64")]
         // SAFETY: `isa` was checked available when it was chosen; the slices' lengths are
         // asserted above.
         Isa::Avx512 => unsafe { avx512::gru_forward(u) },
+        #[cfg(target_arch = "x86_64")]
         // SAFETY: as above.
         Isa::Avx2 => unsafe { avx2::gru_forward(u) },
-        Isa::Portable => unreachable!("the portable GRU cell runs unfused"),
+        _ => portable::gru_forward(u),
     }
 }
 
 /// `v[i] = sigmoid(v[i])`. `isa` must be available on this CPU (checked where it is chosen).
+/// The cells take their sigmoids in registers (`fused.rs`); this runs the same per-vector
+/// function over a slice, for the accuracy tests.
+#[cfg(test)]
 pub(crate) fn sigmoid(isa: Isa, v: &mut [f32]) {
     match isa {
         #[cfg(target_arch = "x86_64")]

@@ -1,43 +1,13 @@
 //! GRU, gates r, z, n (PyTorch's "linear before reset"):
 //! n = tanh(x W_inᵀ + b_in + r (h W_hnᵀ + b_hn)), h' = (1 - z) n + z h.
 
-use super::{add_hidden, copy_out, BwdUnits, FwdUnits};
+use super::{BwdUnits, FwdUnits};
 use crate::activation;
-#[cfg(target_arch = "x86_64")]
-use crate::isa::Isa;
 
+/// The forward: one pass in registers on every path (`activation/fused.rs`).
 #[inline(always)]
 pub(crate) fn forward(u: FwdUnits<'_>) {
-    #[cfg(target_arch = "x86_64")]
-    if matches!(u.isa, Isa::Avx512 | Isa::Avx2) {
-        // The same operations in one pass, in registers.
-        return activation::gru_forward(u);
-    }
-    let FwdUnits {
-        isa,
-        gates: [r, z, n, _],
-        gh,
-        b_hh,
-        h_prev,
-        h,
-        hn,
-        y,
-        ..
-    } = u;
-    add_hidden(r, gh[0], b_hh[0]);
-    add_hidden(z, gh[1], b_hh[1]);
-    activation::sigmoid(isa, r);
-    activation::sigmoid(isa, z);
-    for j in 0..h.len() {
-        let v = gh[2][j] + b_hh[2][j];
-        hn[j] = v;
-        n[j] += r[j] * v;
-    }
-    activation::tanh(isa, n);
-    for j in 0..h.len() {
-        h[j] = (1.0 - z[j]) * n[j] + z[j] * h_prev[j];
-    }
-    copy_out(y, h);
+    activation::gru_forward(u)
 }
 
 #[inline(always)]

@@ -1,51 +1,12 @@
 //! LSTM, gates i, f, g, o: c' = f c + i g, h' = o tanh(c').
 
-use super::{add_hidden, copy_out, BwdUnits, FwdUnits};
+use super::{BwdUnits, FwdUnits};
 use crate::activation;
-#[cfg(target_arch = "x86_64")]
-use crate::isa::Isa;
 
+/// The forward: one pass in registers on every path (`activation/fused.rs`).
 #[inline(always)]
 pub(crate) fn forward(u: FwdUnits<'_>) {
-    #[cfg(target_arch = "x86_64")]
-    if matches!(u.isa, Isa::Avx512 | Isa::Avx2) {
-        // The same operations in one pass, in registers.
-        return activation::lstm_forward(u);
-    }
-    let FwdUnits {
-        isa,
-        gates: [i, f, g, o],
-        gh,
-        b_hh,
-        c_prev,
-        h,
-        c,
-        y,
-        ..
-    } = u;
-    for (k, v) in [&mut *i, &mut *f, &mut *g, &mut *o].into_iter().enumerate() {
-        add_hidden(v, gh[k], b_hh[k]);
-    }
-    activation::sigmoid(isa, i);
-    activation::sigmoid(isa, f);
-    activation::tanh(isa, g);
-    activation::sigmoid(isa, o);
-    for ((((c, h), (i, f)), g), c_prev) in c
-        .iter_mut()
-        .zip(&mut *h)
-        .zip(i.iter().zip(&*f))
-        .zip(&*g)
-        .zip(c_prev)
-    {
-        let cc = f * c_prev + i * g;
-        *c = cc;
-        *h = cc;
-    }
-    activation::tanh(isa, h);
-    for (h, o) in h.iter_mut().zip(&*o) {
-        *h *= o;
-    }
-    copy_out(y, h);
+    activation::lstm_forward(u)
 }
 
 #[inline(always)]

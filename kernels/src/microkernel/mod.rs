@@ -102,7 +102,10 @@ pub(crate) fn shape(isa: Isa) -> Shape {
     match isa {
         Isa::Avx512 => Shape { mr: 12, nr: 32 },
         Isa::Avx2 => Shape { mr: 6, nr: 16 },
-        Isa::Portable => Shape { mr: 4, nr: 16 },
+        Isa::Portable => Shape {
+            mr: portable::MR,
+            nr: 16,
+        },
     }
 }
 
