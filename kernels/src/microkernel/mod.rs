@@ -52,7 +52,8 @@ macro_rules! for_k_unrolled {
 }
 pub(crate) use for_k_unrolled;
 
-/// `match panels { 1 => f::<R, 1>(args), ... }` for the few-rows kernels.
+/// `match panels { 1 => f::<R, 1>(args), ... }` for the few-rows kernels (x86 only).
+#[cfg(target_arch = "x86_64")]
 macro_rules! by_panels {
     ($panels:expr, $f:ident::<$r:literal> $args:tt, [$($p:literal),*], $max:literal) => {
         match $panels {
@@ -61,6 +62,7 @@ macro_rules! by_panels {
         }
     };
 }
+#[cfg(target_arch = "x86_64")]
 pub(crate) use by_panels;
 
 /// The shape of one ISA's micro-kernel.
@@ -160,6 +162,8 @@ pub(crate) unsafe fn tile(
 /// each panel must hold `k * NR` floats; C must be ours at `i * ldc + j` for `i < rows` and
 /// `j < (panels - 1) * NR + cols`.
 #[allow(clippy::too_many_arguments)]
+// Elsewhere no ISA has a few-rows kernel (`wide_panels` is 0): the body is the unreachable arm.
+#[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables, unused_unsafe))]
 #[inline]
 pub(crate) unsafe fn wide(
     isa: Isa,

@@ -27,7 +27,7 @@ unsafe fn load8(p: *const f32) -> f32x8 {
     f32x8::from(unsafe { p.cast::<[f32; 8]>().read_unaligned() })
 }
 
-/// Row `i`'s two vectors, whose first `cols` floats go to (or come from) `c`.
+/// A row's 16 columns as two vectors.
 type Row = [f32x8; 2];
 
 /// # Safety
@@ -35,13 +35,11 @@ type Row = [f32x8; 2];
 #[inline(always)]
 unsafe fn load_row(c: *const f32, cols: usize) -> Row {
     let mut v = [0.0f32; NR];
-    // SAFETY: forwarded to the caller.
-    unsafe { std::ptr::copy_nonoverlapping(c, v.as_mut_ptr(), cols) };
-    let (lo, hi) = v.split_at(8);
-    [
-        f32x8::from(<[f32; 8]>::try_from(lo).unwrap_or_default()),
-        f32x8::from(<[f32; 8]>::try_from(hi).unwrap_or_default()),
-    ]
+    // SAFETY: `c` as the caller vouches; `v` holds 16 floats.
+    unsafe {
+        std::ptr::copy_nonoverlapping(c, v.as_mut_ptr(), cols);
+        [load8(v.as_ptr()), load8(v.as_ptr().add(8))]
+    }
 }
 
 /// # Safety
