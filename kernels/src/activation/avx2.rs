@@ -193,3 +193,24 @@ pub(super) unsafe fn gru_forward(u: FwdUnits<'_>) {
     // SAFETY: the caller's CPU has AVX2 and FMA.
     fused::gru_forward(unsafe { Avx2::new() }, u)
 }
+
+/// [`lstm_forward`]'s body, to inline into a caller compiled for AVX2 and FMA (elsewhere each
+/// intrinsic would be a call).
+///
+/// # Safety
+/// The CPU must have AVX2 and FMA; every slice must hold `h.len()` floats.
+#[inline(always)]
+pub(super) unsafe fn lstm_inline(u: FwdUnits<'_>) {
+    // SAFETY: the caller's CPU has AVX2 and FMA.
+    fused::lstm_forward(unsafe { Avx2::new() }, u)
+}
+
+/// [`gru_forward`]'s body, to inline as [`lstm_inline`].
+///
+/// # Safety
+/// The CPU must have AVX2 and FMA; every slice must hold `h.len()` floats.
+#[inline(always)]
+pub(super) unsafe fn gru_inline(u: FwdUnits<'_>) {
+    // SAFETY: the caller's CPU has AVX2 and FMA.
+    fused::gru_forward(unsafe { Avx2::new() }, u)
+}

@@ -187,3 +187,24 @@ pub(super) unsafe fn gru_forward(u: FwdUnits<'_>) {
     // SAFETY: the caller's CPU has AVX-512 F.
     fused::gru_forward(unsafe { Avx512::new() }, u)
 }
+
+/// [`lstm_forward`]'s body, to inline into a caller compiled for AVX-512 F (elsewhere each
+/// intrinsic would be a call).
+///
+/// # Safety
+/// The CPU must have AVX-512 F; every slice must hold `h.len()` floats.
+#[inline(always)]
+pub(super) unsafe fn lstm_inline(u: FwdUnits<'_>) {
+    // SAFETY: the caller's CPU has AVX-512 F.
+    fused::lstm_forward(unsafe { Avx512::new() }, u)
+}
+
+/// [`gru_forward`]'s body, to inline as [`lstm_inline`].
+///
+/// # Safety
+/// The CPU must have AVX-512 F; every slice must hold `h.len()` floats.
+#[inline(always)]
+pub(super) unsafe fn gru_inline(u: FwdUnits<'_>) {
+    // SAFETY: the caller's CPU has AVX-512 F.
+    fused::gru_forward(unsafe { Avx512::new() }, u)
+}

@@ -109,19 +109,35 @@ impl<L: Lanes> Block<L> {
     }
 }
 
-/// Runs `f` on each block of `N` units of a row of `n`, the last one, if partial, under a mask
-/// (one call of `f`: the closure is inlined into the ISA's function only when it has one).
-#[inline(always)]
-fn blocks<L: Lanes>(l: L, n: usize, mut f: impl FnMut(Block<L>)) {
-    let mut j = 0;
-    while j < n {
-        f(Block {
-            l,
+/// The blocks of `N` units of a row of `n`, the last one, if partial, under a mask. An
+/// iterator rather than a function taking the cell's body as a closure: a closure is compiled
+/// as a function of its own where the compiler does not inline it, and one defined here has
+/// no `#[target_feature]`, so out of line it calls every intrinsic as a function.
+struct Blocks<L: Lanes> {
+    l: L,
+    j: usize,
+    n: usize,
+}
+
+impl<L: Lanes> Blocks<L> {
+    #[inline(always)]
+    fn new(l: L, n: usize) -> Self {
+        Blocks { l, j: 0, n }
+    }
+}
+
+impl<L: Lanes> Iterator for Blocks<L> {
+    type Item = Block<L>;
+    #[inline(always)]
+    fn next(&mut self) -> Option<Block<L>> {
+        let (j, left) = (self.j, self.n.checked_sub(self.j).filter(|&r| r > 0)?);
+        self.j += L::N;
+        Some(Block {
+            l: self.l,
             j,
-            full: n - j >= L::N,
-            m: l.first(n - j),
-        });
-        j += L::N;
+            full: left >= L::N,
+            m: self.l.first(left),
+        })
     }
 }
 
@@ -140,7 +156,7 @@ pub(super) fn lstm_forward<L: Lanes>(l: L, u: FwdUnits<'_>) {
         ..
     } = u;
     let out = !y.is_empty();
-    blocks(l, h.len(), |k| {
+    for k in Blocks::new(l, h.len()) {
         // SAFETY: every slice holds the row's units (the caller).
         unsafe {
             // Each gate's pre-activation, summed as the portable path sums it.
@@ -167,7 +183,7 @@ pub(super) fn lstm_forward<L: Lanes>(l: L, u: FwdUnits<'_>) {
                 k.st(y, hh);
             }
         }
-    });
+    }
 }
 
 /// One GRU step's elementwise forward for `u`'s units (see [`super::gru_forward`]). Every
@@ -185,7 +201,7 @@ pub(super) fn gru_forward<L: Lanes>(l: L, u: FwdUnits<'_>) {
         ..
     } = u;
     let out = !y.is_empty();
-    blocks(l, h.len(), |k| {
+    for k in Blocks::new(l, h.len()) {
         // SAFETY: every slice holds the row's units (the caller).
         unsafe {
             let r = l.sigmoid(k.pre(r_out, gh[0], b[0]));
@@ -202,5 +218,5 @@ pub(super) fn gru_forward<L: Lanes>(l: L, u: FwdUnits<'_>) {
                 k.st(y, hh);
             }
         }
-    });
+    }
 }

@@ -113,19 +113,11 @@ pub(crate) const TANH_COEF: [[f32; 16]; 7] = [
 /// registers (`fused.rs`, the same body on every path). `u.isa` must be available on this CPU.
 #[inline(always)]
 pub(crate) fn lstm_forward(u: FwdUnits<'_>) {
-    let n = u.h.len();
-    assert!(
-        u.gates.iter().all(|v| v.len() == n)
-            && u.gh.iter().chain(&u.b_hh).all(|v| v.len() == n)
-            && u.c_prev.len() == n
-            && u.c.len() == n
-            && (u.y.is_empty() || u.y.len() == n),
-        "lstm_forward: every slice holds the units"
-    );
+    check_lstm(&u);
     match u.isa {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `isa` was checked available when it was chosen; the slices' lengths are
-        // asserted above.
+        // checked above.
         Isa::Avx512 => unsafe { avx512::lstm_forward(u) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as above.
@@ -137,6 +129,86 @@ pub(crate) fn lstm_forward(u: FwdUnits<'_>) {
 /// The GRU cell forward of `u` in one pass over the units, as [`lstm_forward`].
 #[inline(always)]
 pub(crate) fn gru_forward(u: FwdUnits<'_>) {
+    check_gru(&u);
+    match u.isa {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `isa` was checked available when it was chosen; the slices' lengths are
+        // checked above.
+        Isa::Avx512 => unsafe { avx512::gru_forward(u) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as above.
+        Isa::Avx2 => unsafe { avx2::gru_forward(u) },
+        _ => portable::gru_forward(u),
+    }
+}
+
+/// [`lstm_forward`] on AVX-512, inlined into its caller, which should be a function compiled
+/// for AVX-512 F (`cell::forward_rows`'s): called through [`lstm_forward`], the compiler keeps
+/// the ISA's cell out of line and passes it the row's slices through memory.
+///
+/// # Safety
+/// The CPU must have AVX-512 F.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub(crate) unsafe fn lstm_forward_avx512(u: FwdUnits<'_>) {
+    check_lstm(&u);
+    // SAFETY: the caller's CPU has AVX-512 F; the slices' lengths are checked above.
+    unsafe { avx512::lstm_inline(u) }
+}
+
+/// [`gru_forward`] on AVX-512, inlined as [`lstm_forward_avx512`].
+///
+/// # Safety
+/// The CPU must have AVX-512 F.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub(crate) unsafe fn gru_forward_avx512(u: FwdUnits<'_>) {
+    check_gru(&u);
+    // SAFETY: as above.
+    unsafe { avx512::gru_inline(u) }
+}
+
+/// [`lstm_forward`] on AVX2, inlined as [`lstm_forward_avx512`].
+///
+/// # Safety
+/// The CPU must have AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub(crate) unsafe fn lstm_forward_avx2(u: FwdUnits<'_>) {
+    check_lstm(&u);
+    // SAFETY: the caller's CPU has AVX2 and FMA; the slices' lengths are checked above.
+    unsafe { avx2::lstm_inline(u) }
+}
+
+/// [`gru_forward`] on AVX2, inlined as [`lstm_forward_avx512`].
+///
+/// # Safety
+/// The CPU must have AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub(crate) unsafe fn gru_forward_avx2(u: FwdUnits<'_>) {
+    check_gru(&u);
+    // SAFETY: as above.
+    unsafe { avx2::gru_inline(u) }
+}
+
+/// What the fused LSTM cell's unchecked loads and stores rely on.
+#[inline(always)]
+fn check_lstm(u: &FwdUnits<'_>) {
+    let n = u.h.len();
+    assert!(
+        u.gates.iter().all(|v| v.len() == n)
+            && u.gh.iter().chain(&u.b_hh).all(|v| v.len() == n)
+            && u.c_prev.len() == n
+            && u.c.len() == n
+            && (u.y.is_empty() || u.y.len() == n),
+        "lstm_forward: every slice holds the units"
+    );
+}
+
+/// What the fused GRU cell's unchecked loads and stores rely on.
+#[inline(always)]
+fn check_gru(u: &FwdUnits<'_>) {
     let n = u.h.len();
     assert!(
         u.gates[..3].iter().all(|v| v.len() == n)
@@ -146,16 +218,6 @@ pub(crate) fn gru_forward(u: FwdUnits<'_>) {
             && (u.y.is_empty() || u.y.len() == n),
         "gru_forward: every slice holds the units"
     );
-    match u.isa {
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: `isa` was checked available when it was chosen; the slices' lengths are
-        // asserted above.
-        Isa::Avx512 => unsafe { avx512::gru_forward(u) },
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: as above.
-        Isa::Avx2 => unsafe { avx2::gru_forward(u) },
-        _ => portable::gru_forward(u),
-    }
 }
 
 /// `v[i] = sigmoid(v[i])`. `isa` must be available on this CPU (checked where it is chosen).

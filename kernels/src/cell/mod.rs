@@ -86,10 +86,11 @@ pub(crate) fn forward(cell: CellKind, u: FwdUnits<'_>) {
 
 /// One forward step of the units of every row in `rows` that `row` gives units for: `row(b)`
 /// is row `b`'s, or `None` where that row has nothing for the cell (it has done the row's
-/// work itself). Called once for a step's rows, so that the ISA is dispatched once and `row`,
-/// inlined into the ISA's function, builds each row's slices in registers (built row by row
-/// and passed down by value, they took 5% of LSTM 400,8,128's time, mostly loads waiting on
-/// the stores of the same struct).
+/// work itself). Called once for a step's rows, so that the ISA is dispatched once a step and
+/// the LSTM and GRU cells are inlined into the ISA's row loop: built row by row and passed by
+/// value through three calls, each row's slices took 5% of LSTM 400,8,128's time, mostly loads
+/// waiting on the stores of the same struct; called through `activation::lstm_forward`, the
+/// ISA's cell stayed out of line with its slices passed through memory.
 #[inline]
 pub(crate) fn forward_rows<'a>(
     cell: CellKind,
@@ -201,9 +202,20 @@ unsafe fn forward_avx2(cell: CellKind, u: FwdUnits<'_>) {
 unsafe fn forward_rows_avx512<'a>(
     cell: CellKind,
     rows: std::ops::Range<usize>,
-    row: impl FnMut(usize) -> Option<FwdUnits<'a>>,
+    mut row: impl FnMut(usize) -> Option<FwdUnits<'a>>,
 ) {
-    forward_rows_any(cell, rows, row)
+    for b in rows {
+        if let Some(u) = row(b) {
+            match cell {
+                // SAFETY: this CPU has AVX-512 F (the caller), and this function is compiled
+                // for it, so the cells' intrinsics inline.
+                CellKind::Lstm => unsafe { crate::activation::lstm_forward_avx512(u) },
+                // SAFETY: as above.
+                CellKind::Gru => unsafe { crate::activation::gru_forward_avx512(u) },
+                _ => forward_any(cell, u),
+            }
+        }
+    }
 }
 
 /// # Safety
@@ -213,9 +225,20 @@ unsafe fn forward_rows_avx512<'a>(
 unsafe fn forward_rows_avx2<'a>(
     cell: CellKind,
     rows: std::ops::Range<usize>,
-    row: impl FnMut(usize) -> Option<FwdUnits<'a>>,
+    mut row: impl FnMut(usize) -> Option<FwdUnits<'a>>,
 ) {
-    forward_rows_any(cell, rows, row)
+    for b in rows {
+        if let Some(u) = row(b) {
+            match cell {
+                // SAFETY: this CPU has AVX2 and FMA (the caller), and this function is
+                // compiled for them, so the cells' intrinsics inline.
+                CellKind::Lstm => unsafe { crate::activation::lstm_forward_avx2(u) },
+                // SAFETY: as above.
+                CellKind::Gru => unsafe { crate::activation::gru_forward_avx2(u) },
+                _ => forward_any(cell, u),
+            }
+        }
+    }
 }
 
 /// # Safety
