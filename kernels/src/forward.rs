@@ -508,13 +508,7 @@ impl<'a> DirStep<'a> {
         let hp = packed::padded(self.isa, h);
         let ldg = gate_count * hp;
         let blocks = self.cut.blocks();
-        let DirBufs {
-            gates,
-            states,
-            cells,
-            hn,
-            gh,
-        } = self.bufs;
+        let DirBufs { states, gh, .. } = self.bufs;
         let t = time_of(self.d, step, self.t_len);
         let (p, q) = slots(self.d, t);
         let (p, q) = (p % self.ring, q % self.ring);
@@ -563,43 +557,89 @@ impl<'a> DirStep<'a> {
                 }
             }
         }
-        let hn_at = if self.keep_gates { t * bh } else { 0 };
-        let gate_row = self.gate_row(t, step);
-        cell::forward_rows(desc.cell, self.isa, rows, |b| {
-            let at = b * h + j0;
-            // SAFETY: units j0..j0+n of row b: this step's gates and gh of this slice's
-            // columns, the slots `p` (read, written by none meanwhile) and `q`, hn, and the
-            // output row (t, b), which only this slice touches in this round. Buffers a cell
-            // does not use are empty, and so are their parts.
-            let u = unsafe {
-                FwdUnits {
-                    isa: self.isa,
-                    gates: gates.gates_mut((gate_row * batch + b) * g + j0, h, gate_count, n),
-                    gh: gh.gates(b * ldg + j0, hp, gate_count, n),
-                    b_hh: std::array::from_fn(|k| match k < gate_count {
-                        true => &self.pw.b_hh[k * h + j0..][..n],
-                        false => &[],
-                    }),
-                    h_prev: states.part(p * bh + at, n),
-                    c_prev: cells.part(p * bh + at, n),
-                    h: states.part_mut(q * bh + at, n),
-                    c: cells.part_mut(q * bh + at, n),
-                    hn: hn.part_mut(hn_at + at, n),
-                    y: self
-                        .io
-                        .y
-                        .part_mut((t * batch + b) * dh + self.d * h + j0, n),
-                }
-            };
-            if t < self.io.lengths[b] {
-                return Some(u);
+        let rows_of_step = StepRows {
+            b_hh: std::array::from_fn(|k| match k < gate_count {
+                true => &self.pw.b_hh[k * h + j0..][..n],
+                false => &[],
+            }),
+            gate_at: self.gate_row(t, step) * batch * g + j0,
+            hn_at: if self.keep_gates { t * bh } else { 0 } + j0,
+            y_at: t * batch * dh + self.d * h + j0,
+            step: self,
+            t,
+            slots: (p * bh + j0, q * bh + j0),
+            gh_at: j0,
+            n,
+            ldg,
+        };
+        cell::forward_rows(desc.cell, self.isa, rows, rows_of_step);
+    }
+}
+
+/// The rows of one step of one slice, as its cells take them (see [`cell::Rows`]): each row's
+/// units `j0..j0 + n` of every buffer. The offsets of row 0 are taken once a step.
+struct StepRows<'s, 'a> {
+    step: &'s DirStep<'a>,
+    /// Per gate: b_hh of these units (empty past the cell's gates).
+    b_hh: [&'a [f32]; 4],
+    t: usize,
+    /// Where row 0's units start: in `gates`, in `hn`, in the output, in the state slots
+    /// before and after the step, in `gh`.
+    gate_at: usize,
+    hn_at: usize,
+    y_at: usize,
+    slots: (usize, usize),
+    gh_at: usize,
+    n: usize,
+    /// `gh`'s row length.
+    ldg: usize,
+}
+
+impl<'a> cell::Rows<FwdUnits<'a>> for StepRows<'_, 'a> {
+    /// Inlined into the ISA's row loop, so that the slices stay in registers.
+    #[inline(always)]
+    fn units(&mut self, b: usize) -> Option<FwdUnits<'a>> {
+        let s = self.step;
+        let (h, gate_count) = (s.desc.hidden_size, s.desc.gates());
+        let (g, hp, dh) = (
+            gate_count * h,
+            packed::padded(s.isa, h),
+            s.desc.output_size(),
+        );
+        let (n, at) = (self.n, b * h);
+        let DirBufs {
+            gates,
+            states,
+            cells,
+            hn,
+            gh,
+        } = s.bufs;
+        // SAFETY: units j0..j0+n of row b: this step's gates and gh of this slice's columns,
+        // the slots before (read, written by none meanwhile) and after the step, hn, and the
+        // output row (t, b), which only this slice touches in this round. Buffers a cell does
+        // not use are empty, and so are their parts.
+        let u = unsafe {
+            FwdUnits {
+                isa: s.isa,
+                gates: gates.gates_mut(self.gate_at + b * g, h, gate_count, n),
+                gh: gh.gates(self.gh_at + b * self.ldg, hp, gate_count, n),
+                b_hh: self.b_hh,
+                h_prev: states.part(self.slots.0 + at, n),
+                c_prev: cells.part(self.slots.0 + at, n),
+                h: states.part_mut(self.slots.1 + at, n),
+                c: cells.part_mut(self.slots.1 + at, n),
+                hn: hn.part_mut(self.hn_at + at, n),
+                y: s.io.y.part_mut(self.y_at + b * dh, n),
             }
-            // Past the end of this sequence: hold the state (c is empty but for LSTM); the
-            // output is zero, as PyTorch pads it.
-            u.h.copy_from_slice(u.h_prev);
-            u.c.copy_from_slice(u.c_prev);
-            u.y.fill(0.0);
-            None
-        });
+        };
+        if self.t < s.io.lengths[b] {
+            return Some(u);
+        }
+        // Past the end of this sequence: hold the state (c is empty but for LSTM); the output is
+        // zero, as PyTorch pads it.
+        u.h.copy_from_slice(u.h_prev);
+        u.c.copy_from_slice(u.c_prev);
+        u.y.fill(0.0);
+        None
     }
 }

@@ -84,9 +84,23 @@ pub(crate) fn forward(cell: CellKind, u: FwdUnits<'_>) {
     }
 }
 
-/// One forward step of the units of every row in `rows` that `row` gives units for: `row(b)`
-/// is row `b`'s, or `None` where that row has nothing for the cell (it has done the row's
-/// work itself). Called once for a step's rows, so that the ISA is dispatched once a step and
+/// The rows of one step as a cell takes them: `units(b)` is row `b`'s units, or `None` where
+/// the row has nothing for the cell (the source did the row's work itself). A closure is one;
+/// a driver's own type can mark its `units` `#[inline(always)]`, which a closure cannot be,
+/// so that the row's slices are built in the ISA's row loop, in registers.
+pub(crate) trait Rows<U> {
+    fn units(&mut self, b: usize) -> Option<U>;
+}
+
+impl<U, F: FnMut(usize) -> Option<U>> Rows<U> for F {
+    #[inline(always)]
+    fn units(&mut self, b: usize) -> Option<U> {
+        self(b)
+    }
+}
+
+/// One forward step of the units of every row in `rows` that `row` gives units for (see
+/// [`Rows`]). Called once for a step's rows, so that the ISA is dispatched once a step and
 /// the LSTM and GRU cells are inlined into the ISA's row loop: built row by row and passed by
 /// value through three calls, each row's slices took 5% of LSTM 400,8,128's time, mostly loads
 /// waiting on the stores of the same struct; called through `activation::lstm_forward`, the
@@ -96,7 +110,7 @@ pub(crate) fn forward_rows<'a>(
     cell: CellKind,
     isa: Isa,
     rows: std::ops::Range<usize>,
-    row: impl FnMut(usize) -> Option<FwdUnits<'a>>,
+    row: impl Rows<FwdUnits<'a>>,
 ) {
     match isa {
         #[cfg(target_arch = "x86_64")]
@@ -113,10 +127,10 @@ pub(crate) fn forward_rows<'a>(
 fn forward_rows_any<'a>(
     cell: CellKind,
     rows: std::ops::Range<usize>,
-    mut row: impl FnMut(usize) -> Option<FwdUnits<'a>>,
+    mut row: impl Rows<FwdUnits<'a>>,
 ) {
     for b in rows {
-        if let Some(u) = row(b) {
+        if let Some(u) = row.units(b) {
             forward_any(cell, u);
         }
     }
@@ -129,7 +143,7 @@ pub(crate) fn backward_rows<'a>(
     cell: CellKind,
     isa: Isa,
     rows: std::ops::Range<usize>,
-    row: impl FnMut(usize) -> Option<BwdUnits<'a>>,
+    row: impl Rows<BwdUnits<'a>>,
 ) {
     match isa {
         #[cfg(target_arch = "x86_64")]
@@ -146,10 +160,10 @@ pub(crate) fn backward_rows<'a>(
 fn backward_rows_any<'a>(
     cell: CellKind,
     rows: std::ops::Range<usize>,
-    mut row: impl FnMut(usize) -> Option<BwdUnits<'a>>,
+    mut row: impl Rows<BwdUnits<'a>>,
 ) {
     for b in rows {
-        if let Some(u) = row(b) {
+        if let Some(u) = row.units(b) {
             backward_any(cell, u);
         }
     }
@@ -202,10 +216,10 @@ unsafe fn forward_avx2(cell: CellKind, u: FwdUnits<'_>) {
 unsafe fn forward_rows_avx512<'a>(
     cell: CellKind,
     rows: std::ops::Range<usize>,
-    mut row: impl FnMut(usize) -> Option<FwdUnits<'a>>,
+    mut row: impl Rows<FwdUnits<'a>>,
 ) {
     for b in rows {
-        if let Some(u) = row(b) {
+        if let Some(u) = row.units(b) {
             match cell {
                 // SAFETY: this CPU has AVX-512 F (the caller), and this function is compiled
                 // for it, so the cells' intrinsics inline.
@@ -225,10 +239,10 @@ unsafe fn forward_rows_avx512<'a>(
 unsafe fn forward_rows_avx2<'a>(
     cell: CellKind,
     rows: std::ops::Range<usize>,
-    mut row: impl FnMut(usize) -> Option<FwdUnits<'a>>,
+    mut row: impl Rows<FwdUnits<'a>>,
 ) {
     for b in rows {
-        if let Some(u) = row(b) {
+        if let Some(u) = row.units(b) {
             match cell {
                 // SAFETY: this CPU has AVX2 and FMA (the caller), and this function is
                 // compiled for them, so the cells' intrinsics inline.
@@ -248,7 +262,7 @@ unsafe fn forward_rows_avx2<'a>(
 unsafe fn backward_rows_avx512<'a>(
     cell: CellKind,
     rows: std::ops::Range<usize>,
-    row: impl FnMut(usize) -> Option<BwdUnits<'a>>,
+    row: impl Rows<BwdUnits<'a>>,
 ) {
     backward_rows_any(cell, rows, row)
 }
@@ -260,7 +274,7 @@ unsafe fn backward_rows_avx512<'a>(
 unsafe fn backward_rows_avx2<'a>(
     cell: CellKind,
     rows: std::ops::Range<usize>,
-    row: impl FnMut(usize) -> Option<BwdUnits<'a>>,
+    row: impl Rows<BwdUnits<'a>>,
 ) {
     backward_rows_any(cell, rows, row)
 }
