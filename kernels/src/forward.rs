@@ -570,7 +570,7 @@ impl<'a> DirStep<'a> {
             slots: (p * bh + j0, q * bh + j0),
             gh_at: j0,
             n,
-            ldg,
+            hp,
         };
         cell::forward_rows(desc.cell, self.isa, rows, rows_of_step);
     }
@@ -591,8 +591,8 @@ struct StepRows<'s, 'a> {
     slots: (usize, usize),
     gh_at: usize,
     n: usize,
-    /// `gh`'s row length.
-    ldg: usize,
+    /// A gate block's padded width in `gh`.
+    hp: usize,
 }
 
 impl<'a> cell::Rows<FwdUnits<'a>> for StepRows<'_, 'a> {
@@ -600,12 +600,8 @@ impl<'a> cell::Rows<FwdUnits<'a>> for StepRows<'_, 'a> {
     #[inline(always)]
     fn units(&mut self, b: usize) -> Option<FwdUnits<'a>> {
         let s = self.step;
-        let (h, gate_count) = (s.desc.hidden_size, s.desc.gates());
-        let (g, hp, dh) = (
-            gate_count * h,
-            packed::padded(s.isa, h),
-            s.desc.output_size(),
-        );
+        let (h, gate_count, hp) = (s.desc.hidden_size, s.desc.gates(), self.hp);
+        let (g, dh) = (gate_count * h, s.desc.output_size());
         let (n, at) = (self.n, b * h);
         let DirBufs {
             gates,
@@ -622,7 +618,7 @@ impl<'a> cell::Rows<FwdUnits<'a>> for StepRows<'_, 'a> {
             FwdUnits {
                 isa: s.isa,
                 gates: gates.gates_mut(self.gate_at + b * g, h, gate_count, n),
-                gh: gh.gates(self.gh_at + b * self.ldg, hp, gate_count, n),
+                gh: gh.gates(self.gh_at + b * gate_count * hp, hp, gate_count, n),
                 b_hh: self.b_hh,
                 h_prev: states.part(self.slots.0 + at, n),
                 c_prev: cells.part(self.slots.0 + at, n),

@@ -179,8 +179,8 @@ pub(super) unsafe fn tanh(v: &mut [f32]) {
 #[target_feature(enable = "avx2,fma")]
 #[inline]
 pub(super) unsafe fn lstm_forward(u: FwdUnits<'_>) {
-    // SAFETY: the caller's CPU has AVX2 and FMA.
-    fused::lstm_forward(unsafe { Avx2::new() }, u)
+    // SAFETY: forwarded; this function is compiled for AVX2 and FMA, so the body inlines here.
+    unsafe { lstm_inline(u) }
 }
 
 /// One GRU step's elementwise forward, fused (see [`super::gru_forward`]).
@@ -190,8 +190,8 @@ pub(super) unsafe fn lstm_forward(u: FwdUnits<'_>) {
 #[target_feature(enable = "avx2,fma")]
 #[inline]
 pub(super) unsafe fn gru_forward(u: FwdUnits<'_>) {
-    // SAFETY: the caller's CPU has AVX2 and FMA.
-    fused::gru_forward(unsafe { Avx2::new() }, u)
+    // SAFETY: forwarded; this function is compiled for AVX2 and FMA, so the body inlines here.
+    unsafe { gru_inline(u) }
 }
 
 /// [`lstm_forward`]'s body, to inline into a caller compiled for AVX2 and FMA (elsewhere each

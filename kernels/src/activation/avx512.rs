@@ -173,8 +173,8 @@ pub(super) unsafe fn tanh(v: &mut [f32]) {
 #[target_feature(enable = "avx512f")]
 #[inline]
 pub(super) unsafe fn lstm_forward(u: FwdUnits<'_>) {
-    // SAFETY: the caller's CPU has AVX-512 F.
-    fused::lstm_forward(unsafe { Avx512::new() }, u)
+    // SAFETY: forwarded; this function is compiled for AVX-512 F, so the body inlines here.
+    unsafe { lstm_inline(u) }
 }
 
 /// One GRU step's elementwise forward, fused (see [`super::gru_forward`]).
@@ -184,8 +184,8 @@ pub(super) unsafe fn lstm_forward(u: FwdUnits<'_>) {
 #[target_feature(enable = "avx512f")]
 #[inline]
 pub(super) unsafe fn gru_forward(u: FwdUnits<'_>) {
-    // SAFETY: the caller's CPU has AVX-512 F.
-    fused::gru_forward(unsafe { Avx512::new() }, u)
+    // SAFETY: forwarded; this function is compiled for AVX-512 F, so the body inlines here.
+    unsafe { gru_inline(u) }
 }
 
 /// [`lstm_forward`]'s body, to inline into a caller compiled for AVX-512 F (elsewhere each
