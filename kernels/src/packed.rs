@@ -826,6 +826,9 @@ mod timing {
                 (8, 512, 128),
                 (256, 512, 128),
                 (8, 512, 256),
+                // LSTM 37,5,300,200: the whole sequence's projection, the step.
+                (185, 800, 300),
+                (5, 800, 200),
             ] {
                 if !crate::timing::wants(m, n, k) {
                     continue;

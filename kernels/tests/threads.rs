@@ -80,3 +80,29 @@ fn bit_identical_at_1_2_3_4_threads() {
         }
     }
 }
+
+#[test]
+fn bit_identical_cut_by_units_over_several_chunks() {
+    // A W_hh past 1 MiB: the steps are cut by units at any batch (never by rows), each slice
+    // projecting its units' columns of every chunk. Batch 40: chunks of 7 steps, so 23 steps
+    // are 4 chunks; batch 3: one chunk.
+    for (cell, hidden) in [
+        (CellKind::Lstm, 300),
+        (CellKind::Gru, 300),
+        (CellKind::RnnTanh, 520),
+    ] {
+        for batch in [40, 3] {
+            let desc = RnnDesc::new(cell, 33, hidden);
+            let case = Case::new(desc, 23, batch, 7, true, true, true);
+            for isa in Isa::available() {
+                let one = run_with(1, &case, isa);
+                for threads in [2, 3] {
+                    assert!(
+                        run_with(threads, &case, isa) == one,
+                        "{cell:?} {isa:?} batch {batch}: results differ at {threads} threads"
+                    );
+                }
+            }
+        }
+    }
+}
