@@ -6,6 +6,9 @@
 #   bash benches/compare/run.sh [LOG]        # from the repository root
 #   bash benches/compare/run.sh [LOG] extra  # shapes outside the reference table (peers.py);
 #                                            # LOG defaults to target/compare-extra.log here
+#   ROUNDS=3 bash benches/compare/run.sh     # the whole run 3 times over: the tables give the
+#                                            # median time and the median of the speed-ups
+#                                            # taken within each round, with their range
 #
 # Each thread count runs, one after the other: the FMA peak (peak_flops.c), PyTorch
 # (torch_rnn.py), ONNX Runtime (ort_rnn.py), then `recur bench`. The machine is shared and
@@ -14,7 +17,7 @@
 # With `extra`, PyTorch and ONNX Runtime come from peers.py (same timing method as the anchors)
 # and `recur bench` runs once per case (--seconds 1), on peers.py's extra cases: odd sizes,
 # I != H, long T, small H. Knobs, all optional: CASES (peers.py --cases: extra, reference or
-# CELL:T:B:I:H[:L],...; extra mode only), THREADS (default "1 2"), SKIP_BUILD=1 (use the built
+# CELL:T:B:I:H[:L],...; extra mode only), THREADS (default "1 2"), ROUNDS (default 1), SKIP_BUILD=1 (use the built
 # target/release/recur and target/peak_flops as they are).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -30,21 +33,24 @@ if [ "${SKIP_BUILD:-0}" != 1 ]; then
   gcc -O2 -mavx512f -mfma -fopenmp "$anchors/peak_flops.c" -o target/peak_flops
 fi
 : > "$log"
-for th in ${THREADS:-1 2}; do
-  { echo "== peak $th"; OMP_NUM_THREADS=$th target/peak_flops; } >> "$log"
-  if [ "$what" = reference ]; then
-    { echo "== torch $th"; "$py" "$anchors/torch_rnn.py" "$th" | grep -v -e sdpa -e sgemm; } >> "$log"
-    { echo "== ort $th"; "$py" "$anchors/ort_rnn.py" "$th"; } >> "$log"
-    { echo "== recur $th"; target/release/recur bench --threads "$th" --seconds 1.5; } >> "$log"
-  else
-    cases=${CASES:-extra}
-    "$py" benches/compare/peers.py "$th" --cases "$cases" >> "$log"  # writes "== torch TH", "== ort TH"
-    echo "== recur $th" >> "$log"
-    "$py" benches/compare/peers.py --list --cases "$cases" | while read -r cell T B I H L; do
-      target/release/recur bench --cell "$cell" --seq "$T" --batch "$B" --input "$I" --hidden "$H" \
-        --layers "$L" --threads "$th" --seconds 1 < /dev/null >> "$log"
-    done
-  fi
+for round in $(seq "${ROUNDS:-1}"); do
+  [ "${ROUNDS:-1}" = 1 ] || echo "== round $round" >> "$log"
+  for th in ${THREADS:-1 2}; do
+    { echo "== peak $th"; OMP_NUM_THREADS=$th target/peak_flops; } >> "$log"
+    if [ "$what" = reference ]; then
+      { echo "== torch $th"; "$py" "$anchors/torch_rnn.py" "$th" | grep -v -e sdpa -e sgemm; } >> "$log"
+      { echo "== ort $th"; "$py" "$anchors/ort_rnn.py" "$th"; } >> "$log"
+      { echo "== recur $th"; target/release/recur bench --threads "$th" --seconds 1.5; } >> "$log"
+    else
+      cases=${CASES:-extra}
+      "$py" benches/compare/peers.py "$th" --cases "$cases" >> "$log"  # writes "== torch TH", "== ort TH"
+      echo "== recur $th" >> "$log"
+      "$py" benches/compare/peers.py --list --cases "$cases" | while read -r cell T B I H L; do
+        target/release/recur bench --cell "$cell" --seq "$T" --batch "$B" --input "$I" --hidden "$H" \
+          --layers "$L" --threads "$th" --seconds 1 < /dev/null >> "$log"
+      done
+    fi
+  done
 done
 "$py" benches/compare/table.py "$log" infer
 "$py" benches/compare/table.py "$log" train

@@ -1,50 +1,73 @@
 """Turns the log of benches/compare/run.sh into markdown tables. Usage: table.py LOG infer|train
 Rows in the order of the recur lines; the case column reads "T, B, H" while every case has I = H
 (the reference run), else "T, B, I, H"; a stack of layers adds "(L layers)". A peer missing from the log
-shows as "-"."""
-import re, sys
+shows as "-".
+
+A log of several rounds ("== round N" lines, run.sh's ROUNDS) gives per case the median over the
+rounds of each time, and the median of the speed-ups taken within each round (recur beside the
+peers timed minutes before it), with their range over the rounds in a last column: the machine's
+speed drifts between rounds by more than the margins measured."""
+import re, statistics, sys
 log = open(sys.argv[1]).read().split("\n")
-torch, ort, recur, peak, sec = {}, {}, {}, {}, None
+torch, ort, recur, peak, sec, rnd = {}, {}, {}, {}, None, 0
+order = []
 for line in log:
+    m = re.match(r"== round (\d+)", line)
+    if m: rnd = int(m.group(1)); sec = None; continue
     m = re.match(r"== (torch|recur|ort|peak) (\d)", line)
     if m: sec = (m.group(1), int(m.group(2))); continue
     if not sec: continue
     if sec[0] == "peak":
         m = re.search(r"avx512 peak ([\d.]+)", line)
-        if m: peak[sec[1]] = float(m.group(1))
+        if m: peak.setdefault(sec[1], {})[rnd] = float(m.group(1))
     elif sec[0] in ("torch", "ort"):
         m = re.search(r"(lstm|gru|rnn) T=(\d+) B=(\d+) I=(\d+) H=(\d+)(?: L=(\d+))? (fwd-infer|fwd\+bwd) ([\d.]+) ms", line)
         if m:
             mode = "infer" if m.group(7) == "fwd-infer" else "train"
             d = torch if sec[0] == "torch" else ort
             L = int(m.group(6) or 1)
-            d[(m.group(1), int(m.group(2)), int(m.group(3)), int(m.group(4)), int(m.group(5)), L, mode, sec[1])] = float(m.group(8))
+            k = (m.group(1), int(m.group(2)), int(m.group(3)), int(m.group(4)), int(m.group(5)), L, mode, sec[1])
+            d.setdefault(k, {})[rnd] = float(m.group(8))
     else:
         f = line.split()
         if len(f) == 11 and f[0] in ("lstm", "gru", "rnn"):
-            recur[(f[0], int(f[2]), int(f[3]), int(f[4]), int(f[5]), int(f[6]), f[1], sec[1])] = (float(f[9]), float(f[10]))
+            k = (f[0], int(f[2]), int(f[3]), int(f[4]), int(f[5]), int(f[6]), f[1], sec[1])
+            if k not in recur: order.append(k)
+            recur.setdefault(k, {})[rnd] = (float(f[9]), float(f[10]))
 mode_want = sys.argv[2]
+rounds = sorted({r for v in recur.values() for r in v})
+many = len(rounds) > 1
+med = lambda xs: statistics.median(xs) if xs else None
 square = all(k[3] == k[4] for k in recur if k[6] == mode_want)
 col = "case (T, B, I=H)" if square else "case (T, B, I, H)"
 fmt = lambda x: "-" if x is None else f"{x:.2f}"
-print(f"AVX-512 FMA peak measured in the same run (peak_flops.c): {peak.get(1,0):.0f} GFLOP/s on 1 thread, {peak.get(2,0):.0f} on 2.\n")
+pk1, pk2 = (med(list(peak.get(t, {}).values())) or 0 for t in (1, 2))
+what = f", the median of {len(rounds)} rounds" if many else ""
+print(f"AVX-512 FMA peak measured in the same run (peak_flops.c{what}): {pk1:.0f} GFLOP/s on 1 thread, {pk2:.0f} on 2.\n")
+extra = " range over the rounds |" if many else ""
 if mode_want == "infer":
-    print(f"| {col} | threads | recur ms | GFLOP/s | % of peak | PyTorch ms | ONNX Runtime ms | speed-up vs faster peer |")
+    print(f"| {col} | threads | recur ms | GFLOP/s | % of peak | PyTorch ms | ONNX Runtime ms | speed-up vs faster peer |{extra}")
 else:
-    print(f"| {col} | threads | recur ms | GFLOP/s | % of peak | PyTorch ms | speed-up vs PyTorch |")
-print("|---|---|---|---|---|---|---|---|" if mode_want == "infer" else "|---|---|---|---|---|---|---|")
-for k in recur:
+    print(f"| {col} | threads | recur ms | GFLOP/s | % of peak | PyTorch ms | speed-up vs PyTorch |{extra}")
+print("|---" * ((8 if mode_want == "infer" else 7) + many) + "|")
+for k in order:
     cell, T, B, I, H, L, mode, th = k
     if mode != mode_want: continue
-    ms, gf = recur[k]
+    runs = recur[k]
+    ms = med([v[0] for v in runs.values()])
+    gf = med([v[1] for v in runs.values()])
     name = {"lstm": "LSTM", "gru": "GRU", "rnn": "RNN tanh"}[cell]
     shape = (f"{T}, {B}, {H}" if square else f"{T}, {B}, {I}, {H}") + (f" ({L} layers)" if L > 1 else "")
-    t = torch.get(k); o = ort.get(k)
-    pk = 100 * gf / peak[th] if th in peak else float("nan")
+    t, o = torch.get(k, {}), ort.get(k, {})
+    pk = 100 * gf / (pk1 if th == 1 else pk2) if (pk1 if th == 1 else pk2) else float("nan")
+    # Speed-ups within each round, against the faster peer of that round (PyTorch in training).
+    ups = []
+    for r, (r_ms, _) in runs.items():
+        peers = [d[r] for d in ((t, o) if mode == "infer" else (t,)) if r in d]
+        if peers: ups.append(min(peers) / r_ms)
+    up = "-" if not ups else f"{med(ups):.2f}x"
+    span = (f" {min(ups):.2f}-{max(ups):.2f}x |" if ups else " - |") if many else ""
     if mode == "infer":
-        best = min((x for x in (t, o) if x is not None), default=None)
-        up = "-" if best is None else f"{best/ms:.2f}x"
-        print(f"| {name} {shape} | {th} | {ms:.2f} | {gf:.0f} | {pk:.0f}% | {fmt(t)} | {fmt(o)} | {up} |")
+        print(f"| {name} {shape} | {th} | {ms:.2f} | {gf:.0f} | {pk:.0f}% | {fmt(med(list(t.values())))} | {fmt(med(list(o.values())))} | {up} |{span}")
     else:
-        up = "-" if t is None else f"{t/ms:.2f}x"
-        print(f"| {name} {shape} | {th} | {ms:.2f} | {gf:.0f} | {pk:.0f}% | {fmt(t)} | {up} |")
+        print(f"| {name} {shape} | {th} | {ms:.2f} | {gf:.0f} | {pk:.0f}% | {fmt(med(list(t.values())))} | {up} |{span}")
