@@ -156,6 +156,10 @@ pub(super) fn lstm_forward<L: Lanes>(l: L, u: FwdUnits<'_>) {
         ..
     } = u;
     let out = !y.is_empty();
+    // Two passes over the row: the gates' activations (four independent chains a block), then
+    // the state (c, tanh c, h), reading them back from L1. In one pass each block's chain of
+    // sigmoid -> c -> tanh c -> h (~110 cycles) was longer than the out-of-order window could
+    // overlap with the next block's.
     for k in Blocks::new(l, h.len()) {
         // SAFETY: every slice holds the row's units (the caller).
         unsafe {
@@ -166,17 +170,28 @@ pub(super) fn lstm_forward<L: Lanes>(l: L, u: FwdUnits<'_>) {
                 k.pre(gates[2], gh[2], b[2]),
                 k.pre(gates[3], gh[3], b[3]),
             ];
-            let (i, f, g, o) = (
+            let act = [
                 l.sigmoid(pre[0]),
                 l.sigmoid(pre[1]),
                 l.tanh(pre[2]),
                 l.sigmoid(pre[3]),
+            ];
+            for (gate, v) in gates.iter_mut().zip(act) {
+                k.st(gate, v);
+            }
+        }
+    }
+    for k in Blocks::new(l, h.len()) {
+        // SAFETY: as above.
+        unsafe {
+            let (i, f, g, o) = (
+                k.ld(gates[0]),
+                k.ld(gates[1]),
+                k.ld(gates[2]),
+                k.ld(gates[3]),
             );
             let cc = l.add(l.mul(f, k.ld(c_prev)), l.mul(i, g));
             let hh = l.mul(l.tanh(cc), o);
-            for (gate, v) in gates.iter_mut().zip([i, f, g, o]) {
-                k.st(gate, v);
-            }
             k.st(c, cc);
             k.st(h, hh);
             if out {
@@ -201,18 +216,25 @@ pub(super) fn gru_forward<L: Lanes>(l: L, u: FwdUnits<'_>) {
         ..
     } = u;
     let out = !y.is_empty();
+    // Two passes, as the LSTM cell's: r, z and W_hn h + b_hn, then n and h.
     for k in Blocks::new(l, h.len()) {
         // SAFETY: every slice holds the row's units (the caller).
         unsafe {
             let r = l.sigmoid(k.pre(r_out, gh[0], b[0]));
             let z = l.sigmoid(k.pre(z_out, gh[1], b[1]));
             let v = l.add(k.ld(gh[2]), k.ld(b[2]));
-            let nn = l.tanh(l.add(k.ld(n_out), l.mul(r, v)));
-            let hh = l.add(l.mul(l.sub(l.splat(1.0), z), nn), l.mul(z, k.ld(h_prev)));
             k.st(r_out, r);
             k.st(z_out, z);
-            k.st(n_out, nn);
             k.st(hn, v);
+        }
+    }
+    for k in Blocks::new(l, h.len()) {
+        // SAFETY: as above.
+        unsafe {
+            let (r, z, v) = (k.ld(r_out), k.ld(z_out), k.ld(hn));
+            let nn = l.tanh(l.add(k.ld(n_out), l.mul(r, v)));
+            let hh = l.add(l.mul(l.sub(l.splat(1.0), z), nn), l.mul(z, k.ld(h_prev)));
+            k.st(n_out, nn);
             k.st(h, hh);
             if out {
                 k.st(y, hh);
