@@ -209,6 +209,19 @@ unsafe fn forward_avx2(cell: CellKind, u: FwdUnits<'_>) {
     forward_any(cell, u)
 }
 
+/// `for b in rows`, the cell `$cell` on each row that has units: a macro rather than a function
+/// taking the cell as a closure, which out of line would call every intrinsic as a function.
+#[cfg(target_arch = "x86_64")]
+macro_rules! each_row {
+    ($rows:expr, $row:ident, |$u:ident| $cell:expr) => {
+        for b in $rows {
+            if let Some($u) = $row.units(b) {
+                $cell
+            }
+        }
+    };
+}
+
 /// # Safety
 /// The CPU must have AVX-512 F.
 #[cfg(target_arch = "x86_64")]
@@ -218,17 +231,18 @@ unsafe fn forward_rows_avx512<'a>(
     rows: std::ops::Range<usize>,
     mut row: impl Rows<FwdUnits<'a>>,
 ) {
-    for b in rows {
-        if let Some(u) = row.units(b) {
-            match cell {
-                // SAFETY: this CPU has AVX-512 F (the caller), and this function is compiled
-                // for it, so the cells' intrinsics inline.
-                CellKind::Lstm => unsafe { crate::activation::lstm_forward_avx512(u) },
-                // SAFETY: as above.
-                CellKind::Gru => unsafe { crate::activation::gru_forward_avx512(u) },
-                _ => forward_any(cell, u),
-            }
-        }
+    // The cell picked once for all the rows (inside the loop, a jump table every row).
+    match cell {
+        // SAFETY: this CPU has AVX-512 F (the caller), and this function is compiled
+        // for it, so the cells' intrinsics inline.
+        CellKind::Lstm => each_row!(rows, row, |u| unsafe {
+            crate::activation::lstm_forward_avx512(u)
+        }),
+        // SAFETY: as above.
+        CellKind::Gru => each_row!(rows, row, |u| unsafe {
+            crate::activation::gru_forward_avx512(u)
+        }),
+        _ => each_row!(rows, row, |u| forward_any(cell, u)),
     }
 }
 
@@ -241,17 +255,18 @@ unsafe fn forward_rows_avx2<'a>(
     rows: std::ops::Range<usize>,
     mut row: impl Rows<FwdUnits<'a>>,
 ) {
-    for b in rows {
-        if let Some(u) = row.units(b) {
-            match cell {
-                // SAFETY: this CPU has AVX2 and FMA (the caller), and this function is
-                // compiled for them, so the cells' intrinsics inline.
-                CellKind::Lstm => unsafe { crate::activation::lstm_forward_avx2(u) },
-                // SAFETY: as above.
-                CellKind::Gru => unsafe { crate::activation::gru_forward_avx2(u) },
-                _ => forward_any(cell, u),
-            }
-        }
+    // The cell picked once for all the rows (inside the loop, a jump table every row).
+    match cell {
+        // SAFETY: this CPU has AVX2 and FMA (the caller), and this function is
+        // compiled for them, so the cells' intrinsics inline.
+        CellKind::Lstm => each_row!(rows, row, |u| unsafe {
+            crate::activation::lstm_forward_avx2(u)
+        }),
+        // SAFETY: as above.
+        CellKind::Gru => each_row!(rows, row, |u| unsafe {
+            crate::activation::gru_forward_avx2(u)
+        }),
+        _ => each_row!(rows, row, |u| forward_any(cell, u)),
     }
 }
 
