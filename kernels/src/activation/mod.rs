@@ -109,8 +109,9 @@ pub(crate) const TANH_COEF: [[f32; 16]; 7] = [
     ],
 ];
 
-/// The LSTM cell forward of `u` in one pass over the units, every gate's activation in
-/// registers (`fused.rs`, the same body on every path). `u.isa` must be available on this CPU.
+/// The LSTM cell forward of `u`, fused: two passes over the units, the gates' activations
+/// (from their pre-activations in registers), then the state (`fused.rs`, the same body on
+/// every path). `u.isa` must be available on this CPU.
 #[inline(always)]
 pub(crate) fn lstm_forward(u: FwdUnits<'_>) {
     check_lstm(&u);
@@ -126,7 +127,7 @@ pub(crate) fn lstm_forward(u: FwdUnits<'_>) {
     }
 }
 
-/// The GRU cell forward of `u` in one pass over the units, as [`lstm_forward`].
+/// The GRU cell forward of `u`, fused in two passes as [`lstm_forward`].
 #[inline(always)]
 pub(crate) fn gru_forward(u: FwdUnits<'_>) {
     check_gru(&u);

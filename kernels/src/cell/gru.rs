@@ -4,7 +4,7 @@
 use super::{BwdUnits, FwdUnits};
 use crate::activation;
 
-/// The forward: one pass in registers on every path (`activation/fused.rs`).
+/// The forward: fused, the same body on every path (`activation/fused.rs`).
 #[inline(always)]
 pub(crate) fn forward(u: FwdUnits<'_>) {
     activation::gru_forward(u)
