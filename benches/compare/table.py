@@ -41,7 +41,8 @@ med = lambda xs: statistics.median(xs) if xs else None
 square = all(k[3] == k[4] for k in recur if k[6] == mode_want)
 col = "case (T, B, I=H)" if square else "case (T, B, I, H)"
 fmt = lambda x: "-" if x is None else f"{x:.2f}"
-pk1, pk2 = (med(list(peak.get(t, {}).values())) or 0 for t in (1, 2))
+peak_med = {t: med(list(v.values())) for t, v in peak.items()}
+pk1, pk2 = peak_med.get(1, 0), peak_med.get(2, 0)
 what = f", the median of {len(rounds)} rounds" if many else ""
 print(f"AVX-512 FMA peak measured in the same run (peak_flops.c{what}): {pk1:.0f} GFLOP/s on 1 thread, {pk2:.0f} on 2.\n")
 extra = " range over the rounds |" if many else ""
@@ -59,7 +60,8 @@ for k in order:
     name = {"lstm": "LSTM", "gru": "GRU", "rnn": "RNN tanh"}[cell]
     shape = (f"{T}, {B}, {H}" if square else f"{T}, {B}, {I}, {H}") + (f" ({L} layers)" if L > 1 else "")
     t, o = torch.get(k, {}), ort.get(k, {})
-    pk = 100 * gf / (pk1 if th == 1 else pk2) if (pk1 if th == 1 else pk2) else float("nan")
+    t_ms, o_ms = fmt(med(list(t.values()))), fmt(med(list(o.values())))
+    pk = 100 * gf / peak_med[th] if peak_med.get(th) else float("nan")
     # Speed-ups within each round, against the faster peer of that round (PyTorch in training).
     ups = []
     for r, (r_ms, _) in runs.items():
@@ -68,6 +70,6 @@ for k in order:
     up = "-" if not ups else f"{med(ups):.2f}x"
     span = (f" {min(ups):.2f}-{max(ups):.2f}x |" if ups else " - |") if many else ""
     if mode == "infer":
-        print(f"| {name} {shape} | {th} | {ms:.2f} | {gf:.0f} | {pk:.0f}% | {fmt(med(list(t.values())))} | {fmt(med(list(o.values())))} | {up} |{span}")
+        print(f"| {name} {shape} | {th} | {ms:.2f} | {gf:.0f} | {pk:.0f}% | {t_ms} | {o_ms} | {up} |{span}")
     else:
-        print(f"| {name} {shape} | {th} | {ms:.2f} | {gf:.0f} | {pk:.0f}% | {fmt(med(list(t.values())))} | {up} |{span}")
+        print(f"| {name} {shape} | {th} | {ms:.2f} | {gf:.0f} | {pk:.0f}% | {t_ms} | {up} |{span}")

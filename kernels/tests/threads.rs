@@ -37,6 +37,19 @@ fn run_with(threads: usize, case: &Case, isa: Isa) -> Vec<Vec<u32>> {
     all
 }
 
+/// `case` gives the same bits at each of `threads` as at 1 thread, on every ISA path.
+fn assert_bit_identical(case: &Case, threads: &[usize], what: &str) {
+    for isa in Isa::available() {
+        let one = run_with(1, case, isa);
+        for &n in threads {
+            assert!(
+                run_with(n, case, isa) == one,
+                "{what} {isa:?}: results differ at {n} threads"
+            );
+        }
+    }
+}
+
 #[test]
 fn bit_identical_at_1_2_3_4_threads() {
     let cells = [
@@ -68,15 +81,8 @@ fn bit_identical_at_1_2_3_4_threads() {
                 .layers(layers)
                 .bidirectional(bidirectional);
             let case = Case::new(desc, 11, batch, 40 + n as u64, true, true, true);
-            for isa in Isa::available() {
-                let one = run_with(1, &case, isa);
-                for threads in [2, 3, 4] {
-                    assert!(
-                        run_with(threads, &case, isa) == one,
-                        "{cell:?} {isa:?} batch {batch} layers {layers}: results differ at {threads} threads"
-                    );
-                }
-            }
+            let what = format!("{cell:?} batch {batch} layers {layers}");
+            assert_bit_identical(&case, &[2, 3, 4], &what);
         }
     }
 }
@@ -94,15 +100,7 @@ fn bit_identical_cut_by_units_over_several_chunks() {
         for batch in [40, 3] {
             let desc = RnnDesc::new(cell, 33, hidden);
             let case = Case::new(desc, 23, batch, 7, true, true, true);
-            for isa in Isa::available() {
-                let one = run_with(1, &case, isa);
-                for threads in [2, 3] {
-                    assert!(
-                        run_with(threads, &case, isa) == one,
-                        "{cell:?} {isa:?} batch {batch}: results differ at {threads} threads"
-                    );
-                }
-            }
+            assert_bit_identical(&case, &[2, 3], &format!("{cell:?} batch {batch}"));
         }
     }
 }
