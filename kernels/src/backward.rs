@@ -19,7 +19,7 @@ use crate::forward::{
     batch_split, chunk_steps, slots, time_of, wave_chunk_steps, wavefront_shape, UnitBlocks,
     PREFETCH_ROWS,
 };
-use crate::gemm_tn::gemm_tn;
+use crate::gemm_tn::{gemm_tn, gemm_tn_shared, Product};
 use crate::isa::Isa;
 use crate::microkernel;
 use crate::packed::{self, split, OutPtr, PackedB, PanelOrder};
@@ -713,15 +713,31 @@ fn weight_grads(
     let rows = (tb - ta) * batch;
     let (dgi, hn) = (&gates[..rows * g], &hn[..hn.len().min(rows * h)]);
     let x = &x_l[ta * batch * i_l..tb * batch * i_l];
-    // dW_ih = dG_inᵀ X.
-    gemm_tn(isa, g, i_l, rows, dgi, g, x, i_l, &mut pg.w_ih, i_l, acc);
     // dW_hh = dG_hᵀ H_prev, where the state before step t sits in slot t (forward) or t+1.
     let first = if d == 0 { 0 } else { 1 };
     let h_prev = &states[(first + ta) * batch * h..(first + tb) * batch * h];
     // dG_h equals dG_in but for GRU's n block, which sits in `hn`.
     let same = if desc.cell == CellKind::Gru { 2 * h } else { g };
     let (w_same, w_n) = pg.w_hh.split_at_mut(same * h);
-    gemm_tn(isa, same, h, rows, dgi, g, h_prev, h, w_same, h, acc);
+    // dW_ih = dG_inᵀ X and dW_hh's rows from dG_in, as one GEMM that copies dG_in once (LSTM
+    // 400,8,128 training: the copies of dG were 4.6% of the time, twice over).
+    let ih = Product {
+        m: g,
+        n: i_l,
+        b: x,
+        ldb: i_l,
+        c: &mut pg.w_ih,
+        ldc: i_l,
+    };
+    let hh = Product {
+        m: same,
+        n: h,
+        b: h_prev,
+        ldb: h,
+        c: w_same,
+        ldc: h,
+    };
+    gemm_tn_shared(isa, rows, dgi, g, [Some(ih), Some(hh)], acc);
     if same < g {
         gemm_tn(isa, h, h, rows, hn, h, h_prev, h, w_n, h, acc);
     }

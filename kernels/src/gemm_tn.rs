@@ -44,40 +44,111 @@ pub(crate) fn gemm_tn(
     ldc: usize,
     accumulate: bool,
 ) {
-    if m == 0 || n == 0 {
-        return;
+    let product = Product {
+        m,
+        n,
+        b,
+        ldb,
+        c,
+        ldc,
+    };
+    gemm_tn_shared(isa, k, a, lda, [Some(product), None], accumulate);
+}
+
+/// One product of [`gemm_tn_shared`]: `C = Aᵀ B` over A's first `m` columns, B `(k, n)` with
+/// leading dimension `ldb`, C `(m, n)` with `ldc`.
+pub(crate) struct Product<'a> {
+    pub m: usize,
+    pub n: usize,
+    pub b: &'a [f32],
+    pub ldb: usize,
+    pub c: &'a mut [f32],
+    pub ldc: usize,
+}
+
+/// Up to two products `C_i (+)= A[.., ..m_i]ᵀ B_i` of one A, as one GEMM whose panels are the
+/// first B's then the second's: each k-block of A is copied once for both (dW_ih = dGᵀ X and
+/// dW_hh = dGᵀ H share dG). Each element is the same FMA chain, in the same k-blocks, as in a
+/// call of its own, so the same bits.
+pub(crate) fn gemm_tn_shared(
+    isa: Isa,
+    k: usize,
+    a: &[f32],
+    lda: usize,
+    products: [Option<Product<'_>>; 2],
+    accumulate: bool,
+) {
+    let sh = shape(isa);
+    let (mr, nr) = (sh.mr, sh.nr);
+    // Each product as raw parts, its panels numbered after the ones before.
+    let mut parts: [Option<Part<'_>>; 2] = [None, None];
+    let (mut m, mut panels, mut work) = (0, 0, 0);
+    for (slot, pr) in parts.iter_mut().zip(products) {
+        let Some(pr) = pr else { continue };
+        let Product {
+            m: pm,
+            n,
+            b,
+            ldb,
+            c,
+            ldc,
+        } = pr;
+        if pm == 0 || n == 0 {
+            continue;
+        }
+        // Checked arithmetic: these asserts are what the unsafe code below relies on.
+        assert!(
+            ldc >= n && holds(c.len(), pm, ldc, n),
+            "gemm_tn: C too short"
+        );
+        if k == 0 {
+            if !accumulate {
+                for row in c.chunks_mut(ldc).take(pm) {
+                    row[..n].fill(0.0);
+                }
+            }
+            continue;
+        }
+        assert!(
+            ldb >= n && holds(b.len(), k, ldb, n),
+            "gemm_tn: B too short"
+        );
+        let first = panels;
+        panels += n.div_ceil(nr);
+        (m, work) = (m.max(pm), work + pm * n * k);
+        *slot = Some(Part {
+            m: pm,
+            n,
+            b,
+            ldb,
+            c: OutPtr(c.as_mut_ptr()),
+            ldc,
+            first,
+        });
     }
-    // Checked arithmetic: these asserts are what the unsafe code below relies on.
-    assert!(
-        ldc >= n && holds(c.len(), m, ldc, n),
-        "gemm_tn: C too short"
-    );
-    if k == 0 {
-        if accumulate {
-            return;
-        }
-        for row in c.chunks_mut(ldc).take(m) {
-            row[..n].fill(0.0);
-        }
+    if panels == 0 {
         return;
     }
     assert!(
         lda >= m && holds(a.len(), k, lda, m),
         "gemm_tn: A too short"
     );
-    assert!(
-        ldb >= n && holds(b.len(), k, ldb, n),
-        "gemm_tn: B too short"
-    );
-    let sh = shape(isa);
-    let (mr, nr) = (sh.mr, sh.nr);
-    let (row_tiles, panels) = (m.div_ceil(mr), n.div_ceil(nr));
-    let (row_tasks, panel_tasks) = grid(mr, nr, row_tiles, panels, m * n * k);
-    let kc = (PANEL_BLOCK / nr).max(1);
-    let out = OutPtr(c.as_mut_ptr());
+    // The product of global panel `p`, and `p`'s index among its own.
+    let part_of = |p: usize| {
+        let pt = match &parts[1] {
+            Some(q) if p >= q.first => q,
+            _ => parts[0]
+                .as_ref()
+                .unwrap_or_else(|| parts[1].as_ref().expect("a product")),
+        };
+        (pt, p - pt.first)
+    };
+    let row_tiles = m.div_ceil(mr);
+    let (row_tasks, panel_tasks) = grid(mr, nr, row_tiles, panels, work);
     let task = |t: usize| {
         let (r0, r1) = split(row_tiles, row_tasks, t / panel_tasks);
         let (p0, p1) = split(panels, panel_tasks, t % panel_tasks);
+        let kc = k_block(mr, nr, p1 - p0);
         // One allocation each per task and call (the sizes depend on the ISA, m, n and k), none
         // inside: the k-block of the task's row tiles of A, and of its panels of B.
         // On cache lines, as the panels of B are whole lines: no load spans two.
@@ -87,9 +158,16 @@ pub(crate) fn gemm_tn(
             let kl = kc.min(k - k0);
             // Panel p's k-block: kl steps of nr floats, each row of B read in one run; once per
             // k-block, for every block of A's row tiles.
-            let b_block = &b[k0 * ldb..];
-            let b_cols = p0 * nr..(p1 * nr).min(n);
-            by_width!(nr, pack_b(b_block, ldb, kl, b_cols, kc, &mut b_panels));
+            for pt in parts.iter().flatten() {
+                let (q0, q1) = (p0.max(pt.first), p1.min(pt.first + pt.n.div_ceil(nr)));
+                if q0 >= q1 {
+                    continue;
+                }
+                let b_block = &pt.b[k0 * pt.ldb..];
+                let b_cols = (q0 - pt.first) * nr..((q1 - pt.first) * nr).min(pt.n);
+                let dst = &mut b_panels[(q0 - p0) * kc * nr..];
+                by_width!(nr, pack_b(b_block, pt.ldb, kl, b_cols, kc, dst));
+            }
             for rb in (r0..r1).step_by(BLOCK_TILES) {
                 let rb1 = (rb + BLOCK_TILES).min(r1);
                 let (i_lo, i_hi) = (rb * mr, (rb1 * mr).min(m));
@@ -97,14 +175,20 @@ pub(crate) fn gemm_tn(
                 let a_block = &a[k0 * lda..];
                 by_width!(mr, pack_a(a_block, lda, kl, i_lo..i_hi, kc, &mut a_tiles));
                 for p in p0..p1 {
-                    let cols = nr.min(n - p * nr);
+                    let (pt, q) = part_of(p);
+                    let cols = nr.min(pt.n - q * nr);
                     let panel = &b_panels[(p - p0) * kc * nr..][..kc * nr];
                     for rt in rb..rb1 {
-                        let (i0, rows) = (rt * mr, mr.min(m - rt * mr));
+                        let i0 = rt * mr;
+                        if i0 >= pt.m {
+                            break;
+                        }
+                        let rows = mr.min(pt.m - i0);
                         // SAFETY: `a_tiles` holds this tile's kl steps of mr floats (rows <= mr
-                        // read); the asserts above bound every access to C (rows i0..i0+rows,
-                        // columns p*nr..p*nr+cols); `panel` holds kl steps of nr floats; tasks
-                        // cover disjoint (row tile, panel) pairs; `isa` is available (caller).
+                        // read); the asserts above bound every access to this product's C (rows
+                        // i0..i0+rows < m, columns q*nr..q*nr+cols < n); `panel` holds kl steps
+                        // of nr floats; tasks cover disjoint (row tile, panel) pairs; `isa` is
+                        // available (caller).
                         unsafe {
                             microkernel::tile_kmajor(
                                 isa,
@@ -114,8 +198,8 @@ pub(crate) fn gemm_tn(
                                 mr,
                                 panel.as_ptr(),
                                 nr,
-                                out.at(i0 * ldc + p * nr),
-                                ldc,
+                                pt.c.at(i0 * pt.ldc + q * nr),
+                                pt.ldc,
                                 cols,
                                 accumulate || k0 > 0,
                             )
@@ -126,6 +210,35 @@ pub(crate) fn gemm_tn(
         }
     };
     run_tasks(row_tasks * panel_tasks, task);
+}
+
+/// Steps of a k-block for a task of `panels` panels: [`PANEL_BLOCK`]'s, unless a shorter one
+/// (down to half) lets a block of A's row tiles and the k-block of all the task's panels stay
+/// in L2 together, as [`BLOCK_TILES`] counts on (two products of a small layer: dW_ih and
+/// dW_hh of LSTM 400,8,128, 8 panels, 1.08 MiB at 768 steps). The k-blocks do not change any
+/// element's FMA chain (a block after the first starts from C), so the bits.
+fn k_block(mr: usize, nr: usize, panels: usize) -> usize {
+    let full = (PANEL_BLOCK / nr).max(1);
+    let fit = L2_SHARE / (4 * (BLOCK_TILES * mr + panels * nr));
+    match fit >= full || fit < full / 2 {
+        true => full,
+        false => fit / 16 * 16,
+    }
+}
+
+/// Bytes of L2 that a block of A and the panels of B may fill between them (of 1 MiB).
+const L2_SHARE: usize = 768 << 10;
+
+/// A [`Product`] inside [`gemm_tn_shared`]: C as a pointer tasks share, and the global index of
+/// its first panel.
+struct Part<'a> {
+    m: usize,
+    n: usize,
+    b: &'a [f32],
+    ldb: usize,
+    c: OutPtr,
+    ldc: usize,
+    first: usize,
 }
 
 /// How the (row tile, panel) grid is cut: one task per thread at most, because every task packs
@@ -279,6 +392,82 @@ mod tests {
                         run(threads),
                         one,
                         "{isa:?} {m}x{n}x{k} at {threads} threads"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod shared_tests {
+    use super::*;
+    use crate::params::SplitMix64;
+
+    /// Two products of one A (the second over fewer of A's columns, as GRU's dW_hh over dG's
+    /// first 2H), with several k-blocks, the shorter ones of a task whose panels fill L2
+    /// (see `k_block`): each C as a `gemm_tn` of its own computes it, to the bit, at 1-3
+    /// threads, and near the f64 sums.
+    #[test]
+    fn shared_a_matches_separate_calls_every_isa() {
+        let mut rng = SplitMix64(21);
+        for isa in Isa::available() {
+            let nr = shape(isa).nr;
+            for &(m, m2, n1, n2, k) in &[
+                (1, 1, 1, 1, 1),
+                (7, 5, 3 * nr + 5, 2 * nr + 3, 1100),
+                (50, 33, 4 * nr, 3 * nr - 1, 1300),
+            ] {
+                let lda = m + 1;
+                let mut a = vec![0.0f32; k * lda];
+                let (mut b1, mut b2) = (vec![0.0f32; k * n1], vec![0.0f32; k * (n2 + 2)]);
+                rng.fill_uniform(&mut a, 1.0);
+                rng.fill_uniform(&mut b1, 1.0);
+                rng.fill_uniform(&mut b2, 1.0);
+                let separate = {
+                    let (mut c1, mut c2) = (vec![3.0f32; m * n1], vec![3.0f32; m2 * n2]);
+                    gemm_tn(isa, m, n1, k, &a, lda, &b1, n1, &mut c1, n1, false);
+                    gemm_tn(isa, m2, n2, k, &a, lda, &b2, n2 + 2, &mut c2, n2, false);
+                    (c1, c2)
+                };
+                for i in 0..m2 {
+                    for j in 0..n2 {
+                        let want: f64 = (0..k)
+                            .map(|p| a[p * lda + i] as f64 * b2[p * (n2 + 2) + j] as f64)
+                            .sum();
+                        let got = separate.1[i * n2 + j] as f64;
+                        assert!((got - want).abs() < 1e-3 * (1.0 + want.abs()), "{isa:?}");
+                    }
+                }
+                for threads in [1, 2, 3] {
+                    let (mut c1, mut c2) = (vec![3.0f32; m * n1], vec![3.0f32; m2 * n2]);
+                    let pool = rayon::ThreadPoolBuilder::new()
+                        .num_threads(threads)
+                        .build()
+                        .unwrap();
+                    pool.install(|| {
+                        let p1 = Product {
+                            m,
+                            n: n1,
+                            b: &b1,
+                            ldb: n1,
+                            c: &mut c1,
+                            ldc: n1,
+                        };
+                        let p2 = Product {
+                            m: m2,
+                            n: n2,
+                            b: &b2,
+                            ldb: n2 + 2,
+                            c: &mut c2,
+                            ldc: n2,
+                        };
+                        gemm_tn_shared(isa, k, &a, lda, [Some(p1), Some(p2)], false)
+                    });
+                    assert_eq!(
+                        (c1, c2),
+                        separate,
+                        "{isa:?} {m},{m2},{n1},{n2},{k} x{threads}"
                     );
                 }
             }
