@@ -19,7 +19,7 @@ use crate::forward::{
     batch_split, chunk_steps, slots, time_of, wave_chunk_steps, wavefront_shape, UnitBlocks,
     PREFETCH_ROWS,
 };
-use crate::gemm_tn::{gemm_tn, gemm_tn_shared, Product};
+use crate::gemm_tn::{gemm_tn, Product};
 use crate::isa::Isa;
 use crate::microkernel;
 use crate::packed::{self, split, OutPtr, PackedB, PanelOrder};
@@ -737,39 +737,35 @@ fn weight_grads(
         c: w_same,
         ldc: h,
     };
-    gemm_tn_shared(isa, rows, dgi, g, [Some(ih), Some(hh)], acc);
+    // The bias gradients are dG's column sums, added up as the GEMMs copy dG.
+    let (b_same, b_n) = pg.b_hh.split_at_mut(same);
+    let bias = desc.bias;
+    gemm_tn(
+        isa,
+        rows,
+        dgi,
+        g,
+        [Some(ih), Some(hh)],
+        bias.then_some(&mut pg.b_ih[..]),
+        acc,
+    );
     if same < g {
-        gemm_tn(isa, h, h, rows, hn, h, h_prev, h, w_n, h, acc);
+        let n = Product {
+            m: h,
+            n: h,
+            b: h_prev,
+            ldb: h,
+            c: w_n,
+            ldc: h,
+        };
+        gemm_tn(isa, rows, hn, h, [Some(n), None], bias.then_some(b_n), acc);
     }
-    if desc.bias {
-        column_sums(dgi, g, &mut pg.b_ih, acc);
+    if bias {
         // b_hh's share of dG_in: the same sums (from the same values in the same order), so
         // copied.
-        let (b_same, b_n) = pg.b_hh.split_at_mut(same);
         b_same.copy_from_slice(&pg.b_ih[..same]);
-        if same < g {
-            column_sums(hn, h, b_n, acc);
-        }
     } else {
         pg.b_ih.fill(0.0);
         pg.b_hh.fill(0.0);
     }
-}
-
-/// `out[j] (+)= sum over rows of m[row][j]`, rows in order, columns shared across the pool.
-fn column_sums(m: &[f32], width: usize, out: &mut [f32], accumulate: bool) {
-    // One wide range of columns per thread, so that each row is read in long runs (64 columns
-    // a task read 256 bytes a row at a stride of G*H floats: 3% of a training step).
-    let cols = out.len().div_ceil(rayon::current_num_threads()).max(64);
-    out.par_chunks_mut(cols).enumerate().for_each(|(c, o)| {
-        if !accumulate {
-            o.fill(0.0);
-        }
-        let (j0, n) = (c * cols, o.len());
-        for r in m.chunks_exact(width) {
-            for (acc, v) in o.iter_mut().zip(&r[j0..j0 + n]) {
-                *acc += v;
-            }
-        }
-    });
 }

@@ -9,6 +9,9 @@
 //! stride of G*H floats, and a panel of B 128 bytes at a stride of I: a new page every k or
 //! every few, which the hardware prefetchers do not follow. Each element of C is one FMA chain
 //! over k in order, whatever the split across threads.
+//!
+//! One call takes up to two products of the same A (dW_ih = dGᵀ X and dW_hh = dGᵀ H), so that
+//! A is copied once for both, and adds up A's column sums (the bias gradients) as it copies.
 
 use crate::aligned::Buf;
 use crate::error::holds;
@@ -28,34 +31,7 @@ const PANEL_BLOCK: usize = 24 << 10;
 /// wide shapes within the noise (2026-12-01).
 const BLOCK_TILES: usize = 8;
 
-/// `C = Aᵀ B`, or `C += Aᵀ B` with `accumulate`: A stored `(k, m)` with leading dimension `lda`,
-/// B `(k, n)` with `ldb`, C `(m, n)` with `ldc`. `isa` must be available on this CPU.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn gemm_tn(
-    isa: Isa,
-    m: usize,
-    n: usize,
-    k: usize,
-    a: &[f32],
-    lda: usize,
-    b: &[f32],
-    ldb: usize,
-    c: &mut [f32],
-    ldc: usize,
-    accumulate: bool,
-) {
-    let product = Product {
-        m,
-        n,
-        b,
-        ldb,
-        c,
-        ldc,
-    };
-    gemm_tn_shared(isa, k, a, lda, [Some(product), None], accumulate);
-}
-
-/// One product of [`gemm_tn_shared`]: `C = Aᵀ B` over A's first `m` columns, B `(k, n)` with
+/// One product of [`gemm_tn`]: `C = Aᵀ B` over A's first `m` columns, B `(k, n)` with
 /// leading dimension `ldb`, C `(m, n)` with `ldc`.
 pub(crate) struct Product<'a> {
     pub m: usize,
@@ -70,12 +46,17 @@ pub(crate) struct Product<'a> {
 /// first B's then the second's: each k-block of A is copied once for both (dW_ih = dGᵀ X and
 /// dW_hh = dGᵀ H share dG). Each element is the same FMA chain, in the same k-blocks, as in a
 /// call of its own, so the same bits.
-pub(crate) fn gemm_tn_shared(
+///
+/// With `sums` (A's `m` columns, `m` the products' largest), also `sums[i] (+)= Σ_p A[p][i]`,
+/// added in the order of p as the copies of A read them (the bias gradients, column sums of
+/// dG, without another pass over dG).
+pub(crate) fn gemm_tn(
     isa: Isa,
     k: usize,
     a: &[f32],
     lda: usize,
     products: [Option<Product<'_>>; 2],
+    sums: Option<&mut [f32]>,
     accumulate: bool,
 ) {
     let sh = shape(isa);
@@ -101,6 +82,7 @@ pub(crate) fn gemm_tn_shared(
             ldc >= n && holds(c.len(), pm, ldc, n),
             "gemm_tn: C too short"
         );
+        m = m.max(pm);
         if k == 0 {
             if !accumulate {
                 for row in c.chunks_mut(ldc).take(pm) {
@@ -115,7 +97,7 @@ pub(crate) fn gemm_tn_shared(
         );
         let first = panels;
         panels += n.div_ceil(nr);
-        (m, work) = (m.max(pm), work + pm * n * k);
+        work += pm * n * k;
         *slot = Some(Part {
             m: pm,
             n,
@@ -126,7 +108,14 @@ pub(crate) fn gemm_tn_shared(
             first,
         });
     }
-    if panels == 0 {
+    let sums = sums.map(|v| {
+        assert_eq!(v.len(), m, "gemm_tn: sums of {m} columns");
+        if !accumulate {
+            v.fill(0.0);
+        }
+        OutPtr(v.as_mut_ptr())
+    });
+    if panels == 0 || k == 0 {
         return;
     }
     assert!(
@@ -173,7 +162,19 @@ pub(crate) fn gemm_tn_shared(
                 let (i_lo, i_hi) = (rb * mr, (rb1 * mr).min(m));
                 // Tile t's k-block: kl steps of mr floats (the last tile's rows past m unused).
                 let a_block = &a[k0 * lda..];
-                by_width!(mr, pack_a(a_block, lda, kl, i_lo..i_hi, kc, &mut a_tiles));
+                // The sums of these rows of A: each of the tasks that copy them takes a share.
+                let sums = sums.map(|v| {
+                    let (s0, s1) = split(i_hi - i_lo, panel_tasks, t % panel_tasks);
+                    // SAFETY: `v` holds m floats (asserted) and i_lo + s0..i_lo + s1 is within
+                    // m; the tasks of one row range take disjoint shares of it, and tasks of
+                    // other row ranges other rows.
+                    let share = unsafe { std::slice::from_raw_parts_mut(v.at(i_lo + s0), s1 - s0) };
+                    (share, s0)
+                });
+                by_width!(
+                    mr,
+                    pack_a(a_block, lda, kl, i_lo..i_hi, kc, &mut a_tiles, sums)
+                );
                 for p in p0..p1 {
                     let (pt, q) = part_of(p);
                     let cols = nr.min(pt.n - q * nr);
@@ -229,7 +230,7 @@ fn k_block(mr: usize, nr: usize, panels: usize) -> usize {
 /// Bytes of L2 that a block of A and the panels of B may fill between them (of 1 MiB).
 const L2_SHARE: usize = 768 << 10;
 
-/// A [`Product`] inside [`gemm_tn_shared`]: C as a pointer tasks share, and the global index of
+/// A [`Product`] inside [`gemm_tn`]: C as a pointer tasks share, and the global index of
 /// its first panel.
 struct Part<'a> {
     m: usize,
@@ -285,6 +286,8 @@ const PACK_AHEAD: usize = 16;
 /// Copies the rows `rows` of each of the `kl` first k steps of `a` (leading dimension `lda`)
 /// into `tiles`, tile by tile: tile `t`'s step `q` is the `W` floats at `t * W * kc + q * W`.
 /// Step by step, each step's rows read in one run (not tile by tile, `W` floats at a time).
+/// With `sums` `(s, at)`, also adds each step's rows `rows.start + at..` (as many as `s` has)
+/// to `s`, step after step.
 fn pack_a<const W: usize>(
     a: &[f32],
     lda: usize,
@@ -292,6 +295,7 @@ fn pack_a<const W: usize>(
     rows: std::ops::Range<usize>,
     kc: usize,
     tiles: &mut [f32],
+    mut sums: Option<(&mut [f32], usize)>,
 ) {
     for q in 0..kl {
         // The hardware prefetchers do not follow runs a page or more apart: ask for the run
@@ -300,8 +304,14 @@ fn pack_a<const W: usize>(
         if let Some(ahead) = a.get(at + rows.start..at + rows.end) {
             crate::prefetch::lines(ahead);
         }
-        for (t, src) in a[q * lda..][rows.clone()].chunks(W).enumerate() {
+        let run = &a[q * lda..][rows.clone()];
+        for (t, src) in run.chunks(W).enumerate() {
             copy_run::<W>(&mut tiles[t * W * kc + q * W..], src);
+        }
+        if let Some((s, at)) = sums.as_mut() {
+            for (acc, v) in s.iter_mut().zip(&run[*at..]) {
+                *acc += v;
+            }
         }
     }
 }
@@ -343,6 +353,33 @@ fn copy_short(dst: &mut [f32], src: &[f32]) {
     dst[..src.len()].copy_from_slice(src);
 }
 
+/// `C (+)= Aᵀ B` as a [`gemm_tn`] of one product (the tests' and timings' shorthand).
+#[cfg(test)]
+#[allow(clippy::too_many_arguments)]
+fn gemm_tn_one(
+    isa: Isa,
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[f32],
+    lda: usize,
+    b: &[f32],
+    ldb: usize,
+    c: &mut [f32],
+    ldc: usize,
+    accumulate: bool,
+) {
+    let product = Product {
+        m,
+        n,
+        b,
+        ldb,
+        c,
+        ldc,
+    };
+    gemm_tn(isa, k, a, lda, [Some(product), None], None, accumulate);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -373,7 +410,9 @@ mod tests {
                         .num_threads(threads)
                         .build()
                         .unwrap();
-                    pool.install(|| gemm_tn(isa, m, n, k, &a, lda, &b, ldb, &mut c, ldc, false));
+                    pool.install(|| {
+                        gemm_tn_one(isa, m, n, k, &a, lda, &b, ldb, &mut c, ldc, false)
+                    });
                     c
                 };
                 let one = run(1);
@@ -405,9 +444,10 @@ mod shared_tests {
     use crate::params::SplitMix64;
 
     /// Two products of one A (the second over fewer of A's columns, as GRU's dW_hh over dG's
-    /// first 2H), with several k-blocks, the shorter ones of a task whose panels fill L2
-    /// (see `k_block`): each C as a `gemm_tn` of its own computes it, to the bit, at 1-3
-    /// threads, and near the f64 sums.
+    /// first 2H) and A's column sums, with several k-blocks, the shorter ones of a task whose
+    /// panels fill L2 (see `k_block`), written and then added to: each C as a one-product call
+    /// computes it and the sums as a plain loop over the rows in order, to the bit, at 1-3
+    /// threads; and near the f64 sums.
     #[test]
     fn shared_a_matches_separate_calls_every_isa() {
         let mut rng = SplitMix64(21);
@@ -424,51 +464,63 @@ mod shared_tests {
                 rng.fill_uniform(&mut a, 1.0);
                 rng.fill_uniform(&mut b1, 1.0);
                 rng.fill_uniform(&mut b2, 1.0);
-                let separate = {
-                    let (mut c1, mut c2) = (vec![3.0f32; m * n1], vec![3.0f32; m2 * n2]);
-                    gemm_tn(isa, m, n1, k, &a, lda, &b1, n1, &mut c1, n1, false);
-                    gemm_tn(isa, m2, n2, k, &a, lda, &b2, n2 + 2, &mut c2, n2, false);
-                    (c1, c2)
-                };
+                // Written, then added to: (C1, C2, sums).
+                let mut want = (vec![3.0f32; m * n1], vec![3.0f32; m2 * n2], vec![3.0f32; m]);
+                let mut wants = Vec::new();
+                for acc in [false, true] {
+                    gemm_tn_one(isa, m, n1, k, &a, lda, &b1, n1, &mut want.0, n1, acc);
+                    gemm_tn_one(isa, m2, n2, k, &a, lda, &b2, n2 + 2, &mut want.1, n2, acc);
+                    if !acc {
+                        want.2.fill(0.0);
+                    }
+                    for row in a.chunks(lda).take(k) {
+                        for (s, v) in want.2.iter_mut().zip(row) {
+                            *s += v;
+                        }
+                    }
+                    wants.push(want.clone());
+                }
                 for i in 0..m2 {
                     for j in 0..n2 {
-                        let want: f64 = (0..k)
+                        let exact: f64 = (0..k)
                             .map(|p| a[p * lda + i] as f64 * b2[p * (n2 + 2) + j] as f64)
                             .sum();
-                        let got = separate.1[i * n2 + j] as f64;
-                        assert!((got - want).abs() < 1e-3 * (1.0 + want.abs()), "{isa:?}");
+                        let got = wants[0].1[i * n2 + j] as f64;
+                        assert!((got - exact).abs() < 1e-3 * (1.0 + exact.abs()), "{isa:?}");
                     }
                 }
                 for threads in [1, 2, 3] {
-                    let (mut c1, mut c2) = (vec![3.0f32; m * n1], vec![3.0f32; m2 * n2]);
                     let pool = rayon::ThreadPoolBuilder::new()
                         .num_threads(threads)
                         .build()
                         .unwrap();
-                    pool.install(|| {
-                        let p1 = Product {
-                            m,
-                            n: n1,
-                            b: &b1,
-                            ldb: n1,
-                            c: &mut c1,
-                            ldc: n1,
-                        };
-                        let p2 = Product {
-                            m: m2,
-                            n: n2,
-                            b: &b2,
-                            ldb: n2 + 2,
-                            c: &mut c2,
-                            ldc: n2,
-                        };
-                        gemm_tn_shared(isa, k, &a, lda, [Some(p1), Some(p2)], false)
-                    });
-                    assert_eq!(
-                        (c1, c2),
-                        separate,
-                        "{isa:?} {m},{m2},{n1},{n2},{k} x{threads}"
-                    );
+                    let mut got = (vec![3.0f32; m * n1], vec![3.0f32; m2 * n2], vec![3.0f32; m]);
+                    for (acc, want) in [false, true].into_iter().zip(&wants) {
+                        let (c1, c2, sums) = (&mut got.0, &mut got.1, &mut got.2);
+                        pool.install(|| {
+                            let p1 = Product {
+                                m,
+                                n: n1,
+                                b: &b1,
+                                ldb: n1,
+                                c: c1,
+                                ldc: n1,
+                            };
+                            let p2 = Product {
+                                m: m2,
+                                n: n2,
+                                b: &b2,
+                                ldb: n2 + 2,
+                                c: c2,
+                                ldc: n2,
+                            };
+                            gemm_tn(isa, k, &a, lda, [Some(p1), Some(p2)], Some(sums), acc)
+                        });
+                        assert_eq!(
+                            &got, want,
+                            "{isa:?} {m},{m2},{n1},{n2},{k} x{threads}, accumulate {acc}"
+                        );
+                    }
                 }
             }
         }
@@ -502,7 +554,7 @@ mod timing {
                 let mut c = vec![0.0f32; m * n];
                 let reps = (4e9 / (2.0 * (m * n * k) as f64)).max(1.0) as usize;
                 let s = crate::timing::median_secs(reps, || {
-                    gemm_tn(isa, m, n, k, &a, m, &b, n, &mut c, n, false)
+                    gemm_tn_one(isa, m, n, k, &a, m, &b, n, &mut c, n, false)
                 });
                 println!(
                     "{isa:?} gemm_tn {m}x{n}x{k}: {:.1} GFLOP/s",
