@@ -338,72 +338,55 @@ pub(crate) unsafe fn gemm_block(
     let wide = microkernel::wide_panels(b.isa, rows.len());
     if wide > 0 {
         // With so few rows a panel is used once: no k-blocking, several panels per call (a run
-        // of whole panels, each `k * nr` floats after the one before; a half-width one alone).
-        // Groups cut from the end when going backwards: which panels share a call does not
-        // change any element's sum.
+        // of whole panels, each `k * nr` floats after the one before, and a gate's half-width
+        // last one in the run's last slot, as alone its 1-zmm tile had too few FMA chains:
+        // `rows` of them). Groups cut from the end when going backwards: which panels share a
+        // call does not change any element's sum.
         let whole_from = |q: usize| b.width(q) == nr;
         let (mut lo, mut hi) = (panels.start, panels.end);
         while lo < hi {
             let (p, count) = match order {
                 PanelOrder::Forward => {
-                    let count = match whole_from(lo) {
-                        false => 1,
-                        true => (lo..hi).take(wide).take_while(|&q| whole_from(q)).count(),
-                    };
+                    let whole = (lo..hi).take(wide).take_while(|&q| whole_from(q)).count();
+                    // The half-width panel after the run, if a slot is left for it.
+                    let count = whole + usize::from(whole < wide && lo + whole < hi);
                     lo += count;
                     (lo - count, count)
                 }
                 PanelOrder::Backward => {
-                    let count = match whole_from(hi - 1) {
-                        false => 1,
-                        true => (lo..hi)
-                            .rev()
-                            .take(wide)
-                            .take_while(|&q| whole_from(q))
-                            .count(),
-                    };
-                    hi -= count;
-                    (hi, count)
+                    // A half-width panel is the last of its gate: first when going back.
+                    let half = usize::from(!whole_from(hi - 1));
+                    let whole = (lo..hi - half)
+                        .rev()
+                        .take(wide - half)
+                        .take_while(|&q| whole_from(q))
+                        .count();
+                    hi -= whole + half;
+                    (hi, whole + half)
                 }
             };
-            let half = !whole_from(p);
-            // SAFETY: the rows and panels p..p+count are the caller's, whole ones `k * nr`
-            // floats apart with their bias, or one half-width panel; the row count and `count`
+            let half = !whole_from(p + count - 1);
+            // SAFETY: the rows and panels p..p+count are the caller's, `k * nr` floats apart
+            // with their bias, all whole but maybe the last (`half`); the row count and `count`
             // are within `wide_panels`; the ISA was checked when the weights were packed.
             unsafe {
                 let (a, c) = (a.add(rows.start * lda), c.at(rows.start * ldc + col(p)));
-                let last = cols_of(p + count - 1);
-                match half {
-                    true => microkernel::tile(
-                        b.isa,
-                        rows.len(),
-                        k,
-                        a,
-                        lda,
-                        panel(p),
-                        b.width(p),
-                        bias(p),
-                        c,
-                        ldc,
-                        last,
-                        accumulate,
-                    ),
-                    false => microkernel::wide(
-                        b.isa,
-                        rows.len(),
-                        count,
-                        k,
-                        a,
-                        lda,
-                        panel(p),
-                        k * nr,
-                        bias(p),
-                        c,
-                        ldc,
-                        last,
-                        accumulate,
-                    ),
-                }
+                microkernel::wide(
+                    b.isa,
+                    rows.len(),
+                    count,
+                    k,
+                    a,
+                    lda,
+                    panel(p),
+                    k * nr,
+                    bias(p),
+                    c,
+                    ldc,
+                    cols_of(p + count - 1),
+                    accumulate,
+                    half,
+                )
             };
         }
         return;

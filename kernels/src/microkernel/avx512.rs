@@ -156,18 +156,27 @@ pub(crate) unsafe fn wide(
     ldc: usize,
     cols: usize,
     acc_in: bool,
+    half: bool,
 ) {
     let args = (k, a, lda, b, stride, bias, c, ldc, cols, acc_in);
     // SAFETY: forwarded; each instance touches only its R rows and P panels.
     unsafe {
-        match rows {
-            1 => by_panels!(panels, wide_rp::<1>(args), [1, 2, 3, 4, 5, 6, 7], 8),
-            2 => by_panels!(panels, wide_rp::<2>(args), [1, 2, 3, 4, 5], 6),
-            3 => by_panels!(panels, wide_rp::<3>(args), [1, 2, 3], 4),
-            4 => by_panels!(panels, wide_rp::<4>(args), [1, 2], 3),
-            5 => by_panels!(panels, wide_rp::<5>(args), [1], 2),
-            6 => by_panels!(panels, wide_rp::<6>(args), [1], 2),
-            _ => by_panels!(panels, wide_rp::<7>(args), [1], 2),
+        macro_rules! by_rows_panels {
+            ($h:literal) => {
+                match rows {
+                    1 => by_panels!(panels, wide_rp::<1, _, $h>(args), [1, 2, 3, 4, 5, 6, 7], 8),
+                    2 => by_panels!(panels, wide_rp::<2, _, $h>(args), [1, 2, 3, 4, 5], 6),
+                    3 => by_panels!(panels, wide_rp::<3, _, $h>(args), [1, 2, 3], 4),
+                    4 => by_panels!(panels, wide_rp::<4, _, $h>(args), [1, 2], 3),
+                    5 => by_panels!(panels, wide_rp::<5, _, $h>(args), [1], 2),
+                    6 => by_panels!(panels, wide_rp::<6, _, $h>(args), [1], 2),
+                    _ => by_panels!(panels, wide_rp::<7, _, $h>(args), [1], 2),
+                }
+            };
+        }
+        match half {
+            false => by_rows_panels!(false),
+            true => by_rows_panels!(true),
         }
     }
 }
@@ -187,13 +196,19 @@ type WideArgs = (
 
 #[inline]
 #[target_feature(enable = "avx512f")]
-unsafe fn wide_rp<const R: usize, const P: usize>(
+unsafe fn wide_rp<const R: usize, const P: usize, const HALF: bool>(
     (k, a, lda, b, stride, bias, c, ldc, cols, acc_in): WideArgs,
 ) {
     // SAFETY: the caller guarantees R rows of k floats of A, P panels of k*NR floats at
-    // `stride`, P*NR floats of bias, and the R x ((P-1)*NR + cols) block of C; the masks keep
-    // the last panel's accesses of C inside `cols`.
+    // `stride` (with HALF the last of k*NR/2 floats), P*NR floats of bias (the last panel's
+    // width with HALF), and the R x ((P-1)*NR + cols) block of C; the masks keep the last
+    // panel's accesses of C inside `cols`.
     unsafe {
+        // The zmm of panel j: two, or one for a half-width last panel (16 floats a k step).
+        let zmms = |j: usize| match HALF && j + 1 == P {
+            true => 1,
+            false => 2,
+        };
         let (m0, m1) = masks(cols);
         let full = u16::MAX;
         let mask = |j: usize, half: usize| match (j + 1 == P, half) {
@@ -204,7 +219,7 @@ unsafe fn wide_rp<const R: usize, const P: usize>(
         let mut acc = [[[_mm512_setzero_ps(); 2]; P]; R];
         for (i, acc) in acc.iter_mut().enumerate() {
             for (j, acc) in acc.iter_mut().enumerate() {
-                for (h, acc) in acc.iter_mut().enumerate() {
+                for (h, acc) in acc.iter_mut().enumerate().take(zmms(j)) {
                     *acc = if acc_in {
                         _mm512_maskz_loadu_ps(mask(j, h), c.add(i * ldc + j * NR + h * 16))
                     } else {
@@ -225,21 +240,33 @@ unsafe fn wide_rp<const R: usize, const P: usize>(
                 // panels on cache lines), and the hint's load slots cost more than it brings
                 // (LSTM 100,1,256 1.34 -> 1.27 ms, 100,2,256 1.79 -> 1.69, GRU 61,3 2.20 ->
                 // 1.97; same minutes, medians of 4).
+                let step = 16 * zmms(j);
                 if R >= 4 {
-                    _mm_prefetch::<_MM_HINT_T0>(panel.wrapping_add(p * NR + PF).cast());
-                    _mm_prefetch::<_MM_HINT_T0>(panel.wrapping_add(p * NR + PF + 16).cast());
+                    for h in 0..zmms(j) {
+                        let ahead = panel.wrapping_add(p * step + PF / NR * step + 16 * h);
+                        _mm_prefetch::<_MM_HINT_T0>(ahead.cast());
+                    }
                 }
-                let w0 = _mm512_loadu_ps(panel.add(p * NR));
-                let w1 = _mm512_loadu_ps(panel.add(p * NR + 16));
-                for (acc, x) in acc.iter_mut().zip(&x) {
-                    acc[j][0] = _mm512_fmadd_ps(*x, w0, acc[j][0]);
-                    acc[j][1] = _mm512_fmadd_ps(*x, w1, acc[j][1]);
+                let w0 = _mm512_loadu_ps(panel.add(p * step));
+                match zmms(j) {
+                    2 => {
+                        let w1 = _mm512_loadu_ps(panel.add(p * step + 16));
+                        for (acc, x) in acc.iter_mut().zip(&x) {
+                            acc[j][0] = _mm512_fmadd_ps(*x, w0, acc[j][0]);
+                            acc[j][1] = _mm512_fmadd_ps(*x, w1, acc[j][1]);
+                        }
+                    }
+                    _ => {
+                        for (acc, x) in acc.iter_mut().zip(&x) {
+                            acc[j][0] = _mm512_fmadd_ps(*x, w0, acc[j][0]);
+                        }
+                    }
                 }
             }
         }
         for (i, acc) in acc.iter().enumerate() {
             for (j, acc) in acc.iter().enumerate() {
-                for (h, acc) in acc.iter().enumerate() {
+                for (h, acc) in acc.iter().enumerate().take(zmms(j)) {
                     _mm512_mask_storeu_ps(c.add(i * ldc + j * NR + h * 16), mask(j, h), *acc);
                 }
             }

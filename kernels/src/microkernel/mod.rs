@@ -61,6 +61,13 @@ macro_rules! by_panels {
             _ => $f::<$r, $max> $args,
         }
     };
+    // `f::<R, _, H>(args)`: the panel count second, then a fixed third parameter.
+    ($panels:expr, $f:ident::<$r:literal, _, $h:literal> $args:tt, [$($p:literal),*], $max:literal) => {
+        match $panels {
+            $($p => $f::<$r, $p, $h> $args,)*
+            _ => $f::<$r, $max, $h> $args,
+        }
+    };
 }
 #[cfg(target_arch = "x86_64")]
 pub(crate) use by_panels;
@@ -155,12 +162,14 @@ pub(crate) unsafe fn tile(
 /// Few rows by several panels: `rows` rows of A (as in [`tile`]) times `panels` consecutive
 /// packed panels, the first at `b` and each `panel_stride` floats after the one before, with
 /// `bias` holding `panels * NR` floats; every panel but the last is written in full, the last
-/// in its first `cols` columns. The same FMA chains as [`tile`], so the same results.
+/// in its first `cols` columns. With `half` (AVX-512 only) the last panel is a gate's
+/// half-width one (`k * NR / 2` floats, `cols <= NR / 2`), whose 1-zmm tile alone would have
+/// too few FMA chains. The same FMA chains as [`tile`], so the same results.
 ///
 /// # Safety
 /// `isa` must be available and `rows`, `panels` within [`wide_panels`]; `a` as in [`tile`];
-/// each panel must hold `k * NR` floats; C must be ours at `i * ldc + j` for `i < rows` and
-/// `j < (panels - 1) * NR + cols`.
+/// each panel must hold `k * NR` floats (the last `k * NR / 2` with `half`); C must be ours at
+/// `i * ldc + j` for `i < rows` and `j < (panels - 1) * NR + cols`.
 #[allow(clippy::too_many_arguments)]
 // Elsewhere no ISA has a few-rows kernel (`wide_panels` is 0): the body is the unreachable arm.
 #[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables, unused_unsafe))]
@@ -179,7 +188,9 @@ pub(crate) unsafe fn wide(
     ldc: usize,
     cols: usize,
     acc_in: bool,
+    half: bool,
 ) {
+    debug_assert!(!half || isa == Isa::Avx512);
     // SAFETY: forwarded from this function's contract.
     unsafe {
         match isa {
@@ -197,6 +208,7 @@ pub(crate) unsafe fn wide(
                 ldc,
                 cols,
                 acc_in,
+                half,
             ),
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2 => avx2::wide(
