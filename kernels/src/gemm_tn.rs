@@ -436,12 +436,6 @@ mod tests {
             }
         }
     }
-}
-
-#[cfg(test)]
-mod shared_tests {
-    use super::*;
-    use crate::params::SplitMix64;
 
     /// Two products of one A (the second over fewer of A's columns, as GRU's dW_hh over dG's
     /// first 2H) and A's column sums, with several k-blocks, the shorter ones of a task whose
