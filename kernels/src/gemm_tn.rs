@@ -441,7 +441,8 @@ mod tests {
     /// first 2H) and A's column sums, with several k-blocks, the shorter ones of a task whose
     /// panels fill L2 (see `k_block`), written and then added to: each C as a one-product call
     /// computes it and the sums as a plain loop over the rows in order, to the bit, at 1-3
-    /// threads; and near the f64 sums.
+    /// threads (with two row tasks at 2, each of several blocks of row tiles); near the f64
+    /// sums; C2's padding column and row untouched.
     #[test]
     fn shared_a_matches_separate_calls_every_isa() {
         let mut rng = SplitMix64(21);
@@ -451,19 +452,27 @@ mod tests {
                 (1, 1, 1, 1, 1),
                 (7, 5, 3 * nr + 5, 2 * nr + 3, 1100),
                 (50, 33, 4 * nr, 3 * nr - 1, 1300),
+                // Two row tasks at 2 threads, each of more row tiles than a block holds.
+                (240, 170, 40, 10, 300),
             ] {
                 let lda = m + 1;
+                // C2 with a padding column and row, which must keep their value.
+                let ldc2 = n2 + 1;
                 let mut a = vec![0.0f32; k * lda];
                 let (mut b1, mut b2) = (vec![0.0f32; k * n1], vec![0.0f32; k * (n2 + 2)]);
                 rng.fill_uniform(&mut a, 1.0);
                 rng.fill_uniform(&mut b1, 1.0);
                 rng.fill_uniform(&mut b2, 1.0);
                 // Written, then added to: (C1, C2, sums).
-                let mut want = (vec![3.0f32; m * n1], vec![3.0f32; m2 * n2], vec![3.0f32; m]);
+                let mut want = (
+                    vec![3.0f32; m * n1],
+                    vec![3.0f32; (m2 + 1) * ldc2],
+                    vec![3.0f32; m],
+                );
                 let mut wants = Vec::new();
                 for acc in [false, true] {
                     gemm_tn_one(isa, m, n1, k, &a, lda, &b1, n1, &mut want.0, n1, acc);
-                    gemm_tn_one(isa, m2, n2, k, &a, lda, &b2, n2 + 2, &mut want.1, n2, acc);
+                    gemm_tn_one(isa, m2, n2, k, &a, lda, &b2, n2 + 2, &mut want.1, ldc2, acc);
                     if !acc {
                         want.2.fill(0.0);
                     }
@@ -479,16 +488,22 @@ mod tests {
                         let exact: f64 = (0..k)
                             .map(|p| a[p * lda + i] as f64 * b2[p * (n2 + 2) + j] as f64)
                             .sum();
-                        let got = wants[0].1[i * n2 + j] as f64;
+                        let got = wants[0].1[i * ldc2 + j] as f64;
                         assert!((got - exact).abs() < 1e-3 * (1.0 + exact.abs()), "{isa:?}");
                     }
+                    assert_eq!(wants[1].1[i * ldc2 + n2], 3.0, "{isa:?}: padding written");
                 }
+                assert!(wants[1].1[m2 * ldc2..].iter().all(|&v| v == 3.0), "{isa:?}");
                 for threads in [1, 2, 3] {
                     let pool = rayon::ThreadPoolBuilder::new()
                         .num_threads(threads)
                         .build()
                         .unwrap();
-                    let mut got = (vec![3.0f32; m * n1], vec![3.0f32; m2 * n2], vec![3.0f32; m]);
+                    let mut got = (
+                        vec![3.0f32; m * n1],
+                        vec![3.0f32; (m2 + 1) * ldc2],
+                        vec![3.0f32; m],
+                    );
                     for (acc, want) in [false, true].into_iter().zip(&wants) {
                         let (c1, c2, sums) = (&mut got.0, &mut got.1, &mut got.2);
                         pool.install(|| {
@@ -506,7 +521,7 @@ mod tests {
                                 b: &b2,
                                 ldb: n2 + 2,
                                 c: c2,
-                                ldc: n2,
+                                ldc: ldc2,
                             };
                             gemm_tn(isa, k, &a, lda, [Some(p1), Some(p2)], Some(sums), acc)
                         });

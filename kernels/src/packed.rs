@@ -244,8 +244,8 @@ pub(crate) fn gemm(
     };
     let panels = b.panels();
     if wide > 0 {
-        // Split in whole groups of `wide` panels, so every call but a half panel's (run alone)
-        // gets its full width.
+        // Split in whole groups of `wide` panels, so that every call gets its full width (a
+        // gate's half-width panel shares a call only with a run in its own group).
         let groups = panels.div_ceil(wide);
         let (_, tasks) = task_grid(1, groups, m * n * k);
         return run_tasks(tasks, |t| {
