@@ -61,11 +61,11 @@ pub(crate) fn gemm_tn(
 ) {
     let sh = shape(isa);
     let (mr, nr) = (sh.mr, sh.nr);
-    // Each product as raw parts, its panels numbered after the ones before.
+    // Each non-empty product as raw parts, in order from the first slot, its panels numbered
+    // after the ones before.
     let mut parts: [Option<Part<'_>>; 2] = [None, None];
-    let (mut m, mut panels, mut work) = (0, 0, 0);
-    for (slot, pr) in parts.iter_mut().zip(products) {
-        let Some(pr) = pr else { continue };
+    let (mut m, mut panels, mut work, mut count) = (0, 0, 0, 0);
+    for pr in products.into_iter().flatten() {
         let Product {
             m: pm,
             n,
@@ -98,7 +98,7 @@ pub(crate) fn gemm_tn(
         let first = panels;
         panels += n.div_ceil(nr);
         work += pm * n * k;
-        *slot = Some(Part {
+        parts[count] = Some(Part {
             m: pm,
             n,
             b,
@@ -107,6 +107,7 @@ pub(crate) fn gemm_tn(
             ldc,
             first,
         });
+        count += 1;
     }
     let sums = sums.map(|v| {
         assert_eq!(v.len(), m, "gemm_tn: sums of {m} columns");
@@ -126,9 +127,7 @@ pub(crate) fn gemm_tn(
     let part_of = |p: usize| {
         let pt = match &parts[1] {
             Some(q) if p >= q.first => q,
-            _ => parts[0]
-                .as_ref()
-                .unwrap_or_else(|| parts[1].as_ref().expect("a product")),
+            _ => parts[0].as_ref().expect("panels, so a first product"),
         };
         (pt, p - pt.first)
     };
