@@ -1,6 +1,6 @@
 """PyTorch and ONNX Runtime timings on any list of RNN shapes, as a fragment of run.sh's log.
 
-Usage: python peers.py THREADS [--cases extra|reference|CELL:T:B:I:H[:L],...] [--tool torch|ort|both]
+Usage: python peers.py THREADS [--cases extra|sweep|reference|CELL:T:B:I:H[:L],...] [--tool torch|ort|both]
        python peers.py --list [--cases ...]     -> the cases, one "cell T B I H L" a line (for run.sh)
 
 Prints "== torch THREADS" then the PyTorch lines (fwd-infer under torch.inference_mode, and fwd+bwd
@@ -31,6 +31,14 @@ CASES = {  # cell, T, B, I, H[, layers]
               ("lstm", 100, 1, 512, 512), ("gru", 100, 1, 768, 768),
               # stacks of one direction, whose layers recur runs as a wavefront
               ("lstm", 400, 8, 128, 128, 2), ("gru", 100, 16, 256, 256, 2)],
+    # shapes picked on 2026-12-02 to probe for weak spots, then left as they are (never tuned
+    # to): batches of 1 to 256, H of 32 to 1024 (odd ones, small ones), I far from H, long T
+    "sweep": [("lstm", 50, 2, 40, 700), ("lstm", 200, 3, 96, 96), ("gru", 100, 7, 333, 129),
+              ("rnn", 500, 4, 64, 32), ("lstm", 64, 33, 256, 300), ("gru", 30, 128, 256, 256),
+              ("lstm", 20, 256, 128, 512), ("gru", 100, 1, 128, 1024), ("lstm", 1000, 16, 32, 64),
+              ("rnn", 100, 2, 1024, 1024), ("lstm", 100, 9, 512, 257), ("gru", 10, 50, 50, 50),
+              ("lstm", 100, 16, 100, 100), ("lstm", 200, 4, 50, 50), ("gru", 100, 8, 64, 100),
+              ("lstm", 50, 32, 300, 200)],
 }
 
 
@@ -119,7 +127,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("threads", type=int, nargs="?")
     ap.add_argument("--cases", default=os.environ.get("PEERS_CASES", "extra"),
-                    help="extra (default), reference, or CELL:T:B:I:H[:L],... (also from $PEERS_CASES)")
+                    help="extra (default), sweep, reference, or CELL:T:B:I:H[:L],... (also from $PEERS_CASES)")
     ap.add_argument("--tool", choices=("torch", "ort", "both"), default="both")
     ap.add_argument("--min-loop", type=float, default=0.1, help="seconds a timed loop lasts at least (0: anchors' reps)")
     ap.add_argument("--list", action="store_true", help="print the cases, one 'cell T B I H L' a line, and exit")

@@ -16,8 +16,9 @@
 #
 # With `extra`, PyTorch and ONNX Runtime come from peers.py (same timing method as the anchors)
 # and `recur bench` runs once per case (--seconds 1), on peers.py's extra cases: odd sizes,
-# I != H, long T, small H. Knobs, all optional: CASES (peers.py --cases: extra, reference or
-# CELL:T:B:I:H[:L],...; extra mode only), THREADS (default "1 2"), ROUNDS (default 1), SKIP_BUILD=1 (use the built
+# I != H, long T, small H. Knobs, all optional: CASES (peers.py --cases: extra, sweep, reference or
+# CELL:T:B:I:H[:L],...; extra mode only; CASES=sweep: 16 shapes picked to probe
+# for weak spots, never tuned to), THREADS (default "1 2"), ROUNDS (default 1), SKIP_BUILD=1 (use the built
 # target/release/recur and target/peak_flops as they are).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
