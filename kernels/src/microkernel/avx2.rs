@@ -123,7 +123,8 @@ pub(crate) unsafe fn wide(
         match rows {
             1 => by_panels!(panels, wide_rp::<1>(args), [1, 2, 3, 4, 5], 6),
             2 => by_panels!(panels, wide_rp::<2>(args), [1, 2], 3),
-            _ => by_panels!(panels, wide_rp::<3>(args), [1], 2),
+            // One panel (see `super::wide_panels`).
+            _ => by_panels!(panels, wide_rp::<3>(args), [], 1),
         }
     }
 }

@@ -170,7 +170,9 @@ pub(crate) unsafe fn wide(
                     4 => by_panels!(panels, wide_rp::<4, _, $h>(args), [1, 2], 3),
                     5 => by_panels!(panels, wide_rp::<5, _, $h>(args), [1], 2),
                     6 => by_panels!(panels, wide_rp::<6, _, $h>(args), [1], 2),
-                    _ => by_panels!(panels, wide_rp::<7, _, $h>(args), [1], 2),
+                    // One panel: two would take 28 accumulators, 7 broadcasts and 2 loads, past
+                    // the 32 registers (see `super::wide_panels`).
+                    _ => by_panels!(panels, wide_rp::<7, _, $h>(args), [], 1),
                 }
             };
         }

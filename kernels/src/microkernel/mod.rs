@@ -89,22 +89,29 @@ pub(crate) struct Shape {
 /// such a case; the few-rows kernel keeps 12-28 chains by walking several panels at once. With
 /// so few rows there is one row tile, which reuses no panel, so nothing is lost by not keeping
 /// a panel's k-block in L1 (5-7 rows on AVX-512, 2 panels: LSTM 37,5,300,200 1.135 -> 1.09 ms).
+/// No more panels than keep every accumulator, broadcast and panel load in a register
+/// (`rows * panels * 2 + rows + 2`, of 32 zmm or 16 ymm): 7 rows of 2 AVX-512 panels (37) and
+/// 3 of 2 AVX2 panels (17) spilled an accumulator a k step, whose store and reload then sat on
+/// its FMA chain (and the same kernel ran 1.8x slower in a build that changed only its
+/// callers, the spill's stack slot elsewhere); with one panel, LSTM 200,7,256 infer 1T 0.84x the
+/// time, GRU 100,7,333,128 0.88x; AVX2 LSTM 200,3,256 0.80x, GRU 100,3,333,128 0.86x.
 pub(crate) fn wide_panels(isa: Isa, rows: usize) -> usize {
     match (isa, rows) {
         (Isa::Avx512, 1) => 4,
         (Isa::Avx512, 2) => 6,
         (Isa::Avx512, 3) => 4,
         (Isa::Avx512, 4) => 3,
-        (Isa::Avx512, 5..=7) => 2,
+        (Isa::Avx512, 5 | 6) => 2,
+        (Isa::Avx512, 7) => 1,
         (Isa::Avx2, 1) => 6,
         (Isa::Avx2, 2) => 3,
-        (Isa::Avx2, 3) => 2,
+        (Isa::Avx2, 3) => 1,
         _ => 0,
     }
 }
 
 /// The widest panel of any ISA; every `nr` divides it, so a buffer whose gate blocks are padded
-/// to a multiple of it fits the padding of any ISA (see `packed::padded`).
+/// to a multiple of it fits any ISA's layout (see `packed::GateLayout`).
 pub(crate) const MAX_NR: usize = 32;
 
 pub(crate) fn shape(isa: Isa) -> Shape {
