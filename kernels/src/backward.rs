@@ -22,7 +22,7 @@ use crate::forward::{
 use crate::gemm_tn::{gemm_tn, Product};
 use crate::isa::Isa;
 use crate::microkernel;
-use crate::packed::{self, split, OutPtr, PackedB, PanelOrder};
+use crate::packed::{self, split, GateLayout, OutPtr, PackedB, PanelOrder};
 use crate::params::LayerParams;
 use crate::seq::{Gradients, OutputGrads, SeqBatch};
 use crate::team::{self, Shared, SharedRead};
@@ -435,31 +435,71 @@ fn recompute_gates(
     let (h, gate_count) = (desc.hidden_size, desc.gates());
     let g = gate_count * h;
     let isa = pw.w_hh.isa();
-    let (hp, bh) = (packed::padded(isa, h), batch * h);
-    let (ldg, panels) = (gate_count * hp, hp.div_ceil(microkernel::shape(isa).nr));
+    let lay = GateLayout::new(isa, gate_count, h);
+    let (ldg, bh, tc) = (lay.cols(), batch * h, lay.tail_cols);
     let rows = (tb - ta) * batch;
-    // The input projection, each gate's panels into its unpadded block, rows in two halves.
+    // The input projection, each gate's whole panels into its unpadded block, rows in two
+    // halves; the tail's panels into `re_gh` (free until the GEMM below), then each gate's
+    // last units copied to its block.
     let x = &x_l[ta * batch * i_l..tb * batch * i_l];
     let gates = &mut w.gates[..rows * g];
-    let out = OutPtr(gates.as_mut_ptr());
+    let (out, scratch) = (OutPtr(gates.as_mut_ptr()), OutPtr(w.re_gh.as_mut_ptr()));
+    assert!(
+        w.re_gh.len() >= rows * ldg && ldg >= tc,
+        "recompute: re_gh too short"
+    );
+    let all = 0..h.div_ceil(microkernel::shape(isa).nr);
     let parts = 2;
-    packed::run_tasks(gate_count * parts, |task| {
+    packed::run_tasks((gate_count + 1) * parts, |task| {
         let (k, (i0, i1)) = (task / parts, split(rows, parts, task % parts));
-        // SAFETY: `x` holds `rows` rows of I floats and `gates` `rows` rows of G*H; this task
-        // writes rows i0..i1 of gate k's H columns, which no other task touches.
+        if k < gate_count {
+            let (panels, _, n) = lay.whole_panels(k, &all);
+            // SAFETY: `x` holds `rows` rows of I floats and `gates` `rows` rows of G*H; this
+            // task writes rows i0..i1 of gate k's columns in whole panels, which no other task
+            // touches.
+            unsafe {
+                packed::gemm_block(
+                    &pw.w_ih,
+                    x.as_ptr(),
+                    i_l,
+                    OutPtr(out.at(k * h)),
+                    g,
+                    false,
+                    i0..i1,
+                    panels,
+                    n,
+                    PanelOrder::Forward,
+                )
+            };
+            return;
+        }
+        let tail = lay.tail(&all);
+        if tail.is_empty() {
+            return;
+        }
+        // SAFETY: `re_gh` holds `rows` rows of `tc` floats (asserted); this task alone writes
+        // and reads its rows i0..i1 there, and writes the tail's units of every gate block in
+        // rows i0..i1 of `gates`, which the whole panels' tasks do not touch.
         unsafe {
             packed::gemm_block(
                 &pw.w_ih,
                 x.as_ptr(),
                 i_l,
-                OutPtr(out.at(k * h)),
-                g,
+                scratch,
+                tc,
                 false,
                 i0..i1,
-                k * panels..(k + 1) * panels,
-                h,
+                tail,
+                tc,
                 PanelOrder::Forward,
-            )
+            );
+            for r in i0..i1 {
+                for q in 0..gate_count {
+                    let src = scratch.at(r * tc + q * lay.rem);
+                    let dst = out.at(r * g + q * h + lay.hw);
+                    std::ptr::copy_nonoverlapping(src, dst, lay.rem);
+                }
+            }
         }
     });
     // h_prev W_hhᵀ of every row at once (the state before step t: slot t, or t + 1 reversed).
@@ -475,9 +515,14 @@ fn recompute_gates(
         false,
     );
     // The cells, row by row, writing the activations; their h and c go to scratch (the saved
-    // states are the same values and stay as they are).
+    // states are the same values and stay as they are). A row's units in whole blocks, then
+    // the tail's: their gates in `re_gh` are `hw` or `rem` columns apart.
     let (gates, re_gh) = (Shared::new(gates), Shared::new(w.re_gh));
     let (re_h, re_c, hn) = (Shared::new(w.re_h), Shared::new(w.re_c), Shared::new(w.hn));
+    let parts = [
+        (0, lay.hw, 0, lay.hw),
+        (lay.hw, lay.rem, lay.col(0, lay.hw), lay.rem),
+    ];
     (0..rows).into_par_iter().for_each(|r| {
         let (t, b) = (ta + r / batch, r % batch);
         if t >= lengths[b] {
@@ -485,25 +530,29 @@ fn recompute_gates(
             return;
         }
         let p = slots(d, t).0;
-        // SAFETY: row r of every chunk buffer is this task's alone; the GEMMs above are done.
-        let u = unsafe {
-            FwdUnits {
-                isa,
-                gates: gates.gates_mut(r * g, h, gate_count, h),
-                gh: re_gh.gates(r * ldg, hp, gate_count, h),
-                b_hh: std::array::from_fn(|k| match k < gate_count {
-                    true => &pw.b_hh[k * h..][..h],
-                    false => &[],
-                }),
-                h_prev: &states[p * bh + b * h..][..h],
-                c_prev: at_slot(cells, p, bh, b * h, h),
-                h: re_h.part_mut(r * h, h),
-                c: re_c.part_mut(r * h, h),
-                hn: hn.part_mut(r * h, h),
-                y: &mut [],
-            }
-        };
-        cell::forward(desc.cell, u);
+        for (j0, n, gh_at, stride) in parts.into_iter().filter(|part| part.1 > 0) {
+            let at = b * h + j0;
+            // SAFETY: row r of every chunk buffer is this task's alone; the GEMMs above are
+            // done.
+            let u = unsafe {
+                FwdUnits {
+                    isa,
+                    gates: gates.gates_mut(r * g + j0, h, gate_count, n),
+                    gh: re_gh.gates(r * ldg + gh_at, stride, gate_count, n),
+                    b_hh: std::array::from_fn(|k| match k < gate_count {
+                        true => &pw.b_hh[k * h + j0..][..n],
+                        false => &[],
+                    }),
+                    h_prev: &states[p * bh + at..][..n],
+                    c_prev: at_slot(cells, p, bh, at, n),
+                    h: re_h.part_mut(r * h + j0, n),
+                    c: re_c.part_mut(r * h + j0, n),
+                    hn: hn.part_mut(r * h + j0, n),
+                    y: &mut [],
+                }
+            };
+            cell::forward(desc.cell, u);
+        }
     });
 }
 

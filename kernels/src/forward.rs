@@ -18,7 +18,7 @@ use crate::desc::RnnDesc;
 use crate::error::{Error, Result};
 use crate::microkernel;
 use crate::packed;
-use crate::packed::{split, PanelOrder};
+use crate::packed::{split, GateLayout, PanelOrder};
 use crate::seq::{Outputs, SeqBatch};
 use crate::team::{self, Shared, SharedRead, MAX_SLICES};
 use crate::weights::PackedWeights;
@@ -119,6 +119,9 @@ struct DirBufs<'a> {
     cells: Shared<'a>,
     hn: Shared<'a>,
     gh: Shared<'a>,
+    /// The input projection's tail columns (see [`GateLayout`]) of a chunk's rows, before they
+    /// go to their gates' blocks.
+    tail: Shared<'a>,
 }
 
 /// Slots (before, after) step `t` in direction `dir`.
@@ -212,16 +215,18 @@ fn run(
         cells,
         hn,
         gh,
+        tail,
         ..
     } = &mut *ws;
     let lengths: &[usize] = lengths;
     let inter = shared_all(inter);
-    let (gates, states, cells, hn, gh) = (
+    let (gates, states, cells, hn, gh, tail) = (
         shared_all(gates),
         shared_all(states),
         shared_all(cells),
         shared_all(hn),
         shared_all(gh),
+        shared_all(tail),
     );
     let Outputs { output, h_n, c_n } = out;
     let (output, h_n, c_n) = (Shared::new(output), Shared::new(h_n), Shared::new(c_n));
@@ -245,6 +250,7 @@ fn run(
             cells: cells[s],
             hn: hn[g],
             gh: gh[step_slot(l, d)],
+            tail: tail[step_slot(l, d)],
         };
         let io = DirIo { x, y, lengths };
         DirStep::new(
@@ -298,8 +304,8 @@ fn run(
                     let s0 = r / 2 * chunk;
                     if r % 2 == 0 {
                         return match cut.even() {
-                            true => run.project(s0, cut.slice(i), (0, 1)),
-                            false => run.project(s0, all.clone(), (i, cut.slices)),
+                            true => run.project(s0, cut.slice(i).0, (0, 1)),
+                            false => run.project(s0, all.0.clone(), (i, cut.slices)),
                         };
                     }
                     let (b0, b1) = split(batch, cut.slices, i);
@@ -377,6 +383,8 @@ struct DirStep<'a> {
     t_len: usize,
     batch: usize,
     cut: UnitBlocks,
+    /// Where each gate's columns sit in the packed weights and in `gh`.
+    lay: GateLayout,
     /// Steps per chunk of the input projection.
     chunk: usize,
     /// State slots in `states` (and `cells`): T + 1 in a training workspace, else 2 in turn.
@@ -423,6 +431,7 @@ impl<'a> DirStep<'a> {
             t_len,
             batch,
             cut,
+            lay: GateLayout::new(isa, desc.gates(), desc.hidden_size),
             chunk,
             ring,
         }
@@ -464,13 +473,13 @@ impl<'a> DirStep<'a> {
     /// memory, and inference keeps one chunk of it instead of the whole sequence.
     fn step(&self, step: usize, i: usize) {
         if step.is_multiple_of(self.chunk) {
-            self.project(step, self.cut.slice(i), (0, 1));
+            self.project(step, self.cut.slice(i).0, (0, 1));
         }
         self.advance(step, self.cut.slice(i), 0..self.batch);
     }
 
     /// The input projection of the chunk that starts at processing step `step`: the columns
-    /// of unit blocks `units` (their first unit `j0`, `n` units), in part `part.0` of the
+    /// of unit blocks `units`, in part `part.0` of the
     /// chunk's rows cut into `part.1` near-equal runs of row tiles.
     ///
     /// A slice of a team cut by units projects its own units, all rows, in the round of the
@@ -478,16 +487,10 @@ impl<'a> DirStep<'a> {
     /// the projection has a round of its own, so it is cut by rows instead: by units, a slice's
     /// share is its blocks' panels, uneven where H is not a multiple of two blocks (LSTM
     /// 37,5,300,200: 3 blocks and 3.5 blocks' worth of columns at 2 threads).
-    fn project(
-        &self,
-        step: usize,
-        (units, j0, n): (std::ops::Range<usize>, usize, usize),
-        (part, parts): (usize, usize),
-    ) {
+    fn project(&self, step: usize, units: std::ops::Range<usize>, (part, parts): (usize, usize)) {
         let desc = &self.desc;
         let (h, gate_count, batch, i_l) = (desc.hidden_size, desc.gates(), self.batch, self.i_l);
         let g = gate_count * h;
-        let blocks = self.cut.blocks();
         let (t0, t1) = self.chunk_times(step);
         let all_rows = (t1 - t0) * batch;
         let mr = microkernel::shape(self.isa).mr;
@@ -502,7 +505,12 @@ impl<'a> DirStep<'a> {
         // SAFETY: rows of X within t0*B..t1*B, which the layer below finished (a round before,
         // in the wavefront) and nothing writes meanwhile.
         let x = unsafe { self.io.x.part(t0_row * i_l, rows * i_l) };
+        let (lay, gates) = (self.lay, self.bufs.gates);
         for k in 0..gate_count {
+            let (panels, j0, n) = lay.whole_panels(k, &units);
+            if n == 0 {
+                continue;
+            }
             // SAFETY: X holds these rows of I floats (above); this slice writes its units'
             // columns of gate k in its `rows` rows of the gates buffer, which no other slice
             // touches (other units, or other rows) and nothing reads meanwhile.
@@ -511,14 +519,45 @@ impl<'a> DirStep<'a> {
                     &self.pw.w_ih,
                     x.as_ptr(),
                     i_l,
-                    self.bufs.gates.out_block(row0 * g + k * h + j0, rows, g, n),
+                    gates.out_block(row0 * g + k * h + j0, rows, g, n),
                     g,
                     false,
                     0..rows,
-                    k * blocks + units.start..k * blocks + units.end,
+                    panels,
                     n,
                     PanelOrder::Forward,
                 );
+            }
+        }
+        let tail = lay.tail(&units);
+        if tail.is_empty() {
+            return;
+        }
+        // The tail's panels hold every gate's last units: computed into scratch rows of their
+        // own (the chunk's rows `r0..r1`), then copied to each gate's block.
+        let (tc, rem, hw) = (lay.tail_cols, lay.rem, lay.hw);
+        // SAFETY: as above; the scratch holds a chunk's rows of `tail_cols` floats and this
+        // slice alone writes and reads its rows r0..r1 of it (the only slice with the tail's
+        // units, or the one with these rows), the gate blocks' last `rem` units likewise.
+        unsafe {
+            packed::gemm_block(
+                &self.pw.w_ih,
+                x.as_ptr(),
+                i_l,
+                self.bufs.tail.out_block(r0 * tc, rows, tc, tc),
+                tc,
+                false,
+                0..rows,
+                tail,
+                tc,
+                PanelOrder::Forward,
+            );
+            let scratch = self.bufs.tail.part(r0 * tc, rows * tc);
+            for (r, src) in scratch.chunks_exact(tc).enumerate() {
+                let dst = gates.gates_mut((row0 + r) * g + hw, h, gate_count, rem);
+                for (q, dst) in dst.into_iter().take(gate_count).enumerate() {
+                    dst.copy_from_slice(&src[q * rem..][..rem]);
+                }
             }
         }
     }
@@ -533,10 +572,8 @@ impl<'a> DirStep<'a> {
     ) {
         let desc = &self.desc;
         let (h, gate_count, batch) = (desc.hidden_size, desc.gates(), self.batch);
-        let g = gate_count * h;
-        let (bh, dh) = (batch * h, desc.output_size());
-        let hp = packed::padded(self.isa, h);
-        let ldg = gate_count * hp;
+        let lay = self.lay;
+        let ldg = lay.cols();
         let blocks = self.cut.blocks();
         let DirBufs { states, gh, .. } = self.bufs;
         let t = time_of(self.d, step, self.t_len);
@@ -549,45 +586,75 @@ impl<'a> DirStep<'a> {
         // writes meanwhile (cut by units: written the round before; cut by rows: this slice's
         // own), and writes these units' columns of every gate block of `gh` in these rows, then
         // reads them back: a part no other slice touches. The slot's rows hold H floats and
-        // `gh`'s G*Hp, as the GEMM needs.
+        // `gh`'s the layout's columns, as the GEMM needs.
         unsafe {
             let h_prev = states.part((p * batch + r0) * h, nrows * h);
-            if units == (0..blocks) {
-                // Every unit: the gate blocks are one run of panels, as gh's padded columns are,
-                // walked in the same order as gate by gate, so one call does all the gates; with
-                // a few rows it lets the few-rows kernel take several panels at a time across
-                // gates (H = 64 has 2 a gate: LSTM 100,1,64 0.109 -> 0.102 ms).
+            let call = |panels: std::ops::Range<usize>, col: usize, width: usize| {
                 packed::gemm_block(
                     &self.pw.w_hh,
                     h_prev.as_ptr(),
                     h,
-                    gh.out_block(r0 * ldg, nrows, ldg, ldg),
+                    gh.out_block(r0 * ldg + col, nrows, ldg, width),
                     ldg,
                     false,
                     0..nrows,
-                    0..gate_count * blocks,
-                    ldg,
+                    panels,
+                    width,
                     order,
-                );
+                )
+            };
+            if units == (0..blocks) {
+                // Every unit: the gate blocks and the tail are one run of panels, as gh's
+                // columns are, walked in the same order as gate by gate, so one call does all
+                // the gates; with a few rows it lets the few-rows kernel take several panels at
+                // a time across gates (H = 64 has 2 a gate: LSTM 100,1,64 0.109 -> 0.102 ms).
+                call(0..self.pw.w_hh.panels(), 0, ldg);
             } else {
-                // The gates in the panels' order too.
+                // The gates (then the tail) in the panels' order too.
+                let tail = lay.tail(&units);
+                if order == PanelOrder::Backward && !tail.is_empty() {
+                    call(tail.clone(), lay.col(0, lay.hw), lay.tail_cols);
+                }
                 for k in order.walk(0..gate_count) {
-                    packed::gemm_block(
-                        &self.pw.w_hh,
-                        h_prev.as_ptr(),
-                        h,
-                        gh.out_block(r0 * ldg + k * hp + j0, nrows, ldg, n),
-                        ldg,
-                        false,
-                        0..nrows,
-                        k * blocks + units.start..k * blocks + units.end,
-                        n,
-                        order,
-                    );
+                    let (panels, j0, n) = lay.whole_panels(k, &units);
+                    if n > 0 {
+                        call(panels, lay.col(k, j0), n);
+                    }
+                }
+                if order == PanelOrder::Forward && !tail.is_empty() {
+                    call(tail, lay.col(0, lay.hw), lay.tail_cols);
                 }
             }
         }
-        let rows_of_step = StepRows {
+        // The cells of the units in whole blocks, then of the tail's: their gates in `gh` are
+        // `hw` or `rem` columns apart.
+        let whole = n.min(lay.hw.saturating_sub(j0));
+        if whole > 0 {
+            let rows_of_step = self.step_rows(step, t, (p, q), (j0, whole), (j0, lay.hw));
+            cell::forward_rows(desc.cell, self.isa, rows.clone(), rows_of_step);
+        }
+        if whole < n {
+            let gh_at = lay.col(0, lay.hw);
+            let rows_of_step = self.step_rows(step, t, (p, q), (lay.hw, lay.rem), (gh_at, lay.rem));
+            cell::forward_rows(desc.cell, self.isa, rows, rows_of_step);
+        }
+    }
+
+    /// The cells' view of step `step` (time `t`, state slots `p` before and `q` after) for
+    /// units `j0..j0 + n`, whose gate `k` sits in `gh` at column `gh_at + k * gh_stride`.
+    fn step_rows(
+        &self,
+        step: usize,
+        t: usize,
+        (p, q): (usize, usize),
+        (j0, n): (usize, usize),
+        (gh_at, gh_stride): (usize, usize),
+    ) -> StepRows<'_, 'a> {
+        let desc = &self.desc;
+        let (h, gate_count, batch) = (desc.hidden_size, desc.gates(), self.batch);
+        let g = gate_count * h;
+        let (bh, dh) = (batch * h, desc.output_size());
+        StepRows {
             b_hh: std::array::from_fn(|k| match k < gate_count {
                 true => &self.pw.b_hh[k * h + j0..][..n],
                 false => &[],
@@ -598,11 +665,11 @@ impl<'a> DirStep<'a> {
             step: self,
             t,
             slots: (p * bh + j0, q * bh + j0),
-            gh_at: j0,
+            gh_at,
+            ldg: self.lay.cols(),
+            gh_stride,
             n,
-            hp,
-        };
-        cell::forward_rows(desc.cell, self.isa, rows, rows_of_step);
+        }
     }
 }
 
@@ -620,9 +687,10 @@ struct StepRows<'s, 'a> {
     y_at: usize,
     slots: (usize, usize),
     gh_at: usize,
+    /// `gh`'s row width, and the columns between one gate's units and the next's there.
+    ldg: usize,
+    gh_stride: usize,
     n: usize,
-    /// A gate block's padded width in `gh`.
-    hp: usize,
 }
 
 impl<'a> cell::Rows<FwdUnits<'a>> for StepRows<'_, 'a> {
@@ -630,7 +698,7 @@ impl<'a> cell::Rows<FwdUnits<'a>> for StepRows<'_, 'a> {
     #[inline(always)]
     fn units(&mut self, b: usize) -> Option<FwdUnits<'a>> {
         let s = self.step;
-        let (h, gate_count, hp) = (s.desc.hidden_size, s.desc.gates(), self.hp);
+        let (h, gate_count) = (s.desc.hidden_size, s.desc.gates());
         let (g, dh) = (gate_count * h, s.desc.output_size());
         let (n, at) = (self.n, b * h);
         let DirBufs {
@@ -639,6 +707,7 @@ impl<'a> cell::Rows<FwdUnits<'a>> for StepRows<'_, 'a> {
             cells,
             hn,
             gh,
+            ..
         } = s.bufs;
         // SAFETY: units j0..j0+n of row b: this step's gates and gh of this slice's columns,
         // the slots before (read, written by none meanwhile) and after the step, hn, and the
@@ -648,7 +717,7 @@ impl<'a> cell::Rows<FwdUnits<'a>> for StepRows<'_, 'a> {
             FwdUnits {
                 isa: s.isa,
                 gates: gates.gates_mut(self.gate_at + b * g, h, gate_count, n),
-                gh: gh.gates(self.gh_at + b * gate_count * hp, hp, gate_count, n),
+                gh: gh.gates(self.gh_at + b * self.ldg, self.gh_stride, gate_count, n),
                 b_hh: self.b_hh,
                 h_prev: states.part(self.slots.0 + at, n),
                 c_prev: cells.part(self.slots.0 + at, n),

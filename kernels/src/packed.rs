@@ -2,8 +2,9 @@
 //!
 //! `C = A · B + bias` where B is a weight matrix transposed (PyTorch stores W as `(N, K)`; the
 //! GEMMs need `Wᵀ`). B is cut into panels of `NR` columns, each stored k-major on cache lines,
-//! the last one zero-padded (a gate weight: each gate's last one, half-width where that covers
-//! the gate), so a micro-kernel reads one contiguous stream per panel. Work is shared across
+//! the last one zero-padded (half-width where that covers it: a gate weight's, whose units past
+//! each gate's whole panels share a tail, see [`GateLayout`]), so a micro-kernel reads one
+//! contiguous stream per panel. Work is shared across
 //! the rayon pool by row blocks and panel ranges; every element is one FMA chain in k order
 //! whichever task computes it, so results are bit-identical at any thread count.
 
@@ -18,20 +19,96 @@ use rayon::prelude::*;
 pub(crate) struct PackedB {
     isa: Isa,
     k: usize,
+    /// B's columns: a plain weight's `n` (packed in whole panels, the last one zero-padded),
+    /// or all of a gate weight's [`GateLayout::cols`] (whose last panel may be half-width).
     n: usize,
     nr: usize,
-    /// Columns per group of panels: each group starts a new panel and its last panel may be
-    /// half-width (a gate block's padded columns; one group of whole panels otherwise).
-    group: usize,
     /// On a cache line, like every panel (a panel's `k * nr` floats are whole lines): a zmm
     /// load of a panel then never spans two lines (the batch-1 step streamed W_hh at 90 GB/s
     /// from a `Vec`, 16 bytes past a page).
     data: Buf,
     bias: Vec<f32>,
     /// `col_start` of every panel and of the end (`panels() + 1` entries): the drivers ask for
-    /// them for every call of a kernel, and the arithmetic has two divisions by `per_group`
-    /// (2.4% of LSTM 37,5,300,200 inference was the driver, 14 kernel calls a step).
+    /// them for every call of a kernel (2.4% of LSTM 37,5,300,200 inference was the driver's
+    /// arithmetic for them, 14 kernel calls a step).
     starts: Vec<usize>,
+}
+
+/// Where a gate weight's columns sit once packed by [`PackedB::from_gate_weight`], and so in
+/// the output of its GEMM: each gate's whole blocks of `nr` units, gate after gate, then one
+/// tail that holds the units past the last whole block of every gate in turn (gate `q`'s unit
+/// `hw + u` at column `gates * hw + q * rem + u`), in whole panels and a half-width last one
+/// where that covers it. A range of unit blocks is then a range of panels in every gate, so
+/// one thread can compute all the gates of its units; and the units past the whole blocks
+/// share panels across gates instead of padding each gate to a panel: H = 200 takes 25 panels
+/// where 4 gates of 6.5 took 26, H = 100 12.5 where 4 of 3.5 took 14, H = 50 6.5 where 8 did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct GateLayout {
+    pub gates: usize,
+    pub h: usize,
+    /// Whole blocks of `nr` units a gate, their units, and the units past them.
+    pub whole: usize,
+    pub hw: usize,
+    pub rem: usize,
+    /// The tail's columns (`gates * rem` rounded up to half a panel) and panels.
+    pub tail_cols: usize,
+    pub tail_panels: usize,
+}
+
+impl GateLayout {
+    pub(crate) fn new(isa: Isa, gates: usize, h: usize) -> Self {
+        let nr = shape(isa).nr;
+        let (whole, rem) = (h / nr, h % nr);
+        let half = nr.min(16);
+        let tail_cols = (gates * rem).div_ceil(half) * half;
+        GateLayout {
+            gates,
+            h,
+            whole,
+            hw: whole * nr,
+            rem,
+            tail_cols,
+            tail_panels: tail_cols.div_ceil(nr),
+        }
+    }
+
+    /// Columns in all: the width of an output row.
+    pub(crate) fn cols(&self) -> usize {
+        self.gates * self.hw + self.tail_cols
+    }
+
+    /// The column of gate `q`'s unit `j`.
+    pub(crate) fn col(&self, q: usize, j: usize) -> usize {
+        match j < self.hw {
+            true => q * self.hw + j,
+            false => self.gates * self.hw + q * self.rem + j - self.hw,
+        }
+    }
+
+    /// Gate `q`'s whole panels among unit blocks `units`, and their units (the first, how many).
+    pub(crate) fn whole_panels(
+        &self,
+        q: usize,
+        units: &std::ops::Range<usize>,
+    ) -> (std::ops::Range<usize>, usize, usize) {
+        let (u0, u1) = (units.start.min(self.whole), units.end.min(self.whole));
+        let nr = self.hw.checked_div(self.whole).unwrap_or(0);
+        (
+            q * self.whole + u0..q * self.whole + u1,
+            u0 * nr,
+            (u1 - u0) * nr,
+        )
+    }
+
+    /// The tail's panels if unit blocks `units` hold the tail's units (its block is the last),
+    /// else an empty range.
+    pub(crate) fn tail(&self, units: &std::ops::Range<usize>) -> std::ops::Range<usize> {
+        let first = self.gates * self.whole;
+        match self.rem > 0 && units.end > self.whole {
+            true => first..first + self.tail_panels,
+            false => first..first,
+        }
+    }
 }
 
 impl PackedB {
@@ -39,14 +116,24 @@ impl PackedB {
     /// forward); `bias`: `n` values or none.
     pub fn from_weight(isa: Isa, w: &[f32], n: usize, k: usize, bias: Option<&[f32]>) -> Self {
         assert_eq!(w.len(), n * k, "weight size");
-        Self::pack(isa, k, n, whole_panels(isa, n), |kk, j| w[j * k + kk], bias)
+        let cols = whole_panels(isa, n);
+        let bias = bias.map(|b| {
+            assert_eq!(b.len(), n, "bias size");
+            (0..cols).map(|j| if j < n { b[j] } else { 0.0 }).collect()
+        });
+        Self::pack(
+            isa,
+            k,
+            n,
+            cols,
+            |kk, j| (j < n).then(|| w[j * k + kk]),
+            bias,
+        )
     }
 
     /// Packs `B = Wᵀ` for a gate weight `w`: `(gates * h, k)` row-major, gate blocks of `h`
-    /// rows, and its bias (`gates * h` values) if any. Each gate's columns start on a panel:
-    /// gate `q`'s unit `j` is column `q * padded(isa, h) + j`, the columns past `h` are zeros
-    /// (a gate's last panel is half-width when that covers them). So a range of unit blocks is
-    /// a range of panels in every gate, and one thread can compute all the gates of its units.
+    /// rows, and its bias (`gates * h` values) if any, with the columns as [`GateLayout`] places
+    /// them; the columns past the tail's units are zeros.
     pub fn from_gate_weight(
         isa: Isa,
         w: &[f32],
@@ -56,82 +143,77 @@ impl PackedB {
         bias: Option<&[f32]>,
     ) -> Self {
         assert_eq!(w.len(), gates * h * k, "weight size");
-        let hp = padded(isa, h);
-        let padded_bias = bias.map(|b| {
+        let lay = GateLayout::new(isa, gates, h);
+        // The weight row of each column (None: padding).
+        let mut row_of = vec![None; lay.cols()];
+        for q in 0..gates {
+            for j in 0..h {
+                row_of[lay.col(q, j)] = Some(q * h + j);
+            }
+        }
+        let bias = bias.map(|b| {
             assert_eq!(b.len(), gates * h, "bias size");
-            (0..gates * hp)
-                .map(|j| {
-                    if j % hp < h {
-                        b[j / hp * h + j % hp]
-                    } else {
-                        0.0
-                    }
-                })
-                .collect::<Vec<f32>>()
+            row_of.iter().map(|r| r.map_or(0.0, |r| b[r])).collect()
         });
+        let cols = lay.cols();
         Self::pack(
             isa,
             k,
-            gates * hp,
-            hp,
-            |kk, j| {
-                let (q, u) = (j / hp, j % hp);
-                if u < h {
-                    w[(q * h + u) * k + kk]
-                } else {
-                    0.0
-                }
-            },
-            padded_bias.as_deref(),
+            cols,
+            cols,
+            |kk, j| row_of[j].map(|r| w[r * k + kk]),
+            bias,
         )
     }
 
     /// Packs `B = W` itself for `w`: `(k, n)` row-major (the backward's `dG · W`).
     pub fn from_rows(isa: Isa, w: &[f32], k: usize, n: usize) -> Self {
         assert_eq!(w.len(), k * n, "weight size");
-        Self::pack(isa, k, n, whole_panels(isa, n), |kk, j| w[kk * n + j], None)
+        let cols = whole_panels(isa, n);
+        Self::pack(
+            isa,
+            k,
+            n,
+            cols,
+            |kk, j| (j < n).then(|| w[kk * n + j]),
+            None,
+        )
     }
 
-    /// Panel `p` (of width `w`) holds columns `col_start(p)..+w`, k-major, at
-    /// `data[col_start(p) * k..]`; the bias is stored by column.
+    /// Panel `p` holds columns `p * nr..` (`nr` of them, or the half-width rest of the last
+    /// one), k-major, at `data[p * nr * k..]`; `at(kk, j)` is B's element (None: a zero); the
+    /// bias is stored by column.
     fn pack(
         isa: Isa,
         k: usize,
         n: usize,
-        group: usize,
-        at: impl Fn(usize, usize) -> f32,
-        bias: Option<&[f32]>,
+        cols: usize,
+        at: impl Fn(usize, usize) -> Option<f32>,
+        bias: Option<Vec<f32>>,
     ) -> Self {
         let nr = shape(isa).nr;
-        let mut b = PackedB {
+        let starts: Vec<usize> = (0..=cols.div_ceil(nr))
+            .map(|p| (p * nr).min(cols))
+            .collect();
+        let mut data = Buf::zeros(cols * k);
+        for p in starts.windows(2) {
+            let (c0, w) = (p[0], p[1] - p[0]);
+            let panel = &mut data[c0 * k..(c0 + w) * k];
+            for j in 0..w {
+                for kk in 0..k {
+                    panel[kk * w + j] = at(kk, c0 + j).unwrap_or(0.0);
+                }
+            }
+        }
+        PackedB {
             isa,
             k,
             n,
             nr,
-            group,
-            data: Buf::zeros(0),
-            bias: Vec::new(),
-            starts: Vec::new(),
-        };
-        b.starts = (0..=b.panels()).map(|p| b.start_of(p)).collect();
-        let cols = b.col_start(b.panels());
-        let mut data = Buf::zeros(cols * k);
-        for p in 0..b.panels() {
-            let (c0, w) = (b.col_start(p), b.width(p));
-            let panel = &mut data[c0 * k..(c0 + w) * k];
-            for j in 0..w.min(n.saturating_sub(c0)) {
-                for kk in 0..k {
-                    panel[kk * w + j] = at(kk, c0 + j);
-                }
-            }
+            data,
+            bias: bias.unwrap_or_else(|| vec![0.0; cols]),
+            starts,
         }
-        let mut packed_bias = vec![0.0f32; cols];
-        if let Some(bias) = bias {
-            packed_bias[..n].copy_from_slice(bias);
-        }
-        b.data = data;
-        b.bias = packed_bias;
-        b
     }
 
     /// The kernels this operand was packed for.
@@ -140,11 +222,7 @@ impl PackedB {
     }
 
     pub(crate) fn panels(&self) -> usize {
-        self.n.div_ceil(self.group) * self.per_group()
-    }
-
-    fn per_group(&self) -> usize {
-        self.group.div_ceil(self.nr)
+        self.starts.len() - 1
     }
 
     /// The first column of panel `p` (of `panels()`, or the end for `p == panels()`).
@@ -153,13 +231,7 @@ impl PackedB {
         self.starts[p]
     }
 
-    fn start_of(&self, p: usize) -> usize {
-        let pg = self.per_group();
-        p / pg * self.group + p % pg * self.nr
-    }
-
-    /// The columns of panel `p`: `nr`, or `nr / 2` for the half-width last one of a group (a
-    /// group's last panel ends where the next group starts).
+    /// The columns of panel `p`: `nr`, or `nr / 2` for a half-width last one.
     #[inline]
     pub(crate) fn width(&self, p: usize) -> usize {
         self.starts[p + 1] - self.starts[p]
@@ -169,14 +241,6 @@ impl PackedB {
 /// `n` columns rounded up to whole panels.
 fn whole_panels(isa: Isa, n: usize) -> usize {
     n.div_ceil(shape(isa).nr).max(1) * shape(isa).nr
-}
-
-/// `h` rounded up to the panels of `isa`'s kernels, the last one possibly half-width (16 on
-/// AVX-512, whose panels are 32 wide; the others' are 16): the column stride of a gate block
-/// in a [`PackedB::from_gate_weight`] GEMM's output.
-pub(crate) fn padded(isa: Isa, h: usize) -> usize {
-    let q = shape(isa).nr.min(16);
-    h.div_ceil(q) * q
 }
 
 /// Lets tasks write disjoint blocks of one C.
@@ -589,11 +653,12 @@ mod gate_tests {
     use super::*;
     use crate::params::SplitMix64;
 
-    /// Gate weights, each gate's panels on their own (a half-width last one where the padding
-    /// allows) into an unpadded gate block of C, by unit blocks as the step teams cut them, and
-    /// the whole operand at once into a padded C: every row count (the few-rows kernels too).
+    /// Gate weights as [`GateLayout`] places them: by unit blocks as the step teams cut them
+    /// (each gate's whole panels into its unpadded block of C, the tail's into a C of its own),
+    /// walked either way, and the whole operand at once into C (m, cols): every column where
+    /// the layout says, the padding zero, every row count (the few-rows kernels too).
     #[test]
-    fn gate_blocks_match_naive_every_isa() {
+    fn gate_layout_matches_naive_every_isa() {
         let mut rng = SplitMix64(5);
         for isa in Isa::available() {
             let nr = shape(isa).nr;
@@ -606,13 +671,18 @@ mod gate_tests {
                 (1, 70, 33),
                 (4, 100, 20),
                 (3, 200, 64),
+                (4, 64, 8),
+                (3, 95, 6),
             ] {
-                let hp = padded(isa, h);
+                let lay = GateLayout::new(isa, gates, h);
+                assert_eq!(lay.hw + lay.rem, h);
+                assert!(lay.tail_cols >= gates * lay.rem && lay.tail_cols < gates * lay.rem + nr);
                 let mut w = vec![0.0f32; gates * h * k];
                 let mut bias = vec![0.0f32; gates * h];
                 rng.fill_uniform(&mut w, 1.0);
                 rng.fill_uniform(&mut bias, 1.0);
                 let pb = PackedB::from_gate_weight(isa, &w, gates, h, k, Some(&bias));
+                assert_eq!(pb.panels(), gates * lay.whole + lay.tail_panels);
                 let blocks = h.div_ceil(nr);
                 for m in [1, 2, 3, 4, 5, 6, 7, 13, 40] {
                     let mut a = vec![0.0f32; m * k];
@@ -625,14 +695,15 @@ mod gate_tests {
                     };
                     let close =
                         |got: f32, want: f64| (got as f64 - want).abs() < 1e-4 * (1.0 + want.abs());
-                    // Unit blocks u0..u1 of each gate into C (m, gates * h), panels walked
-                    // either way (the same bits), and all of them at once backwards.
-                    let g = gates * h;
+                    // Unit blocks u0..u1 of each gate into C (m, gates * h), the tail's into
+                    // T (m, tail_cols), panels walked either way (the same bits).
+                    let (g, tc) = (gates * h, lay.tail_cols);
                     let by_units = |order: PanelOrder| {
                         let mut c = vec![7.0f32; m * g];
-                        for (u0, u1) in [(0, blocks / 2), (blocks / 2, blocks)] {
-                            let (j0, n) = (u0 * nr, (u1 * nr).min(h).saturating_sub(u0 * nr));
+                        let mut t = vec![7.0f32; m * tc.max(1)];
+                        for units in [0..blocks / 2, blocks / 2..blocks] {
                             for q in 0..gates {
+                                let (panels, j0, n) = lay.whole_panels(q, &units);
                                 let out = OutPtr(c.as_mut_ptr().wrapping_add(q * h + j0));
                                 // SAFETY: A holds m rows of k floats; C's rows hold gate q's
                                 // units j0..j0+n at columns q*h+j0.., within g.
@@ -645,23 +716,46 @@ mod gate_tests {
                                         g,
                                         false,
                                         0..m,
-                                        q * blocks + u0..q * blocks + u1,
+                                        panels,
                                         n,
                                         order,
                                     )
                                 };
                             }
+                            let out = OutPtr(t.as_mut_ptr());
+                            // SAFETY: T's rows hold the tail's columns.
+                            unsafe {
+                                gemm_block(
+                                    &pb,
+                                    a.as_ptr(),
+                                    k,
+                                    out,
+                                    tc,
+                                    false,
+                                    0..m,
+                                    lay.tail(&units),
+                                    tc,
+                                    order,
+                                )
+                            };
                         }
-                        c
+                        (c, t)
                     };
-                    let c = by_units(PanelOrder::Forward);
-                    assert_eq!(c, by_units(PanelOrder::Backward), "{isa:?} h {h} m {m}");
-                    // Whole, into C (m, gates * hp) with its padding columns.
-                    let ldg = gates * hp;
+                    let (c, t) = by_units(PanelOrder::Forward);
+                    assert_eq!(
+                        (&c, &t),
+                        (
+                            &by_units(PanelOrder::Backward).0,
+                            &by_units(PanelOrder::Backward).1
+                        ),
+                        "{isa:?} h {h} m {m}"
+                    );
+                    // Whole, into C (m, cols), forwards by `gemm` and backwards by one call.
+                    let ldg = lay.cols();
                     let mut whole = vec![7.0f32; m * ldg];
                     gemm(m, &a, k, &pb, &mut whole, ldg, false);
                     let mut back = vec![7.0f32; m * ldg];
-                    // SAFETY: A holds m rows of k floats, C m rows of ldg = the padded width.
+                    // SAFETY: A holds m rows of k floats, C m rows of ldg = every column.
                     unsafe {
                         gemm_block(
                             &pb,
@@ -678,25 +772,28 @@ mod gate_tests {
                     };
                     assert_eq!(whole, back, "{isa:?} h {h} m {m}: whole, backwards");
                     for i in 0..m {
+                        let mut real = vec![false; ldg];
                         for q in 0..gates {
                             for j in 0..h {
                                 let want = want(i, q, j);
+                                let col = lay.col(q, j);
+                                real[col] = true;
+                                let by_units = match j < lay.hw {
+                                    true => c[i * g + q * h + j],
+                                    false => t[i * tc + col - gates * lay.hw],
+                                };
                                 assert!(
-                                    close(c[i * g + q * h + j], want),
+                                    close(by_units, want),
                                     "{isa:?} h {h} m {m} gate {q} unit {j}"
                                 );
                                 assert!(
-                                    close(whole[i * ldg + q * hp + j], want),
+                                    close(whole[i * ldg + col], want),
                                     "{isa:?} h {h} m {m} whole"
                                 );
                             }
-                            for j in h..hp {
-                                assert_eq!(
-                                    whole[i * ldg + q * hp + j],
-                                    0.0,
-                                    "{isa:?} padding column"
-                                );
-                            }
+                        }
+                        for (j, _) in real.iter().enumerate().filter(|(_, r)| !**r) {
+                            assert_eq!(whole[i * ldg + j], 0.0, "{isa:?} h {h} padding column {j}");
                         }
                     }
                 }

@@ -51,6 +51,9 @@ pub struct Workspace {
     /// with gate blocks padded as `packed::padded` pads them; in the backward, GRU's dG_h of two
     /// steps (one written while the other is read) or LSTM's scratch, `(2, B, G*H)`.
     pub(crate) gh: Vec<Buf>,
+    /// Per step slot (as `gh`): the input projection's tail columns of a chunk (see
+    /// `packed::GateLayout`), empty where no ISA's layout has a tail (H a multiple of 32).
+    pub(crate) tail: Vec<Buf>,
     /// [`Mode::TrainingRecompute`], per direction: a chunk's h_prev W_hhᵀ `(S, B, G*Hp)`, and
     /// the chunk's recomputed h (and c) that nothing reads, `(S, B, H)`.
     pub(crate) re_gh: Vec<Buf>,
@@ -144,6 +147,13 @@ impl Workspace {
                 },
             ),
             gh: bufs(step_slots.max(d), 2 * b * desc.gates() * padded),
+            tail: bufs(
+                step_slots.max(d),
+                match h % MAX_NR {
+                    0 => 0,
+                    _ => chunk * b * desc.gates() * MAX_NR,
+                },
+            ),
             re_gh: re(true, chunk * b * desc.gates() * padded),
             re_h: re(true, chunk * b * h),
             re_c: re(lstm, chunk * b * h),
@@ -182,6 +192,7 @@ impl Workspace {
             &self.cells,
             &self.hn,
             &self.gh,
+            &self.tail,
             &self.re_gh,
             &self.re_h,
             &self.re_c,
