@@ -116,7 +116,7 @@ impl PackedB {
     /// forward); `bias`: `n` values or none.
     pub fn from_weight(isa: Isa, w: &[f32], n: usize, k: usize, bias: Option<&[f32]>) -> Self {
         assert_eq!(w.len(), n * k, "weight size");
-        let cols = whole_panels(isa, n);
+        let cols = panel_cols(isa, n);
         let bias = bias.map(|b| {
             assert_eq!(b.len(), n, "bias size");
             (0..cols).map(|j| if j < n { b[j] } else { 0.0 }).collect()
@@ -169,7 +169,7 @@ impl PackedB {
     /// Packs `B = W` itself for `w`: `(k, n)` row-major (the backward's `dG · W`).
     pub fn from_rows(isa: Isa, w: &[f32], k: usize, n: usize) -> Self {
         assert_eq!(w.len(), k * n, "weight size");
-        let cols = whole_panels(isa, n);
+        let cols = panel_cols(isa, n);
         Self::pack(
             isa,
             k,
@@ -238,9 +238,11 @@ impl PackedB {
     }
 }
 
-/// `n` columns rounded up to whole panels.
-fn whole_panels(isa: Isa, n: usize) -> usize {
-    n.div_ceil(shape(isa).nr).max(1) * shape(isa).nr
+/// `n` columns rounded up to panels, the last one half-width where that covers it (16 columns
+/// of AVX-512's 32: the backward's d h of H = 200 takes 6.5 panels, not 7).
+fn panel_cols(isa: Isa, n: usize) -> usize {
+    let q = shape(isa).nr.min(16);
+    n.div_ceil(q).max(1) * q
 }
 
 /// Lets tasks write disjoint blocks of one C.
