@@ -310,8 +310,8 @@ pub(crate) fn gemm(
     };
     let panels = b.panels();
     if wide > 0 {
-        // Split in whole groups of `wide` panels, so that every call gets its full width (a
-        // gate's half-width panel shares a call only with a run in its own group).
+        // Split in whole groups of `wide` panels, so that every call gets its full width (the
+        // half-width last panel shares a call only with a run in its own group).
         let groups = panels.div_ceil(wide);
         let (_, tasks) = task_grid(1, groups, m * n * k);
         return run_tasks(tasks, |t| {
@@ -367,8 +367,8 @@ impl PanelOrder {
 ///
 /// C is addressed from the first panel of the range: panel `p`'s column `j` is C's column
 /// `col_start(p) - col_start(panels.start) + j`, written only below `width`. So a range of one
-/// gate's panels of a [`PackedB::from_gate_weight`] operand can land in an unpadded gate block
-/// of C.
+/// gate's whole panels of a [`PackedB::from_gate_weight`] operand can land in an unpadded gate
+/// block of C (see [`GateLayout`]).
 ///
 /// # Safety
 /// A must hold `k` floats at `a + i * lda` and C must be ours at `c + i * ldc + j` for every
@@ -404,10 +404,10 @@ pub(crate) unsafe fn gemm_block(
     let wide = microkernel::wide_panels(b.isa, rows.len());
     if wide > 0 {
         // With so few rows a panel is used once: no k-blocking, several panels per call (a run
-        // of whole panels, each `k * nr` floats after the one before, and a gate's half-width
-        // last one in the run's last slot, as alone its 1-zmm tile had too few FMA chains:
-        // `rows` of them). Groups cut from the end when going backwards: which panels share a
-        // call does not change any element's sum.
+        // of whole panels, each `k * nr` floats after the one before, and a half-width last
+        // one in the run's last slot, as alone its 1-zmm tile had too few FMA chains: `rows`
+        // of them). Groups cut from the end when going backwards: which panels share a call
+        // does not change any element's sum.
         let whole_from = |q: usize| b.width(q) == nr;
         let (mut lo, mut hi) = (panels.start, panels.end);
         while lo < hi {
@@ -420,7 +420,7 @@ pub(crate) unsafe fn gemm_block(
                     (lo - count, count)
                 }
                 PanelOrder::Backward => {
-                    // A half-width panel is the last of its gate: first when going back.
+                    // A half-width panel is the last of the operand: first when going back.
                     let half = usize::from(!whole_from(hi - 1));
                     let whole = (lo..hi - half)
                         .rev()
