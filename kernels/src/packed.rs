@@ -413,9 +413,15 @@ pub(crate) unsafe fn gemm_block(
         while lo < hi {
             let (p, count) = match order {
                 PanelOrder::Forward => {
-                    let whole = (lo..hi).take(wide).take_while(|&q| whole_from(q)).count();
-                    // The half-width panel after the run, if a slot is left for it.
-                    let count = whole + usize::from(whole < wide && lo + whole < hi);
+                    // The calls that going backwards makes, in the other order: with a
+                    // half-width last panel, the short call first, so that the half shares the
+                    // last one with a run (in runs of `wide` from the start, a whole number of
+                    // runs left it alone: 12 of H = 100's 12.5 panels).
+                    let left = hi - lo;
+                    let count = match !whole_from(hi - 1) && !left.is_multiple_of(wide) {
+                        true => left % wide,
+                        false => wide.min(left),
+                    };
                     lo += count;
                     (lo - count, count)
                 }
