@@ -214,16 +214,28 @@ pub(crate) unsafe fn tile_kmajor(
     cols: usize,
     acc_in: bool,
 ) {
+    let args = (k, a, lda, b, ldb, c, ldc, cols, acc_in);
     // SAFETY: forwarded; each instance reads and writes only `R` rows.
     unsafe {
-        by_rows!(
-            rows,
-            tile_kmajor_r(k, a, lda, b, ldb, c, ldc, cols, acc_in),
-            [1, 2, 3, 4, 5],
-            6
-        )
+        // A panel of 8 columns or fewer in one ymm a row, as on AVX-512.
+        match cols <= 8 {
+            true => by_rows!(rows, tile_kmajor_r::<_, true>(args), [1, 2, 3, 4, 5], 6),
+            false => by_rows!(rows, tile_kmajor_r::<_, false>(args), [1, 2, 3, 4, 5], 6),
+        }
     }
 }
+
+type KmajorArgs = (
+    usize,
+    *const f32,
+    usize,
+    *const f32,
+    usize,
+    *mut f32,
+    usize,
+    usize,
+    bool,
+);
 
 /// Lane masks for `_mm256_maskload_ps` covering the first `cols` of 16 floats.
 #[inline]
@@ -238,19 +250,11 @@ fn masks(cols: usize) -> (__m256i, __m256i) {
 #[allow(clippy::too_many_arguments)]
 #[inline]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn tile_kmajor_r<const R: usize>(
-    k: usize,
-    a: *const f32,
-    lda: usize,
-    b: *const f32,
-    ldb: usize,
-    c: *mut f32,
-    ldc: usize,
-    cols: usize,
-    acc_in: bool,
+unsafe fn tile_kmajor_r<const R: usize, const HALF: bool>(
+    (k, a, lda, b, ldb, c, ldc, cols, acc_in): KmajorArgs,
 ) {
     // SAFETY: as in the AVX-512 kernel: NR floats of B per k; masked accesses of C stay inside
-    // `cols`.
+    // `cols` (<= 8 with HALF).
     unsafe {
         let (k0, k1) = masks(cols);
         let zero = _mm256_setzero_ps();
@@ -259,23 +263,33 @@ unsafe fn tile_kmajor_r<const R: usize>(
             for (i, acc) in acc.iter_mut().enumerate() {
                 let ci = c.add(i * ldc);
                 acc[0] = _mm256_maskload_ps(ci, k0);
-                acc[1] = _mm256_maskload_ps(ci.add(8), k1);
+                if !HALF {
+                    acc[1] = _mm256_maskload_ps(ci.add(8), k1);
+                }
             }
         }
         for p in 0..k {
             let (ap, bp) = (a.add(p * lda), b.add(p * ldb));
             let w0 = _mm256_loadu_ps(bp);
-            let w1 = _mm256_loadu_ps(bp.add(8));
+            let w1 = if HALF {
+                zero
+            } else {
+                _mm256_loadu_ps(bp.add(8))
+            };
             for (i, acc) in acc.iter_mut().enumerate() {
                 let x = _mm256_set1_ps(*ap.add(i));
                 acc[0] = _mm256_fmadd_ps(x, w0, acc[0]);
-                acc[1] = _mm256_fmadd_ps(x, w1, acc[1]);
+                if !HALF {
+                    acc[1] = _mm256_fmadd_ps(x, w1, acc[1]);
+                }
             }
         }
         for (i, acc) in acc.iter().enumerate() {
             let ci = c.add(i * ldc);
             _mm256_maskstore_ps(ci, k0, acc[0]);
-            _mm256_maskstore_ps(ci.add(8), k1, acc[1]);
+            if !HALF {
+                _mm256_maskstore_ps(ci.add(8), k1, acc[1]);
+            }
         }
     }
 }
