@@ -72,7 +72,8 @@ pub(crate) fn chunk_steps(seq_len: usize, batch: usize) -> usize {
 }
 
 /// How a direction's steps are cut across a team: blocks of `nr` hidden units (one panel of
-/// each gate's columns of W_hh), a near-equal range of blocks per slice.
+/// each gate's columns of W_hh; a partial last block is the layout's tail, shared by the
+/// gates, see `GateLayout`), a near-equal range of blocks per slice.
 pub(crate) struct UnitBlocks {
     nr: usize,
     h: usize,
@@ -94,7 +95,7 @@ impl UnitBlocks {
         }
     }
 
-    /// Slice `i`'s blocks (panels of one gate) and its units: the first and how many.
+    /// Slice `i`'s blocks and its units: the first and how many.
     pub(crate) fn slice(&self, i: usize) -> (std::ops::Range<usize>, usize, usize) {
         let (u0, u1) = split(self.blocks, self.slices, i);
         let j0 = u0 * self.nr;
@@ -166,7 +167,8 @@ fn l2_resident(desc: &RnnDesc) -> bool {
 /// resident in each thread's L2, a thread that owns some rows runs them through a whole chunk
 /// of steps with no wait (rows never interact), where cut by units every step waits for every
 /// unit of the new state (20% of LSTM 400,8,128's time at 2 threads). The input projection of
-/// each chunk is still cut by units, in a round of its own before the chunk's steps.
+/// each chunk has a round of its own before the chunk's steps (cut by units, or by rows where
+/// the units do not cut evenly).
 pub(crate) fn batch_split(desc: &RnnDesc, batch: usize, slices: usize) -> bool {
     slices > 1 && batch >= 2 * slices && l2_resident(desc)
 }

@@ -19,8 +19,8 @@ use rayon::prelude::*;
 pub(crate) struct PackedB {
     isa: Isa,
     k: usize,
-    /// B's columns: a plain weight's `n` (packed in whole panels, the last one zero-padded),
-    /// or all of a gate weight's [`GateLayout::cols`] (whose last panel may be half-width).
+    /// B's columns: a plain weight's `n` (the last panel zero-padded, half-width where that
+    /// covers it), or all of a gate weight's [`GateLayout::cols`] (likewise).
     n: usize,
     nr: usize,
     /// On a cache line, like every panel (a panel's `k * nr` floats are whole lines): a zmm
@@ -681,6 +681,10 @@ mod gate_tests {
                 (3, 200, 64),
                 (4, 64, 8),
                 (3, 95, 6),
+                // Whole panels and a tail of 1.5 panels on AVX-512 (44 = 32 + 12: 48 columns).
+                (4, 44, 5),
+                (3, 108, 7),
+                (1, 44, 3),
             ] {
                 let lay = GateLayout::new(isa, gates, h);
                 assert_eq!(lay.hw + lay.rem, h);

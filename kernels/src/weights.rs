@@ -35,12 +35,11 @@ pub struct PackedWeights {
 /// One (layer, direction) packed for the forward.
 #[derive(Debug, Clone)]
 pub(crate) struct PackedLayer {
-    /// `W_ihᵀ`, with `b_ih`, each gate's columns padded to its panels as `w_hh`'s: a thread
-    /// projects the input onto its own units' gate columns.
+    /// `W_ihᵀ`, with `b_ih`, its columns placed as `w_hh`'s: a thread projects the input onto
+    /// its own units' gate columns.
     pub w_ih: PackedB,
     /// `W_hhᵀ`, no bias (the cell adds `b_hh`: GRU needs it inside the reset product), each
-    /// gate's columns padded to its panels, the last one half-width where that covers them
-    /// (`PackedB::from_gate_weight`).
+    /// gate's whole panels, then one tail of every gate's last units (`packed::GateLayout`).
     pub w_hh: PackedB,
     /// `b_hh` (zeros without bias), which the cells add: GRU needs it inside the reset product.
     pub b_hh: Vec<f32>,

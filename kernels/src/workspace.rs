@@ -47,14 +47,15 @@ pub struct Workspace {
     pub(crate) states: Vec<Buf>,
     pub(crate) cells: Vec<Buf>,
     pub(crate) hn: Vec<Buf>,
-    /// Per direction (per layer in a wavefront): h_prev W_hhᵀ of the current step, `(B, G*Hp)`
-    /// with gate blocks padded as `packed::padded` pads them; in the backward, GRU's dG_h of two
+    /// Per direction (per layer in a wavefront): h_prev W_hhᵀ of the current step, `B` rows of
+    /// `packed::GateLayout::cols` (at most `G*Hp`, Hp = H rounded up to 32); in the backward, GRU's dG_h of two
     /// steps (one written while the other is read) or LSTM's scratch, `(2, B, G*H)`.
     pub(crate) gh: Vec<Buf>,
     /// Per step slot (as `gh`): the input projection's tail columns of a chunk (see
     /// `packed::GateLayout`), empty where no ISA's layout has a tail (H a multiple of 32).
     pub(crate) tail: Vec<Buf>,
-    /// [`Mode::TrainingRecompute`], per direction: a chunk's h_prev W_hhᵀ `(S, B, G*Hp)`, and
+    /// [`Mode::TrainingRecompute`], per direction: a chunk's h_prev W_hhᵀ (`S * B` rows, as
+    /// `gh`'s, room for `G*Hp`; the chunk's projection's tail columns before that), and
     /// the chunk's recomputed h (and c) that nothing reads, `(S, B, H)`.
     pub(crate) re_gh: Vec<Buf>,
     pub(crate) re_h: Vec<Buf>,

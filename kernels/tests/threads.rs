@@ -104,3 +104,33 @@ fn bit_identical_cut_by_units_over_several_chunks() {
         }
     }
 }
+
+#[test]
+fn gate_tails_of_several_panels_match_reference_at_any_thread_count() {
+    // H = 44, 76 and 108: whole panels and a tail of every gate's last units (packed::GateLayout)
+    // of 1.5 to 4 panels, ending in a half-width one on AVX-512; H = 17: a tail alone. Batch 13
+    // over 45 steps: three chunks of the projection, the last partial, the steps cut by rows
+    // (W_hh in L2) and the projection then by rows too; batch 1 and 7: the few-rows kernels.
+    for (n, cell) in [CellKind::Lstm, CellKind::Gru, CellKind::RnnTanh]
+        .into_iter()
+        .enumerate()
+    {
+        for hidden in [44, 76, 108, 17] {
+            for (t, batch, bidirectional) in [
+                (45, 13, false),
+                (45, 13, true),
+                (5, 1, false),
+                (3, 7, false),
+            ] {
+                let desc = RnnDesc::new(cell, 19, hidden).bidirectional(bidirectional);
+                let case = Case::new(desc, t, batch, 60 + n as u64, true, true, true);
+                let what = format!("{cell:?} H {hidden} T {t} batch {batch} bidir {bidirectional}");
+                for isa in Isa::available() {
+                    common::compare_all(&case, isa, 2e-5)
+                        .unwrap_or_else(|e| panic!("{what} {isa:?}: {e}"));
+                }
+                assert_bit_identical(&case, &[2, 3, 4], &what);
+            }
+        }
+    }
+}

@@ -22,9 +22,9 @@ const FAR: usize = NR * 96;
 const K_UNROLL: usize = 4;
 
 /// # Safety
-/// See [`super::tile`]; the CPU must have AVX-512 F. A panel of `width` 16 is a gate's
+/// See [`super::tile`]; the CPU must have AVX-512 F. A panel of `width` 16 is an operand's
 /// half-width last one (16 columns past a multiple of 32, which a whole panel would pad with 16
-/// columns of zeros: H = 200, 12% of the FMAs), run with one zmm a row.
+/// columns of zeros), run with one zmm a row.
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx512f")]
 pub(crate) unsafe fn tile(

@@ -88,7 +88,7 @@ pub(crate) struct Shape {
 /// chains to hide the FMA latency, so it runs at a fraction of peak. The batch-1 step GEMM is
 /// such a case; the few-rows kernel keeps 12-28 chains by walking several panels at once. With
 /// so few rows there is one row tile, which reuses no panel, so nothing is lost by not keeping
-/// a panel's k-block in L1 (5-7 rows on AVX-512, 2 panels: LSTM 37,5,300,200 1.135 -> 1.09 ms).
+/// a panel's k-block in L1 (5 rows on AVX-512, 2 panels: LSTM 37,5,300,200 1.135 -> 1.09 ms).
 /// No more panels than keep every accumulator, broadcast and panel load in a register
 /// (`rows * panels * 2 + rows + 2`, of 32 zmm or 16 ymm): 7 rows of 2 AVX-512 panels (37) and
 /// 3 of 2 AVX2 panels (17) spilled an accumulator a k step, whose store and reload then sat on
@@ -126,8 +126,8 @@ pub(crate) fn shape(isa: Isa) -> Shape {
 }
 
 /// One tile: `rows` (1..=MR) rows of A from `a` (leading dimension `lda`, `k` columns), one
-/// packed panel `b` of `width` columns (`k * width` floats: `NR`, or `NR / 2` for a gate's
-/// half-width last panel on AVX-512, see [`crate::packed::padded`]), `bias` (`width` floats),
+/// packed panel `b` of `width` columns (`k * width` floats: `NR`, or `NR / 2` for an operand's
+/// half-width last panel on AVX-512, see [`crate::packed::GateLayout`]), `bias` (`width` floats),
 /// into the first `cols` (1..=width) columns of `rows` rows of C at `c` (leading dimension
 /// `ldc`). With `acc_in` the sums start from C's values instead of the bias: the next block of
 /// k of the same elements.
@@ -169,7 +169,7 @@ pub(crate) unsafe fn tile(
 /// Few rows by several panels: `rows` rows of A (as in [`tile`]) times `panels` consecutive
 /// packed panels, the first at `b` and each `panel_stride` floats after the one before, with
 /// `bias` holding `panels * NR` floats; every panel but the last is written in full, the last
-/// in its first `cols` columns. With `half` (AVX-512 only) the last panel is a gate's
+/// in its first `cols` columns. With `half` (AVX-512 only) the last panel is the operand's
 /// half-width one (`k * NR / 2` floats, `cols <= NR / 2`), whose 1-zmm tile alone would have
 /// too few FMA chains. The same FMA chains as [`tile`], so the same results.
 ///
