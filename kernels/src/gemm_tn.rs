@@ -136,7 +136,8 @@ pub(crate) fn gemm_tn(
     let task = |t: usize| {
         let (r0, r1) = split(row_tiles, row_tasks, t / panel_tasks);
         let (p0, p1) = split(panels, panel_tasks, t % panel_tasks);
-        let kc = k_block(mr, nr, p1 - p0);
+        // No longer than k: the buffers below are zeroed whole (batch 1, T = 100 has k = 100).
+        let kc = k_block(mr, nr, p1 - p0).min(k);
         // One allocation each per task and call (the sizes depend on the ISA, m, n and k), none
         // inside: the k-block of the task's row tiles of A, and of its panels of B.
         // On cache lines, as the panels of B are whole lines: no load spans two.
