@@ -1,6 +1,6 @@
 //! AVX2 + FMA micro-kernel: up to 6 rows by 16 columns (two ymm per row), 12 accumulators.
 
-use super::{by_panels, by_rows, for_k_unrolled};
+use super::{by_panels, by_rows, for_k_unrolled, KmajorArgs};
 use std::arch::x86_64::*;
 
 const NR: usize = 16;
@@ -224,18 +224,6 @@ pub(crate) unsafe fn tile_kmajor(
         }
     }
 }
-
-type KmajorArgs = (
-    usize,
-    *const f32,
-    usize,
-    *const f32,
-    usize,
-    *mut f32,
-    usize,
-    usize,
-    bool,
-);
 
 /// Lane masks for `_mm256_maskload_ps` covering the first `cols` of 16 floats.
 #[inline]

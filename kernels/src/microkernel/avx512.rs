@@ -2,7 +2,7 @@
 //! k step 2 loads of B and 12 broadcasts feed 24 FMAs (an 8-row tile's 16 chains ran the
 //! in-cache tile at 85% of peak, 12 rows at 92%).
 
-use super::{by_panels, by_rows, for_k_unrolled};
+use super::{by_panels, by_rows, for_k_unrolled, KmajorArgs};
 use std::arch::x86_64::*;
 
 const NR: usize = 32;
@@ -334,18 +334,6 @@ pub(crate) unsafe fn tile_kmajor(
         }
     }
 }
-
-type KmajorArgs = (
-    usize,
-    *const f32,
-    usize,
-    *const f32,
-    usize,
-    *mut f32,
-    usize,
-    usize,
-    bool,
-);
 
 #[allow(clippy::too_many_arguments)]
 #[inline]

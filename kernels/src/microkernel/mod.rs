@@ -237,6 +237,20 @@ pub(crate) unsafe fn wide(
     }
 }
 
+/// The arguments of every ISA's [`tile_kmajor`] instance past `isa` and `rows`: `(k, a, lda,
+/// b, ldb, c, ldc, cols, acc_in)`.
+pub(crate) type KmajorArgs = (
+    usize,
+    *const f32,
+    usize,
+    *const f32,
+    usize,
+    *mut f32,
+    usize,
+    usize,
+    bool,
+);
+
 /// One tile of `C (+)= Aᵀ B` with both operands k-major and unpacked (the weight gradients'
 /// `dGᵀ X`): `A[p][i]` at `a + p * lda + i` for `i < rows`, `B[p][j]` at `b + p * ldb + j` for
 /// `j < cols`; `acc_in` adds to C instead of overwriting it.

@@ -7,7 +7,7 @@
 //! It replaced a loop over `[[f32; 16]; 4]` with a run-time row count, which the compiler kept
 //! in memory (see [`MR`] for the figures). Same sums in the same order, so the same bits.
 
-use super::{by_rows, for_k_unrolled};
+use super::{by_rows, for_k_unrolled, KmajorArgs};
 use wide::f32x8;
 
 const NR: usize = 16;
@@ -138,18 +138,6 @@ pub(crate) unsafe fn tile_kmajor(
     // SAFETY: forwarded; each instance reads and writes only its R rows.
     unsafe { by_rows!(rows, kmajor_r(args), [1], 2) }
 }
-
-type KmajorArgs = (
-    usize,
-    *const f32,
-    usize,
-    *const f32,
-    usize,
-    *mut f32,
-    usize,
-    usize,
-    bool,
-);
 
 /// `R` rows of `C (+)= Aᵀ B` by one panel.
 #[inline(always)]
