@@ -1,7 +1,7 @@
 """PyTorch and ONNX Runtime timings on any list of RNN shapes, as a fragment of run.sh's log.
 
-Usage: python peers.py THREADS [--cases extra|sweep|reference|CELL:T:B:I:H[:L],...] [--tool torch|ort|both]
-       python peers.py --list [--cases ...]     -> the cases, one "cell T B I H L" a line (for run.sh)
+Usage: python peers.py THREADS [--cases extra|sweep|reference|CELL:T:B:I:H[:L][:bi],...] [--tool torch|ort|both]
+       python peers.py --list [--cases ...]     -> the cases, one "cell T B I H L D" a line (for run.sh)
 
 Prints "== torch THREADS" then the PyTorch lines (fwd-infer under torch.inference_mode, and fwd+bwd
 of y.sum()), then "== ort THREADS" and the ONNX Runtime lines (fwd-infer), in the formats of
@@ -43,23 +43,26 @@ CASES = {  # cell, T, B, I, H[, layers]
 
 
 def parse_cases(spec):
+    """The cases as (cell, T, B, I, H, L, D): L layers (default 1), D = 2 for bidirectional."""
     if spec in CASES:
-        return [c if len(c) == 6 else c + (1,) for c in CASES[spec]]
+        return [tuple(c) + (1, 1)[len(c) - 5:] for c in CASES[spec]]
     out = []
     for item in spec.split(","):
         f = item.strip().split(":")
+        bi = f[-1] == "bi"
+        f = f[:-1] if bi else f
         if len(f) not in (5, 6) or f[0] not in GATES:
-            sys.exit(f"peers.py: bad case {item!r}: want extra, reference or CELL:T:B:I:H[:L],... with CELL lstm|gru|rnn")
-        out.append((f[0],) + tuple(int(v) for v in f[1:]) + ((1,) if len(f) == 5 else ()))
+            sys.exit(f"peers.py: bad case {item!r}: want extra, sweep, reference or CELL:T:B:I:H[:L][:bi],... with CELL lstm|gru|rnn")
+        out.append((f[0],) + tuple(int(v) for v in f[1:]) + ((1,) if len(f) == 5 else ()) + (2 if bi else 1,))
     return out
 
 
-def forward_flops(cell, T, B, I, H, L):
-    return sum(2 * T * B * ((I if l == 0 else H) + H) * GATES[cell] * H for l in range(L))
+def forward_flops(cell, T, B, I, H, L, D=1):
+    return sum(2 * D * T * B * ((I if l == 0 else D * H) + H) * GATES[cell] * H for l in range(L))
 
 
-def name(cell, T, B, I, H, L):
-    return f"{cell} T={T} B={B} I={I} H={H}" + (f" L={L}" if L > 1 else "")
+def name(cell, T, B, I, H, L, D=1):
+    return f"{cell} T={T} B={B} I={I} H={H}" + (f" L={L}" if L > 1 else "") + (" D=2" if D == 2 else "")
 
 
 def timeit(fn, reps, min_loop):
@@ -78,40 +81,46 @@ def run_torch(threads, cases, min_loop):
     import torch
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    for cell, T, B, I, H, L in cases:
-        mod = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[cell](I, H, num_layers=L)
+    for cell, T, B, I, H, L, D in cases:
+        mod = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[cell](I, H, num_layers=L, bidirectional=D == 2)
         x = torch.randn(T, B, I)
-        flops = forward_flops(cell, T, B, I, H, L)
+        flops = forward_flops(cell, T, B, I, H, L, D)
         with torch.inference_mode():
             s = timeit(lambda: mod(x), 5, min_loop)
-        print(f"{name(cell, T, B, I, H, L)} fwd-infer {s*1e3:.3f} ms {flops/s/1e9:.1f} GFLOP/s", flush=True)
+        print(f"{name(cell, T, B, I, H, L, D)} fwd-infer {s*1e3:.3f} ms {flops/s/1e9:.1f} GFLOP/s", flush=True)
         xg = x.clone().requires_grad_(True)
         def step():
             out, _ = mod(xg)
             out.sum().backward()
         s = timeit(step, 3, min_loop)
-        print(f"{name(cell, T, B, I, H, L)} fwd+bwd {s*1e3:.3f} ms {3*flops/s/1e9:.1f} GFLOP/s", flush=True)
+        print(f"{name(cell, T, B, I, H, L, D)} fwd+bwd {s*1e3:.3f} ms {3*flops/s/1e9:.1f} GFLOP/s", flush=True)
 
 
 def run_ort(threads, cases, min_loop):
     import numpy as np, onnx, onnxruntime as ort
     from onnx import helper, TensorProto
     rng = np.random.default_rng(0)
-    for cell, T, B, I, H, L in cases:
+    for cell, T, B, I, H, L, D in cases:
         op, G = cell.upper(), GATES[cell]
         nodes, inits = [], []
+        direction = {"direction": "bidirectional"} if D == 2 else {}
         for l in range(L):
-            W = (rng.standard_normal((1, G * H, I if l == 0 else H)) * 0.05).astype(np.float32)
-            R = (rng.standard_normal((1, G * H, H)) * 0.05).astype(np.float32)
-            Bb = np.zeros((1, 2 * G * H), np.float32)
+            W = (rng.standard_normal((D, G * H, I if l == 0 else D * H)) * 0.05).astype(np.float32)
+            R = (rng.standard_normal((D, G * H, H)) * 0.05).astype(np.float32)
+            Bb = np.zeros((D, 2 * G * H), np.float32)
             inits += [onnx.numpy_helper.from_array(a, f"{n}{l}") for a, n in ((W, "W"), (R, "R"), (Bb, "B"))]
             x_in = "X" if l == 0 else f"X{l}"
             y = "Y" if l == L - 1 else f"Y{l}"
-            nodes.append(helper.make_node(op, [x_in, f"W{l}", f"R{l}", f"B{l}"], [y], hidden_size=H))
-            if l < L - 1:  # (T, 1, B, H) -> (T, B, H)
+            nodes.append(helper.make_node(op, [x_in, f"W{l}", f"R{l}", f"B{l}"], [y], hidden_size=H, **direction))
+            if l < L - 1 and D == 1:  # (T, 1, B, H) -> (T, B, H)
                 nodes.append(helper.make_node("Squeeze", [y, "axis1"], [f"X{l + 1}"]))
-        if L > 1:
+            elif l < L - 1:  # (T, 2, B, H) -> (T, B, 2, H) -> (T, B, 2H)
+                nodes.append(helper.make_node("Transpose", [y], [f"Z{l}"], perm=[0, 2, 1, 3]))
+                nodes.append(helper.make_node("Reshape", [f"Z{l}", "tbd"], [f"X{l + 1}"]))
+        if L > 1 and D == 1:
             inits.append(onnx.numpy_helper.from_array(np.array([1], np.int64), "axis1"))
+        elif L > 1:
+            inits.append(onnx.numpy_helper.from_array(np.array([T, B, D * H], np.int64), "tbd"))
         graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("X", TensorProto.FLOAT, [T, B, I])],
             [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)], inits)
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
@@ -119,18 +128,18 @@ def run_ort(threads, cases, min_loop):
         sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
         x = rng.standard_normal((T, B, I)).astype(np.float32)
         s = timeit(lambda: sess.run(None, {"X": x}), 5, min_loop)
-        flops = forward_flops(cell, T, B, I, H, L)
-        print(f"ort {name(cell, T, B, I, H, L)} fwd-infer {s*1e3:.3f} ms {flops/s/1e9:.1f} GFLOP/s", flush=True)
+        flops = forward_flops(cell, T, B, I, H, L, D)
+        print(f"ort {name(cell, T, B, I, H, L, D)} fwd-infer {s*1e3:.3f} ms {flops/s/1e9:.1f} GFLOP/s", flush=True)
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("threads", type=int, nargs="?")
     ap.add_argument("--cases", default=os.environ.get("PEERS_CASES", "extra"),
-                    help="extra (default), sweep, reference, or CELL:T:B:I:H[:L],... (also from $PEERS_CASES)")
+                    help="extra (default), sweep, reference, or CELL:T:B:I:H[:L][:bi],... (bi: bidirectional; also from $PEERS_CASES)")
     ap.add_argument("--tool", choices=("torch", "ort", "both"), default="both")
     ap.add_argument("--min-loop", type=float, default=0.1, help="seconds a timed loop lasts at least (0: anchors' reps)")
-    ap.add_argument("--list", action="store_true", help="print the cases, one 'cell T B I H L' a line, and exit")
+    ap.add_argument("--list", action="store_true", help="print the cases, one 'cell T B I H L D' a line, and exit")
     ap.add_argument("--no-header", action="store_true", help="leave out the '== TOOL THREADS' line")
     a = ap.parse_args()
     cases = parse_cases(a.cases)

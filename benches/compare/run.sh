@@ -17,7 +17,7 @@
 # With `extra`, PyTorch and ONNX Runtime come from peers.py (same timing method as the anchors)
 # and `recur bench` runs once per case (--seconds 1), on peers.py's extra cases: odd sizes,
 # I != H, long T, small H. Knobs, all optional: CASES (peers.py --cases: extra, sweep, reference or
-# CELL:T:B:I:H[:L],...; extra mode only; CASES=sweep: 16 shapes picked to probe
+# CELL:T:B:I:H[:L][:bi],...; extra mode only; CASES=sweep: 16 shapes picked to probe
 # for weak spots, never tuned to), THREADS (default "1 2"), ROUNDS (default 1), SKIP_BUILD=1 (use the built
 # target/release/recur and target/peak_flops as they are).
 set -euo pipefail
@@ -46,9 +46,10 @@ for round in $(seq "${ROUNDS:-1}"); do
       cases=${CASES:-extra}
       "$py" benches/compare/peers.py "$th" --cases "$cases" >> "$log"  # writes "== torch TH", "== ort TH"
       echo "== recur $th" >> "$log"
-      "$py" benches/compare/peers.py --list --cases "$cases" | while read -r cell T B I H L; do
+      "$py" benches/compare/peers.py --list --cases "$cases" | while read -r cell T B I H L D; do
+        bi=(); [ "$D" = 2 ] && bi=(--bidirectional)
         target/release/recur bench --cell "$cell" --seq "$T" --batch "$B" --input "$I" --hidden "$H" \
-          --layers "$L" --threads "$th" --seconds 1 < /dev/null >> "$log"
+          --layers "$L" "${bi[@]}" --threads "$th" --seconds 1 < /dev/null >> "$log"
       done
     fi
   done

@@ -1,6 +1,7 @@
 """Turns the log of benches/compare/run.sh into markdown tables. Usage: table.py LOG infer|train
 Rows in the order of the recur lines; the case column reads "T, B, H" while every case has I = H
-(the reference run), else "T, B, I, H"; a stack of layers adds "(L layers)". A peer missing from the log
+(the reference run), else "T, B, I, H"; a stack of layers adds "(L layers)", two directions
+"(bidirectional)". A peer missing from the log
 shows as "-".
 
 A log of several rounds ("== round N" lines, run.sh's ROUNDS) gives per case the median over the
@@ -21,24 +22,25 @@ for line in log:
         m = re.search(r"avx512 peak ([\d.]+)", line)
         if m: peak.setdefault(sec[1], {})[rnd] = float(m.group(1))
     elif sec[0] in ("torch", "ort"):
-        m = re.search(r"(lstm|gru|rnn) T=(\d+) B=(\d+) I=(\d+) H=(\d+)(?: L=(\d+))? (fwd-infer|fwd\+bwd) ([\d.]+) ms", line)
+        m = re.search(r"(lstm|gru|rnn) T=(\d+) B=(\d+) I=(\d+) H=(\d+)(?: L=(\d+))?(?: D=(\d))? (fwd-infer|fwd\+bwd) ([\d.]+) ms", line)
         if m:
-            mode = "infer" if m.group(7) == "fwd-infer" else "train"
+            mode = "infer" if m.group(8) == "fwd-infer" else "train"
             d = torch if sec[0] == "torch" else ort
             L = int(m.group(6) or 1)
-            k = (m.group(1), int(m.group(2)), int(m.group(3)), int(m.group(4)), int(m.group(5)), L, mode, sec[1])
-            d.setdefault(k, {})[rnd] = float(m.group(8))
+            D = int(m.group(7) or 1)
+            k = (m.group(1), int(m.group(2)), int(m.group(3)), int(m.group(4)), int(m.group(5)), L, D, mode, sec[1])
+            d.setdefault(k, {})[rnd] = float(m.group(9))
     else:
         f = line.split()
         if len(f) == 11 and f[0] in ("lstm", "gru", "rnn"):
-            k = (f[0], int(f[2]), int(f[3]), int(f[4]), int(f[5]), int(f[6]), f[1], sec[1])
+            k = (f[0], int(f[2]), int(f[3]), int(f[4]), int(f[5]), int(f[6]), int(f[7]), f[1], sec[1])
             if k not in recur: order.append(k)
             recur.setdefault(k, {})[rnd] = (float(f[9]), float(f[10]))
 mode_want = sys.argv[2]
 rounds = sorted({r for v in recur.values() for r in v})
 many = len(rounds) > 1
 med = lambda xs: statistics.median(xs) if xs else None
-square = all(k[3] == k[4] for k in recur if k[6] == mode_want)
+square = all(k[3] == k[4] for k in recur if k[7] == mode_want)
 col = "case (T, B, I=H)" if square else "case (T, B, I, H)"
 fmt = lambda x: "-" if x is None else f"{x:.2f}"
 peak_med = {t: med(list(v.values())) for t, v in peak.items()}
@@ -52,13 +54,14 @@ else:
     print(f"| {col} | threads | recur ms | GFLOP/s | % of peak | PyTorch ms | speed-up vs PyTorch |{extra}")
 print("|---" * ((8 if mode_want == "infer" else 7) + many) + "|")
 for k in order:
-    cell, T, B, I, H, L, mode, th = k
+    cell, T, B, I, H, L, D, mode, th = k
     if mode != mode_want: continue
     runs = recur[k]
     ms = med([v[0] for v in runs.values()])
     gf = med([v[1] for v in runs.values()])
     name = {"lstm": "LSTM", "gru": "GRU", "rnn": "RNN tanh"}[cell]
     shape = (f"{T}, {B}, {H}" if square else f"{T}, {B}, {I}, {H}") + (f" ({L} layers)" if L > 1 else "")
+    shape += " (bidirectional)" if D == 2 else ""
     t, o = torch.get(k, {}), ort.get(k, {})
     t_ms, o_ms = fmt(med(list(t.values()))), fmt(med(list(o.values())))
     pk = 100 * gf / peak_med[th] if peak_med.get(th) else float("nan")
