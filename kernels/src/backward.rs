@@ -494,11 +494,7 @@ fn recompute_gates(
                 PanelOrder::Forward,
             );
             for r in i0..i1 {
-                for q in 0..gate_count {
-                    let src = scratch.at(r * tc + q * lay.rem);
-                    let dst = out.at(r * g + q * h + lay.hw);
-                    std::ptr::copy_nonoverlapping(src, dst, lay.rem);
-                }
+                lay.spread_tail(scratch.at(r * tc), out.at(r * g));
             }
         }
     });
@@ -521,7 +517,7 @@ fn recompute_gates(
     let (re_h, re_c, hn) = (Shared::new(w.re_h), Shared::new(w.re_c), Shared::new(w.hn));
     let parts = [
         (0, lay.hw, 0, lay.hw),
-        (lay.hw, lay.rem, lay.col(0, lay.hw), lay.rem),
+        (lay.hw, lay.rem, lay.tail_col(), lay.rem),
     ];
     (0..rows).into_par_iter().for_each(|r| {
         let (t, b) = (ta + r / batch, r % batch);

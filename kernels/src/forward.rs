@@ -564,10 +564,11 @@ impl<'a> DirStep<'a> {
         }
         // The tail's panels hold every gate's last units: computed into scratch rows of their
         // own (the chunk's rows `r0..r1`), then copied to each gate's block.
-        let (tc, rem, hw) = (lay.tail_cols, lay.rem, lay.hw);
+        let tc = lay.tail_cols;
         // SAFETY: as above; the scratch holds a chunk's rows of `tail_cols` floats and this
         // slice alone writes and reads its rows r0..r1 of it (the only slice with the tail's
-        // units, or the one with these rows), the gate blocks' last `rem` units likewise.
+        // units, or the one with these rows), the gate blocks' last `rem` units likewise (in
+        // `rows` rows of G*H floats, bounded by `out_block`).
         unsafe {
             packed::gemm_block(
                 &self.pw.w_ih,
@@ -582,11 +583,9 @@ impl<'a> DirStep<'a> {
                 PanelOrder::Forward,
             );
             let scratch = self.bufs.tail.part(r0 * tc, rows * tc);
+            let dst = gates.out_block(row0 * g, rows, g, g);
             for (r, src) in scratch.chunks_exact(tc).enumerate() {
-                let dst = gates.gates_mut((row0 + r) * g + hw, h, gate_count, rem);
-                for (q, dst) in dst.into_iter().take(gate_count).enumerate() {
-                    dst.copy_from_slice(&src[q * rem..][..rem]);
-                }
+                lay.spread_tail(src.as_ptr(), dst.at(r * g));
             }
         }
     }
@@ -642,7 +641,7 @@ impl<'a> DirStep<'a> {
                 // The gates (then the tail) in the panels' order too.
                 let tail = lay.tail(&units);
                 if order == PanelOrder::Backward && !tail.is_empty() {
-                    call(tail.clone(), lay.col(0, lay.hw), lay.tail_cols);
+                    call(tail.clone(), lay.tail_col(), lay.tail_cols);
                 }
                 for k in order.walk(0..gate_count) {
                     let (panels, j0, n) = lay.whole_panels(k, &units);
@@ -651,7 +650,7 @@ impl<'a> DirStep<'a> {
                     }
                 }
                 if order == PanelOrder::Forward && !tail.is_empty() {
-                    call(tail, lay.col(0, lay.hw), lay.tail_cols);
+                    call(tail, lay.tail_col(), lay.tail_cols);
                 }
             }
         }
@@ -663,8 +662,8 @@ impl<'a> DirStep<'a> {
             cell::forward_rows(desc.cell, self.isa, rows.clone(), rows_of_step);
         }
         if whole < n {
-            let gh_at = lay.col(0, lay.hw);
-            let rows_of_step = self.step_rows(step, t, (p, q), (lay.hw, lay.rem), (gh_at, lay.rem));
+            let tail = (lay.tail_col(), lay.rem);
+            let rows_of_step = self.step_rows(step, t, (p, q), (lay.hw, lay.rem), tail);
             cell::forward_rows(desc.cell, self.isa, rows, rows_of_step);
         }
     }

@@ -46,6 +46,7 @@ pub(crate) struct PackedB {
 pub(crate) struct GateLayout {
     pub gates: usize,
     pub h: usize,
+    pub nr: usize,
     /// Whole blocks of `nr` units a gate, their units, and the units past them.
     pub whole: usize,
     pub hw: usize,
@@ -64,6 +65,7 @@ impl GateLayout {
         GateLayout {
             gates,
             h,
+            nr,
             whole,
             hw: whole * nr,
             rem,
@@ -81,8 +83,13 @@ impl GateLayout {
     pub(crate) fn col(&self, q: usize, j: usize) -> usize {
         match j < self.hw {
             true => q * self.hw + j,
-            false => self.gates * self.hw + q * self.rem + j - self.hw,
+            false => self.tail_col() + q * self.rem + j - self.hw,
         }
+    }
+
+    /// The tail's first column (gate 0's unit `hw`).
+    pub(crate) fn tail_col(&self) -> usize {
+        self.gates * self.hw
     }
 
     /// Gate `q`'s whole panels among unit blocks `units`, and their units (the first, how many).
@@ -92,12 +99,31 @@ impl GateLayout {
         units: &std::ops::Range<usize>,
     ) -> (std::ops::Range<usize>, usize, usize) {
         let (u0, u1) = (units.start.min(self.whole), units.end.min(self.whole));
-        let nr = self.hw.checked_div(self.whole).unwrap_or(0);
         (
             q * self.whole + u0..q * self.whole + u1,
-            u0 * nr,
-            (u1 - u0) * nr,
+            u0 * self.nr,
+            (u1 - u0) * self.nr,
         )
+    }
+
+    /// Copies one row of the tail's columns, `src` (from the tail's first), to each gate's
+    /// last `rem` units in an unpadded row of gate blocks at `dst` (gate `q`'s units at
+    /// `dst + q * h`): the tail's part of the input projection, computed into scratch.
+    ///
+    /// # Safety
+    /// `src` must hold `gates * rem` floats; `dst + q * h + hw..+ rem` must be the caller's
+    /// to write, for every gate `q`, and apart from `src`.
+    pub(crate) unsafe fn spread_tail(&self, src: *const f32, dst: *mut f32) {
+        for q in 0..self.gates {
+            // SAFETY: within `src`'s and the caller's parts of `dst` (this function's contract).
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    src.add(q * self.rem),
+                    dst.add(q * self.h + self.hw),
+                    self.rem,
+                )
+            };
+        }
     }
 
     /// The tail's panels if unit blocks `units` hold the tail's units (its block is the last),
