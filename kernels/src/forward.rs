@@ -508,8 +508,8 @@ impl<'a> DirStep<'a> {
     }
 
     /// The input projection of the chunk that starts at processing step `step`: the columns
-    /// of unit blocks `units`, in part `part.0` of the
-    /// chunk's rows cut into `part.1` near-equal runs of row tiles.
+    /// of unit blocks `units`, in part `part.0` of the chunk's rows cut into `part.1`
+    /// near-equal runs of row tiles.
     ///
     /// A slice of a team cut by units projects its own units, all rows, in the round of the
     /// chunk's first step (its cells then read them, with no wait between). Cut by batch rows,
