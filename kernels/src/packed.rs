@@ -561,23 +561,22 @@ fn row_tiles(
         .chain(split.into_iter().flatten())
 }
 
-/// Steps of a panel's k-block for a row block of `full_tiles` whole row tiles: `kc_l1` (the
-/// block stays in L1 while the tiles pass), or all `k` in one block where that is short enough
-/// to fit L1 anyway, or up to three L1 blocks' worth where that saves more than it costs: each
-/// k-block after the first reloads every tile of C, while a block past L1 streams the panel
-/// from L2 to each tile at 128 bytes a step, within L2's rate for 12 rows of FMAs but not for a
-/// short remainder tile (3x the bytes per FMA with 4 rows), so only with 2 whole tiles or more.
-/// Same minutes, medians of 4 (ms): LSTM 100,64,512 infer 1T 183.1 -> 179.2, GRU 100,64,512
-/// 137.2 -> 135.1, LSTM 100,64,256 48.3 -> 47.3; three blocks' worth for k past that (dx's
-/// k = G*H, H = 1024's k), 0.5-1% on LSTM / GRU training and LSTM 50,64,1024; whole k at
-/// B = 16 (one tile and a remainder): GRU 100,16,512 33.9 -> 35.0, so not there; with 2 and 3
-/// whole tiles it pays (LSTM 100,24,512 68.9 -> 67.9, 100,32,512 91.3 -> 90.0, GRU 100,40,512
-/// 85.1 -> 83.2).
+/// Steps of a panel's k-block for a row block of `full_tiles` whole row tiles: all `k` in one
+/// block, or with 2 whole tiles or more up to three L1 blocks' worth (`kc_l1` steps each, kept
+/// in L1 while the tiles pass): each k-block after the first reloads every tile of C, while a
+/// block past L1 streams the panel from L2 to each tile at 128 bytes a step, within L2's rate
+/// for 12 rows of FMAs. Same minutes, medians of 4 (ms): LSTM 100,64,512 infer 1T 183.1 ->
+/// 179.2, GRU 100,64,512 137.2 -> 135.1, LSTM 100,64,256 48.3 -> 47.3 (against `kc_l1`
+/// blocks); three blocks' worth for k past that (dx's k = G*H, H = 1024's k), 0.5-1% on LSTM /
+/// GRU training and LSTM 50,64,1024; with 2 and 3 whole tiles it pays (LSTM 100,24,512 68.9 ->
+/// 67.9, 100,32,512 91.3 -> 90.0, GRU 100,40,512 85.1 -> 83.2). With one tile and a remainder
+/// (B = 16's 12 + 4 rows) or one tile alone, all k too: the panel is read by one or two tiles,
+/// and each `kc_l1` block reloaded C and restarted the prefetch stream (`ab.sh`, 2026-12-02:
+/// LSTM 100,16,512 infer 1T 0.964x the time, 8 of 12 pairs, GRU 100,16,512 0.968x, 10 of 10).
 fn k_block(k: usize, kc_l1: usize, full_tiles: usize) -> usize {
-    match (k * 3 <= kc_l1 * 4, full_tiles >= 2) {
-        (true, _) => k,
-        (_, true) => k.min(3 * kc_l1),
-        _ => kc_l1,
+    match full_tiles >= 2 {
+        true => k.min(3 * kc_l1),
+        false => k,
     }
 }
 
@@ -635,9 +634,9 @@ mod tests {
                 // over), two of 700.
                 (600, 40, 256),
                 (700, 40, 256),
-                // k-blocks (see `k_block`): a tile and a remainder, several blocks; five whole
-                // tiles and a remainder (cut into halves, see `row_tiles`), one block of all k;
-                // the same past three blocks' worth.
+                // k-blocks (see `k_block`): a tile and a remainder, one block of all k; five
+                // whole tiles and a remainder (cut into halves, see `row_tiles`), one block of
+                // all k; the same past three blocks' worth (several blocks).
                 (20, 40, 300),
                 (64, 40, 500),
                 (50, 33, 1200),
