@@ -6,16 +6,19 @@ use super::{by_panels, by_rows, for_k_unrolled, KmajorArgs};
 use std::arch::x86_64::*;
 
 const NR: usize = 32;
-/// How far ahead (floats, 16 k steps) the tile prefetches its panel. The first row tile of a
-/// panel's k-block streams it from L3 or memory (the recurrent weight of H = 1024 is 16 MiB)
-/// faster than the hardware prefetcher, which stops at each 4 KiB page, keeps up; on
-/// 64x4096x1024 the prefetch took the GEMM from 66 to 106 GFLOP/s.
-const PF: usize = NR * 16;
-/// And into L2 from further ahead (96 k steps, ~1.2k cycles): a weight too big for L2 (the
-/// 16 MiB W_hh of H = 1024) comes from L3 or memory, whose latency the near prefetch alone does
-/// not cover. LSTM 50,64,1024 infer 1T: 439 -> 415 ms (same minutes, mean of 3); no change at
-/// H = 512.
-const FAR: usize = NR * 96;
+/// How far ahead (floats: 96 k steps, ~1.2k cycles, 12 KiB of a whole panel) the tile
+/// prefetches its panel into L1, one line at a time. The first row tile of a panel's k-block
+/// streams it from L3 or memory (the recurrent weight of H = 1024 is 16 MiB) faster than the
+/// hardware prefetcher, which stops at each 4 KiB page, keeps up; on 64x4096x1024 a prefetch
+/// took the GEMM from 66 to 106 GFLOP/s. It was two a line, into L1 16 steps ahead and into L2
+/// 96 ahead (LSTM 50,64,1024 infer 1T 439 -> 415 ms for the second); one into L1 96 ahead
+/// takes half the load slots and covers L3's and memory's latency as well (`ab.sh`, 8 pairs,
+/// 2026-12-02: LSTM 50,64,1024 infer 1T 0.915x the time, 2T 0.848x, train 1T 0.979x; GRU
+/// 100,64,512 0.971x; LSTM 100,16,512 and 100,64,512 0.98-1.00x; 64 or 160 steps ahead 1.04x
+/// and 1.05x the time of 96 at H = 1024).
+const PF: usize = NR * 96;
+/// The few-rows kernel's prefetch distance (floats: 16 k steps), into L1.
+const WIDE_PF: usize = NR * 16;
 /// k steps per turn of the tile's loop (see `tile_rw`). Measured, LSTM 100,64,512 infer 1T:
 /// 1 step 174.7 ms, 4 steps 173.0; 8 steps 175.3 and 2 steps 271 (the compiler kept every row
 /// address live and spilled): the register allocation decides, so measure after a change here.
@@ -102,8 +105,8 @@ unsafe fn tile_rw<const R: usize, const W: usize>(
         }
         // One pointer per row of A, so each broadcast is a plain base + index load.
         let rows: [*const f32; R] = std::array::from_fn(|i| a.add(i * lda));
-        // The prefetch distances in k steps, as for a whole panel.
-        let (pf, far) = (PF / NR * step, FAR / NR * step);
+        // The prefetch distance in k steps, as for a whole panel.
+        let pf = PF / NR * step;
         macro_rules! k_step {
             ($p:expr) => {{
                 let p = $p;
@@ -111,7 +114,6 @@ unsafe fn tile_rw<const R: usize, const W: usize>(
                 // A hint: it cannot fault, even past the end of the panel.
                 for h in 0..W {
                     _mm_prefetch::<_MM_HINT_T0>(bp.wrapping_add(pf + 16 * h).cast());
-                    _mm_prefetch::<_MM_HINT_T1>(bp.wrapping_add(far + 16 * h).cast());
                 }
                 let mut w = [zero; 2];
                 for (h, v) in w.iter_mut().enumerate().take(W) {
@@ -245,7 +247,7 @@ unsafe fn wide_rp<const R: usize, const P: usize, const HALF: bool>(
                 let step = 16 * zmms(j);
                 if R >= 4 {
                     for h in 0..zmms(j) {
-                        let ahead = panel.wrapping_add(p * step + PF / NR * step + 16 * h);
+                        let ahead = panel.wrapping_add(p * step + WIDE_PF / NR * step + 16 * h);
                         _mm_prefetch::<_MM_HINT_T0>(ahead.cast());
                     }
                 }
