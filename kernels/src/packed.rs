@@ -640,6 +640,11 @@ mod tests {
                 (20, 40, 300),
                 (64, 40, 500),
                 (50, 33, 1200),
+                // One tile and a short remainder past one L1 block's worth of k: all of k in
+                // one block, the two tiles even (16: 8 + 8, 13: 7 + 6), or not (23: 12 + 11).
+                (16, 70, 600),
+                (13, 40, 520),
+                (23, 40, 700),
             ] {
                 let mut a = vec![0.0f32; m * (k + 3)];
                 let mut w = vec![0.0f32; n * k];
