@@ -4,7 +4,11 @@ use super::{by_panels, by_rows, for_k_unrolled, KmajorArgs};
 use std::arch::x86_64::*;
 
 const NR: usize = 16;
-const PF: usize = NR * 32;
+/// How far ahead (floats: 96 k steps, one 64-byte line each) the tile prefetches its panel into
+/// L1, as the AVX-512 tile (32 steps before: `RECUR_ISA=avx2`, `ab.sh`, 6-8 pairs, 2026-12-02:
+/// LSTM 50,64,1024 infer 1T 0.964x the time, LSTM 100,64,512 0.969x and 0.973x, 100,16,512
+/// 0.988x).
+const PF: usize = NR * 96;
 /// k steps per turn of the tile's loop: two, each row's address computed once for both (LSTM
 /// 400,8,128 13.77 -> 13.34 ms, LSTM 100,64,512 344.0 -> 340.8, medians of 5). Four and eight
 /// ran out of the 16 ymm registers: 11% and 35% slower.
@@ -70,7 +74,7 @@ unsafe fn tile_r<const R: usize>(
             ($p:expr) => {{
                 let p = $p;
                 let bp = b.add(p * NR);
-                // One line of the panel per k step, 32 steps ahead (see the AVX-512 kernel).
+                // One line of the panel per k step, 96 steps ahead (see `PF`).
                 _mm_prefetch::<_MM_HINT_T0>(bp.wrapping_add(PF).cast());
                 let w0 = _mm256_loadu_ps(bp);
                 let w1 = _mm256_loadu_ps(bp.add(8));
