@@ -1,6 +1,6 @@
 //! AVX2 + FMA micro-kernel: up to 6 rows by 16 columns (two ymm per row), 12 accumulators.
 
-use super::{by_panels, by_rows, for_k_unrolled, KmajorArgs};
+use super::{by_panels, by_rows, for_k_unrolled, KmajorArgs, WideArgs};
 use std::arch::x86_64::*;
 
 const NR: usize = 16;
@@ -132,19 +132,6 @@ pub(crate) unsafe fn wide(
         }
     }
 }
-
-type WideArgs = (
-    usize,
-    *const f32,
-    usize,
-    *const f32,
-    usize,
-    *const f32,
-    *mut f32,
-    usize,
-    usize,
-    bool,
-);
 
 #[inline]
 #[target_feature(enable = "avx2,fma")]

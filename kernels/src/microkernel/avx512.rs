@@ -2,7 +2,7 @@
 //! k step 2 loads of B and 12 broadcasts feed 24 FMAs (an 8-row tile's 16 chains ran the
 //! in-cache tile at 85% of peak, 12 rows at 92%).
 
-use super::{by_panels, by_rows, for_k_unrolled, KmajorArgs};
+use super::{by_panels, by_rows, for_k_unrolled, KmajorArgs, WideArgs};
 use std::arch::x86_64::*;
 
 const NR: usize = 32;
@@ -184,19 +184,6 @@ pub(crate) unsafe fn wide(
         }
     }
 }
-
-type WideArgs = (
-    usize,
-    *const f32,
-    usize,
-    *const f32,
-    usize,
-    *const f32,
-    *mut f32,
-    usize,
-    usize,
-    bool,
-);
 
 #[inline]
 #[target_feature(enable = "avx512f")]

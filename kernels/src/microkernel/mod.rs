@@ -237,6 +237,22 @@ pub(crate) unsafe fn wide(
     }
 }
 
+/// The arguments of every ISA's few-rows kernel instance (see [`wide`]) past `rows` and
+/// `panels`: `(k, a, lda, b, panel_stride, bias, c, ldc, cols, acc_in)`.
+#[cfg(target_arch = "x86_64")]
+pub(crate) type WideArgs = (
+    usize,
+    *const f32,
+    usize,
+    *const f32,
+    usize,
+    *const f32,
+    *mut f32,
+    usize,
+    usize,
+    bool,
+);
+
 /// The arguments of every ISA's [`tile_kmajor`] instance past `isa` and `rows`: `(k, a, lda,
 /// b, ldb, c, ldc, cols, acc_in)`.
 pub(crate) type KmajorArgs = (
