@@ -784,14 +784,8 @@ mod gate_tests {
                         (c, t)
                     };
                     let (c, t) = by_units(PanelOrder::Forward);
-                    assert_eq!(
-                        (&c, &t),
-                        (
-                            &by_units(PanelOrder::Backward).0,
-                            &by_units(PanelOrder::Backward).1
-                        ),
-                        "{isa:?} h {h} m {m}"
-                    );
+                    let back = by_units(PanelOrder::Backward);
+                    assert_eq!((&c, &t), (&back.0, &back.1), "{isa:?} h {h} m {m}");
                     // Whole, into C (m, cols), forwards by `gemm` and backwards by one call.
                     let ldg = lay.cols();
                     let mut whole = vec![7.0f32; m * ldg];
@@ -822,7 +816,7 @@ mod gate_tests {
                                 real[col] = true;
                                 let by_units = match j < lay.hw {
                                     true => c[i * g + q * h + j],
-                                    false => t[i * tc + col - gates * lay.hw],
+                                    false => t[i * tc + col - lay.tail_col()],
                                 };
                                 assert!(
                                     close(by_units, want),

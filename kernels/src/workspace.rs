@@ -48,8 +48,9 @@ pub struct Workspace {
     pub(crate) cells: Vec<Buf>,
     pub(crate) hn: Vec<Buf>,
     /// Per direction (per layer in a wavefront): h_prev W_hhᵀ of the current step, `B` rows of
-    /// `packed::GateLayout::cols` (at most `G*Hp`, Hp = H rounded up to 32); in the backward, GRU's dG_h of two
-    /// steps (one written while the other is read) or LSTM's scratch, `(2, B, G*H)`.
+    /// `packed::GateLayout::cols` (at most `G*Hp`, Hp = H rounded up to 32); in the backward,
+    /// GRU's dG_h of two steps (one written while the other is read) or LSTM's scratch,
+    /// `(2, B, G*H)`.
     pub(crate) gh: Vec<Buf>,
     /// Per step slot (as `gh`): the input projection's tail columns of a chunk (see
     /// `packed::GateLayout`), empty where no ISA's layout has a tail (H a multiple of 32).
