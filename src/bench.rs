@@ -1,5 +1,6 @@
 //! `recur bench`: times the kernels on random weights, warm-up then the median of runs.
 
+use crate::bail;
 use crate::error::Result;
 use crate::model::thread_pool;
 use recur_kernels::{
@@ -153,13 +154,11 @@ impl Prepared {
         };
         // First, so that sizes that overflow are an error before anything is allocated.
         let ws = Workspace::new(&desc, t, b, ws_mode)?;
-        let params = Params::<f32>::random(&desc, 1);
+        let params = Params::<f32>::try_random(&desc, 1)?;
         let weights = PackedWeights::with_options(&params, Isa::detect()?, packing)?;
         let mut rng = SplitMix64(2);
-        let mut x = vec![0.0f32; t * b * desc.input_size];
-        rng.fill_uniform(&mut x, 1.0);
-        let mut go = vec![0.0f32; t * b * desc.output_size()];
-        rng.fill_uniform(&mut go, 1.0);
+        let x = random_values("input", t * b * desc.input_size, &mut rng)?;
+        let go = random_values("grad_output", t * b * desc.output_size(), &mut rng)?;
         Ok(Prepared {
             case,
             mode,
@@ -167,8 +166,8 @@ impl Prepared {
             ws,
             x,
             go,
-            out: Outputs::zeros(&desc, t, b),
-            grads: Gradients::zeros(&desc, t, b),
+            out: Outputs::try_zeros(&desc, t, b)?,
+            grads: Gradients::try_zeros(&desc, t, b)?,
         })
     }
 
@@ -201,6 +200,22 @@ impl Prepared {
         };
         factor * self.case.desc.forward_flops(self.case.seq, self.case.batch)
     }
+}
+
+/// `len` values uniform in [-1, 1), or an error where there is no room for them (a shape
+/// too large for this machine is an error, not an abort).
+fn random_values(what: &str, len: usize, rng: &mut SplitMix64) -> Result<Vec<f32>> {
+    let mut v = Vec::new();
+    if v.try_reserve_exact(len).is_err() {
+        bail!(
+            "the bench's {what} of {len} floats ({} MiB) does not fit in memory, expected a \
+             smaller shape",
+            len.saturating_mul(4) >> 20
+        );
+    }
+    v.resize(len, 0.0);
+    rng.fill_uniform(&mut v, 1.0);
+    Ok(v)
 }
 
 /// Times one case: one warm-up run, then runs until `budget` has passed (at least `min_runs`),

@@ -7,7 +7,7 @@ use recur::bench::{reference_cases, run_case, BenchCase, BenchMode, BenchResult}
 use recur::error::{Error, Result};
 use recur::model::{thread_pool, Model};
 use recur::state_dict::{self, CellFamily};
-use recur::tensors::{write_f32, TensorFile};
+use recur::tensors::{output_path, write_f32, TensorFile};
 use recur_kernels::{CellKind, RnnDesc};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -79,7 +79,7 @@ struct IoArgs {
     #[arg(long)]
     batch_first: bool,
     /// Threads (default: all cores).
-    #[arg(long)]
+    #[arg(long, value_parser = parse_threads)]
     threads: Option<usize>,
     /// grad only: truncated BPTT in windows of K steps, the state carried across detached
     /// (parameter gradients summed over windows; equal lengths only).
@@ -122,7 +122,7 @@ struct BenchArgs {
     #[arg(long)]
     bidirectional: bool,
     /// Threads (default: all cores).
-    #[arg(long)]
+    #[arg(long, value_parser = parse_threads)]
     threads: Option<usize>,
     /// What to time; both when absent.
     #[arg(long, value_enum)]
@@ -132,6 +132,17 @@ struct BenchArgs {
     /// Seconds of timed runs per case (after one warm-up run).
     #[arg(long, default_value_t = 1.0)]
     seconds: f64,
+}
+
+/// The most threads `--threads` takes: far past any core count this is for, short of a
+/// number that only exhausts the system.
+const MAX_THREADS: usize = 1024;
+
+fn parse_threads(s: &str) -> std::result::Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if (1..=MAX_THREADS).contains(&n) => Ok(n),
+        _ => Err(format!("expected a number of threads in 1..={MAX_THREADS}")),
+    }
 }
 
 fn default_threads() -> usize {
@@ -150,8 +161,11 @@ fn run_io(args: &IoArgs, grad: bool) -> Result<()> {
             "--recompute and --tbptt together: choose one (a window is short already)",
         ));
     }
+    // Before any work: where the results go (not over an input, a special file, or into a
+    // folder that is not there).
+    let out = output_path(&args.out, &[&args.weights, &args.input])?;
     let mut wfile = TensorFile::read(&args.weights)?;
-    let relu = args.nonlinearity == Some(Nonlinearity::Relu);
+    let relu = args.nonlinearity.map(|n| n == Nonlinearity::Relu);
     let params = state_dict::load(&mut wfile, args.cell.map(Into::into), relu)?;
     // `recur infer` packs the weights for the forward only.
     let model = match grad {
@@ -176,7 +190,7 @@ fn run_io(args: &IoArgs, grad: bool) -> Result<()> {
             }
         }
     })?;
-    write_f32(&args.out, &named)
+    write_f32(&out, &named)
 }
 
 fn run_bench(args: &BenchArgs) -> Result<()> {
@@ -250,13 +264,23 @@ fn main() -> ExitCode {
             let _ = e.print();
             return ExitCode::SUCCESS;
         }
+        Err(e) if e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            // A bare `recur` (or subcommand-less call): the help, as a failure.
+            let _ = e.print();
+            return ExitCode::from(2);
+        }
         Err(e) => {
+            // clap's message in one line: what was wrong and what it takes (the missing
+            // arguments, the possible values), without the usage that follows.
             let msg = e.to_string();
-            let first = msg
+            let line = msg
                 .lines()
-                .find(|l| !l.trim().is_empty())
-                .unwrap_or("bad arguments");
-            eprintln!("{first} (see recur --help)");
+                .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .collect::<Vec<_>>()
+                .join(" ");
+            eprintln!("{line} (see recur --help)");
             return ExitCode::from(2);
         }
     };

@@ -36,8 +36,8 @@ pub struct OutputGradients {
     pub c_n: Option<Vec<f32>>,
 }
 
-/// `(A, B, F)` <-> `(B, A, F)`.
-pub fn swap01(v: &[f32], a: usize, b: usize, f: usize) -> Vec<f32> {
+/// `(A, B, F)` <-> `(B, A, F)`; `v` holds `a * b * f` values (the callers check it).
+fn swap01(v: &[f32], a: usize, b: usize, f: usize) -> Vec<f32> {
     let mut out = vec![0.0; v.len()];
     for i in 0..a {
         for j in 0..b {
@@ -192,7 +192,7 @@ impl Model {
     pub fn infer(&self, inputs: &Inputs) -> Result<Outputs<f32>> {
         let desc = self.desc();
         let mut ws = Workspace::new(desc, inputs.seq_len, inputs.batch, Mode::Inference)?;
-        let mut out = Outputs::zeros(desc, inputs.seq_len, inputs.batch);
+        let mut out = Outputs::try_zeros(desc, inputs.seq_len, inputs.batch)?;
         forward_inference(&self.weights, &mut ws, &Self::batch(inputs), &mut out)?;
         Ok(out)
     }
@@ -213,10 +213,10 @@ impl Model {
             false => Mode::Training,
         };
         let mut ws = Workspace::new(desc, t, b, mode)?;
-        let mut out = Outputs::zeros(desc, t, b);
+        let mut out = Outputs::try_zeros(desc, t, b)?;
         let input = Self::batch(inputs);
         forward_training(&self.weights, &mut ws, &input, &mut out)?;
-        let mut grads = Gradients::zeros(desc, t, b);
+        let mut grads = Gradients::try_zeros(desc, t, b)?;
         let g = OutputGrads {
             output: &og.output,
             h_n: og.h_n.as_deref(),
@@ -237,8 +237,8 @@ impl Model {
         let desc = self.desc();
         let (t, b) = (inputs.seq_len, inputs.batch);
         let mut tw = TbpttWorkspace::new(desc, t, b, window)?;
-        let mut out = Outputs::zeros(desc, t, b);
-        let mut grads = Gradients::zeros(desc, t, b);
+        let mut out = Outputs::try_zeros(desc, t, b)?;
+        let mut grads = Gradients::try_zeros(desc, t, b)?;
         let g = OutputGrads {
             output: &og.output,
             h_n: og.h_n.as_deref(),

@@ -47,7 +47,9 @@ fn parse_key(key: &str) -> Option<(&'static str, usize, usize)> {
         Some(n) => (n, 1),
         None => (rest, 0),
     };
-    if num.is_empty() || !num.bytes().all(|c| c.is_ascii_digit()) || num.len() > 4 {
+    // PyTorch's keys: no leading zero (weight_ih_l00 would alias weight_ih_l0).
+    let leading_zero = num.len() > 1 && num.starts_with('0');
+    if num.is_empty() || !num.bytes().all(|c| c.is_ascii_digit()) || num.len() > 4 || leading_zero {
         return None;
     }
     Some((kind, num.parse().ok()?, dir))
@@ -61,8 +63,14 @@ pub fn key(kind: &str, layer: usize, dir: usize) -> String {
 /// Builds the descriptor and parameters from a state_dict file.
 ///
 /// `cell` (from `--cell`) must agree with the gate count of the weights when given;
-/// `relu` picks `nonlinearity="relu"` for an RNN.
-pub fn load(file: &mut TensorFile, cell: Option<CellFamily>, relu: bool) -> Result<Params<f32>> {
+/// `relu` (from `--nonlinearity`, an RNN's only) picks `nonlinearity="relu"` when `Some(true)`,
+/// tanh when `Some(false)` or `None`.
+pub fn load(
+    file: &mut TensorFile,
+    cell: Option<CellFamily>,
+    relu: Option<bool>,
+) -> Result<Params<f32>> {
+    let (nonlinearity, relu) = (relu.is_some(), relu == Some(true));
     let path = file.path.clone();
     let mut present = BTreeSet::new();
     for name in file.tensors.keys() {
@@ -125,7 +133,7 @@ pub fn load(file: &mut TensorFile, cell: Option<CellFamily>, relu: bool) -> Resu
             );
         }
     }
-    if relu && family != CellFamily::Rnn {
+    if nonlinearity && family != CellFamily::Rnn {
         bail!(
             "--nonlinearity applies to rnn only, but the weights are a {}",
             family.name()
@@ -147,12 +155,12 @@ pub fn load(file: &mut TensorFile, cell: Option<CellFamily>, relu: bool) -> Resu
         .layers(layers)
         .bidirectional(bidirectional)
         .bias(bias);
-    let mut params = Params::zeros(&desc);
+    let mut params = Params::try_zeros(&desc)?;
     let gh = gates * hidden;
     for l in 0..layers {
         for d in 0..dirs {
             let i_l = desc.layer_input_size(l);
-            let lp = params.get_mut(l, d);
+            let lp = params.get_mut(l, d)?;
             lp.w_ih = file.require_f32(&key("weight_ih", l, d), &[gh, i_l])?;
             lp.w_hh = file.require_f32(&key("weight_hh", l, d), &[gh, hidden])?;
             if bias {
@@ -161,6 +169,7 @@ pub fn load(file: &mut TensorFile, cell: Option<CellFamily>, relu: bool) -> Resu
             }
         }
     }
+    file.expect_empty("the stack's weight_ih, weight_hh, bias_ih and bias_hh")?;
     Ok(params)
 }
 
@@ -170,23 +179,21 @@ pub fn named(params: &Params<f32>) -> Vec<(String, Vec<usize>, Vec<f32>)> {
     let desc = params.desc;
     let gh = desc.gates() * desc.hidden_size;
     let mut out = Vec::new();
-    for l in 0..desc.num_layers {
-        for d in 0..desc.directions() {
-            let lp = params.get(l, d);
-            out.push((
-                key("weight_ih", l, d),
-                vec![gh, desc.layer_input_size(l)],
-                lp.w_ih.clone(),
-            ));
-            out.push((
-                key("weight_hh", l, d),
-                vec![gh, desc.hidden_size],
-                lp.w_hh.clone(),
-            ));
-            if desc.bias {
-                out.push((key("bias_ih", l, d), vec![gh], lp.b_ih.clone()));
-                out.push((key("bias_hh", l, d), vec![gh], lp.b_hh.clone()));
-            }
+    for (k, lp) in params.layers.iter().enumerate() {
+        let (l, d) = (k / desc.directions(), k % desc.directions());
+        out.push((
+            key("weight_ih", l, d),
+            vec![gh, desc.layer_input_size(l)],
+            lp.w_ih.clone(),
+        ));
+        out.push((
+            key("weight_hh", l, d),
+            vec![gh, desc.hidden_size],
+            lp.w_hh.clone(),
+        ));
+        if desc.bias {
+            out.push((key("bias_ih", l, d), vec![gh], lp.b_ih.clone()));
+            out.push((key("bias_hh", l, d), vec![gh], lp.b_hh.clone()));
         }
     }
     out
@@ -202,6 +209,9 @@ mod tests {
         assert_eq!(parse_key("bias_hh_l12_reverse"), Some(("bias_hh", 12, 1)));
         assert_eq!(parse_key("weight_ih_l"), None);
         assert_eq!(parse_key("weight_ih_lx"), None);
+        assert_eq!(parse_key("weight_ih_l00"), None);
+        assert_eq!(parse_key("weight_ih_l01_reverse"), None);
+        assert_eq!(parse_key("weight_ih_l10"), Some(("weight_ih", 10, 0)));
         assert_eq!(parse_key("weight_hr_l0"), None);
         assert_eq!(key("bias_ih", 2, 1), "bias_ih_l2_reverse");
     }

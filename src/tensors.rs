@@ -35,7 +35,12 @@ impl TensorFile {
     /// Reads and checks a whole safetensors file (f32 and int64 tensors only).
     pub fn read(path: &Path) -> Result<Self> {
         let name = path.display().to_string();
-        let bytes = std::fs::read(path).map_err(|e| Error(format!("cannot read {name}: {e}")))?;
+        let cannot = |e: std::io::Error| Error(format!("cannot read {name}: {e}"));
+        // A regular file only: a device or pipe (/dev/zero) would be read without end.
+        if !std::fs::metadata(path).map_err(cannot)?.is_file() {
+            bail!("cannot read {name}: not a regular file, expected a safetensors file");
+        }
+        let bytes = std::fs::read(path).map_err(cannot)?;
         Self::parse(&name, &bytes)
     }
 
@@ -129,6 +134,47 @@ impl TensorFile {
         }
         Ok(())
     }
+}
+
+/// Where to write the results given as `out`: a regular file or a new one, in a folder that
+/// exists, and none of `inputs`; a symbolic link resolved to its target (so that the rename of
+/// [`write_f32`] replaces the file the link names, not the link). Checked before any work.
+pub fn output_path(out: &Path, inputs: &[&Path]) -> Result<std::path::PathBuf> {
+    let name = out.display();
+    let resolved = match std::fs::symlink_metadata(out) {
+        Ok(m) if m.file_type().is_symlink() => std::fs::canonicalize(out)
+            .map_err(|e| Error(format!("cannot write {name}: a link to nowhere ({e})")))?,
+        _ => out.to_path_buf(),
+    };
+    match std::fs::metadata(&resolved) {
+        Ok(m) if !m.is_file() => {
+            bail!("cannot write {name}: it exists and is not a regular file, expected a file path")
+        }
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => bail!("cannot write {name}: {e}"),
+    }
+    let dir = match resolved.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    if !dir.is_dir() {
+        bail!(
+            "cannot write {name}: no folder {}, expected an existing one",
+            dir.display()
+        );
+    }
+    // Same file: compare what the paths name (links, `./`, `..` resolved).
+    let canon = |p: &Path| std::fs::canonicalize(p).ok();
+    if let Some(target) = canon(&resolved) {
+        if let Some(input) = inputs.iter().find(|p| canon(p).as_ref() == Some(&target)) {
+            bail!(
+                "--out {name} is the input {}, expected a path of its own",
+                input.display()
+            );
+        }
+    }
+    Ok(resolved)
 }
 
 /// Writes f32 tensors to `path` atomically (a temporary file beside it, then a rename).

@@ -398,7 +398,159 @@ fn zero_threads() {
         &lstm_inputs(),
         &["--threads", "0"],
     );
-    assert_rejected(&r, "--threads 0");
+    assert_rejected(&r, "expected a number of threads in 1..=1024");
+    let r = run(
+        "infer",
+        &lstm_weights(),
+        &lstm_inputs(),
+        &["--threads", "100000"],
+    );
+    assert_rejected(&r, "expected a number of threads in 1..=1024");
+}
+
+#[test]
+fn nonlinearity_tanh_on_lstm() {
+    let r = run(
+        "infer",
+        &lstm_weights(),
+        &lstm_inputs(),
+        &["--nonlinearity", "tanh"],
+    );
+    assert_rejected(&r, "--nonlinearity applies to rnn only");
+}
+
+#[test]
+fn missing_argument_is_named() {
+    let output = Command::new(env!("CARGO_BIN_EXE_recur"))
+        .args(["infer", "--weights", "w.st", "--input", "in.st"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("--out"), "{stderr}");
+    let output = Command::new(env!("CARGO_BIN_EXE_recur"))
+        .args(["bench", "--cell", "foo"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("possible values: lstm, gru, rnn"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn output_over_an_input_is_rejected() {
+    for target in ["w.st", "in.st", "./sub/../in.st"] {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        let (w, i) = (dir.path().join("w.st"), dir.path().join("in.st"));
+        write(&w, &lstm_weights());
+        write(&i, &lstm_inputs());
+        let before = (std::fs::read(&w).unwrap(), std::fs::read(&i).unwrap());
+        let o = dir.path().join(target);
+        let output = Command::new(env!("CARGO_BIN_EXE_recur"))
+            .arg("infer")
+            .arg("--weights")
+            .arg(&w)
+            .arg("--input")
+            .arg(&i)
+            .arg("--out")
+            .arg(&o)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains("is the input"), "{stderr}");
+        assert_eq!(
+            (std::fs::read(&w).unwrap(), std::fs::read(&i).unwrap()),
+            before
+        );
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn output_through_a_link_writes_its_target() {
+    let dir = tempfile::tempdir().unwrap();
+    let (w, i) = (dir.path().join("w.st"), dir.path().join("in.st"));
+    write(&w, &lstm_weights());
+    write(&i, &lstm_inputs());
+    let (target, link) = (dir.path().join("target.st"), dir.path().join("link.st"));
+    std::fs::write(&target, b"old").unwrap();
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let r = run_paths(&[], "infer", &w, &i, &link, &[], dir);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let meta = std::fs::symlink_metadata(&link).unwrap();
+    assert!(meta.file_type().is_symlink(), "the link was replaced");
+    assert!(keys(&target).iter().any(|(n, _)| n == "output"));
+}
+
+#[cfg(unix)]
+#[test]
+fn special_files_are_neither_read_nor_written() {
+    // A fifo: not a regular file (reading one would block, writing replace it).
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo");
+    let made = Command::new("mkfifo").arg(&fifo).status();
+    if !made.is_ok_and(|s| s.success()) {
+        return;
+    }
+    let (w, i) = (dir.path().join("w.st"), dir.path().join("in.st"));
+    write(&w, &lstm_weights());
+    write(&i, &lstm_inputs());
+    let output = Command::new(env!("CARGO_BIN_EXE_recur"))
+        .arg("infer")
+        .arg("--weights")
+        .arg(&w)
+        .arg("--input")
+        .arg(&i)
+        .arg("--out")
+        .arg(&fifo)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("not a regular file"), "{stderr}");
+    let kept = std::fs::symlink_metadata(&fifo).unwrap().file_type();
+    assert!(
+        std::os::unix::fs::FileTypeExt::is_fifo(&kept),
+        "the fifo was replaced"
+    );
+    let o = dir.path().join("out.st");
+    let r = run_paths(&[], "infer", &fifo, &i, &o, &[], dir);
+    assert_rejected(&r, "not a regular file");
+}
+
+#[test]
+fn leading_zero_weight_key() {
+    let mut w = lstm_weights();
+    w.push(f32s("weight_ih_l00", &[4 * H, I]));
+    let r = run("infer", &w, &lstm_inputs(), &[]);
+    assert_rejected(&r, "unexpected key 'weight_ih_l00'");
+}
+
+#[test]
+fn bench_shape_too_large_is_an_error() {
+    for args in [
+        ["--seq", "18446744073709551615", "--mode", "infer"],
+        ["--seq", "18446744073709551615", "--mode", "train"],
+        // Fits usize, not this machine (a PiB of input).
+        ["--seq", "100000000000000", "--mode", "infer"],
+    ] {
+        let output = Command::new(env!("CARGO_BIN_EXE_recur"))
+            .args(["bench", "--cell", "lstm", "--batch", "1", "--input", "3"])
+            .args(["--hidden", "3"])
+            .args(args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.starts_with("error: "), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
 }
 
 #[test]
@@ -517,7 +669,12 @@ fn tbptt_runs_and_rejects_what_it_cannot_do() {
     let mut varlen = inputs.clone();
     varlen.push(i64s("lengths", &[5, 2, 4]));
     let r = run("grad", &lstm_weights(), &varlen, &["--tbptt", "2"]);
-    assert_rejected(&r, "variable lengths is not supported");
+    assert_rejected(&r, "variable lengths are not supported");
+    // Lengths that are all T are no variable lengths.
+    let mut full = inputs.clone();
+    full.push(i64s("lengths", &[5, 5, 5]));
+    let r = run("grad", &lstm_weights(), &full, &["--tbptt", "2"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
 }
 
 #[test]

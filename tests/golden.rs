@@ -104,7 +104,7 @@ fn rel_err(got: &[f32], want: &[f32]) -> f64 {
 #[test]
 fn grad_matches_pytorch_on_every_fixture() {
     for mut f in fixtures() {
-        let params = state_dict::load(&mut f.weights, Some(f.family), f.relu)
+        let params = state_dict::load(&mut f.weights, Some(f.family), f.relu.then_some(true))
             .unwrap_or_else(|e| panic!("{}: {e}", f.name));
         // Every ISA at 1 and 2 threads, and the recomputing backward on the best one.
         for (isa, threads, recompute) in Isa::available()
@@ -155,7 +155,7 @@ fn grad_matches_pytorch_on_every_fixture() {
 fn infer_matches_pytorch_on_every_fixture() {
     // Truncated-BPTT fixtures hold chunked outputs (a reverse direction restarts every window).
     for mut f in fixtures().into_iter().filter(|f| f.tbptt.is_none()) {
-        let params = state_dict::load(&mut f.weights, None, f.relu).unwrap();
+        let params = state_dict::load(&mut f.weights, None, f.relu.then_some(true)).unwrap();
         let model = Model::new(params).unwrap();
         let mut inputs = f.inputs.clone();
         for k in ["grad_output", "grad_h_n", "grad_c_n"] {

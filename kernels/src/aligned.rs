@@ -32,15 +32,26 @@ pub(crate) struct Buf {
 }
 
 impl Buf {
+    /// # Panics
+    /// Aborts, as `vec!` does, if the allocator has no room; [`Buf::try_zeros`] says so
+    /// instead.
     pub(crate) fn zeros(len: usize) -> Self {
+        Self::try_zeros(len).unwrap_or_else(|| match layout(len) {
+            Some(l) => std::alloc::handle_alloc_error(l),
+            None => panic!("a buffer of {len} floats overflows the address space"),
+        })
+    }
+
+    /// [`Buf::zeros`], or `None` if the allocator has no room for it (or the size overflows).
+    pub(crate) fn try_zeros(len: usize) -> Option<Self> {
         if len == 0 {
-            return Buf {
+            return Some(Buf {
                 data: Vec::new(),
                 start: 0,
                 len: 0,
-            };
+            });
         }
-        let bytes = len * std::mem::size_of::<f32>();
+        let bytes = len.checked_mul(std::mem::size_of::<f32>())?;
         let align = match bytes >= HUGE_MIN_BYTES && cfg!(target_os = "linux") {
             true => HUGE_BYTES,
             false => LINE_BYTES,
@@ -48,7 +59,7 @@ impl Buf {
         let pad = align / std::mem::size_of::<f32>() - 1;
         // Zeroed by the allocator: a large block comes fresh from the system, untouched, so
         // the advice below applies before any page of it is faulted in.
-        let data = vec![0.0f32; len + pad];
+        let data = zeroed(len.checked_add(pad)?)?;
         // At most `pad` floats to the boundary (f32s are 4-byte aligned); 0 if it cannot say.
         let start = match data.as_ptr().align_offset(align) {
             s if s <= pad => s,
@@ -57,8 +68,28 @@ impl Buf {
         if align == HUGE_BYTES {
             advise_huge(&data[start..start + len]);
         }
-        Buf { data, start, len }
+        Some(Buf { data, start, len })
     }
+}
+
+/// The layout of `len` floats, if it fits the address space.
+fn layout(len: usize) -> Option<std::alloc::Layout> {
+    std::alloc::Layout::array::<f32>(len).ok()
+}
+
+/// `len > 0` zeroed floats, as `vec![0.0; len]` (the allocator's zeroed memory: a large block
+/// is fresh pages, none touched yet), or `None` where that would abort: no room.
+fn zeroed(len: usize) -> Option<Vec<f32>> {
+    let layout = layout(len)?;
+    // SAFETY: `len > 0` (the caller's), so the layout's size is not zero.
+    let ptr = unsafe { std::alloc::alloc_zeroed(layout) }.cast::<f32>();
+    if ptr.is_null() {
+        return None;
+    }
+    // SAFETY: `ptr` comes from the global allocator with the layout of `len` f32s, which is
+    // what a Vec<f32> of capacity `len` frees it with; its bytes are zero, and all-zero bytes
+    // are the f32 0.0, so all `len` elements are initialized.
+    Some(unsafe { Vec::from_raw_parts(ptr, len, len) })
 }
 
 /// Asks Linux to back the whole 2 MiB pages of `v` with transparent huge pages. Only a hint:

@@ -36,6 +36,8 @@ use rayon::prelude::*;
 /// `input` must be the one the forward ran on: the weight gradient of the first layer is
 /// `dGᵀ x`, and the workspace keeps no copy of x (as PyTorch's autograd keeps a reference, not a
 /// copy). Its shape and lengths are checked against the forward's; its values cannot be.
+/// `weights` must be the forward's too, not updated since ([`PackedWeights::update`]): an
+/// error otherwise.
 ///
 /// `grads` is overwritten (size it with [`Gradients::zeros`]). The backward works in place over
 /// the activations the forward saved (the gate gradients overwrite them), so, like PyTorch's
@@ -53,23 +55,35 @@ pub fn backward(
     weights.check_trains("backward")?;
     input.validate(&desc)?;
     ws.check(&desc, input.seq_len, input.batch)?;
-    if !ws.saved {
-        return Err(Error::Mismatch(
-            "backward needs a forward_training run in this workspace first".into(),
-        ));
+    match ws.saved {
+        None => {
+            return Err(Error::Mismatch(
+                "backward needs a forward_training run in this workspace first".into(),
+            ))
+        }
+        // Other values (or the same ones updated since) would pair the forward's activations
+        // with weights they did not come from: gradients of neither.
+        Some(stamp) if stamp != weights.stamp() => {
+            return Err(Error::Mismatch(
+                "backward given weights other than the forward's (or updated since it ran), \
+                 expected the weights of the last forward_training in this workspace"
+                    .into(),
+            ))
+        }
+        Some(_) => {}
     }
     let (t_len, batch) = (ws.seq_len, ws.batch);
-    if (0..batch).any(|b| input.length(b) != ws.lengths[b]) {
+    if (0..batch).any(|b| input.len_of(b) != ws.lengths[b]) {
         return Err(Error::Mismatch(format!(
             "backward given an input with lengths {:?}, expected the forward's {:?}",
-            (0..batch).map(|b| input.length(b)).collect::<Vec<_>>(),
+            (0..batch).map(|b| input.len_of(b)).collect::<Vec<_>>(),
             ws.lengths
         )));
     }
     out_grads.validate(&desc, t_len, batch)?;
     grads.validate(&desc, t_len, batch)?;
     // From here on the saved activations are overwritten.
-    ws.saved = false;
+    ws.saved = None;
     let recompute = ws.mode == Mode::TrainingRecompute;
 
     if !recompute && wavefront_shape(&desc) && rayon::current_num_threads() > 1 {

@@ -141,11 +141,15 @@ impl RnnDesc {
         if self.num_layers == 0 {
             return Err(Error::InvalidDesc("num_layers is 0, expected >= 1".into()));
         }
-        // Every weight matrix's size must fit in usize (stacks * G*H * widest input).
-        let widest = self.input_size.max(self.directions() * self.hidden_size);
-        let gh = self.gates() * self.hidden_size;
+        // Every weight matrix's size must fit (stacks * G*H * widest input), its factors too.
+        let invalid = |e: Error| Error::InvalidDesc(e.to_string());
+        let stacked = crate::error::size("layer outputs", &[self.directions(), self.hidden_size])
+            .map_err(invalid)?;
+        let gh =
+            crate::error::size("gate rows", &[self.gates(), self.hidden_size]).map_err(invalid)?;
+        let widest = self.input_size.max(stacked);
         crate::error::size("weights", &[self.num_layers, self.directions(), gh, widest])
-            .map_err(|e| Error::InvalidDesc(e.to_string()))?;
+            .map_err(invalid)?;
         Ok(())
     }
 }

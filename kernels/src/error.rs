@@ -58,11 +58,20 @@ pub(crate) fn check_len<T>(what: &'static str, buf: &[T], expected: usize) -> Re
     }
 }
 
-/// The product of `dims`, or an error naming `what` if it overflows `usize`.
+/// The product of `dims`, or an error naming `what` if that many elements of the widest type
+/// (f64) would not fit in a Rust allocation (`isize::MAX` bytes): so that the buffers sized
+/// from it, with a line's padding, neither overflow nor panic in `Vec`.
 pub(crate) fn size(what: &str, dims: &[usize]) -> Result<usize> {
+    const MAX: usize = (isize::MAX as usize) / 8 - 1024;
     dims.iter()
         .try_fold(1usize, |acc, &d| acc.checked_mul(d))
-        .ok_or_else(|| Error::Mismatch(format!("{what} of {dims:?} elements overflows usize")))
+        .filter(|&n| n <= MAX)
+        .ok_or_else(|| {
+            Error::Mismatch(format!(
+                "{what} of {dims:?} elements overflows the largest buffer, expected at most \
+                 {MAX} elements"
+            ))
+        })
 }
 
 /// Whether `len` floats hold `rows` rows of `cols` at stride `ld`: `(rows - 1) * ld + cols`
@@ -73,4 +82,17 @@ pub(crate) fn holds(len: usize, rows: usize, ld: usize, cols: usize) -> bool {
             .checked_mul(ld)
             .and_then(|v| v.checked_add(cols))
             .is_some_and(|need| need <= len)
+}
+
+/// `len` copies of `zero`, or an error naming `what` where `vec!` would abort: no room.
+pub(crate) fn filled<T: Clone>(what: &str, len: usize, zero: T) -> Result<Vec<T>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(len).map_err(|_| {
+        Error::Mismatch(format!(
+            "{what} of {len} elements ({} MiB): out of memory, expected sizes that fit in memory",
+            (len.saturating_mul(std::mem::size_of::<T>())) >> 20
+        ))
+    })?;
+    v.resize(len, zero);
+    Ok(v)
 }

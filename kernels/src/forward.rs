@@ -215,9 +215,9 @@ fn run(
     input.validate(&desc)?;
     ws.check(&desc, input.seq_len, input.batch)?;
     out.validate(&desc, input.seq_len, input.batch)?;
-    ws.saved = false;
+    ws.saved = None;
     for (b, len) in ws.lengths.iter_mut().enumerate() {
-        *len = input.length(b);
+        *len = input.len_of(b);
     }
     let (t_len, batch) = (input.seq_len, input.batch);
     let (nd, bh) = (desc.directions(), batch * desc.hidden_size);
@@ -351,7 +351,7 @@ fn run(
             finish(l);
         }
     }
-    ws.saved = training;
+    ws.saved = training.then_some(weights.stamp());
     Ok(())
 }
 

@@ -1,7 +1,7 @@
 //! Weights and biases in PyTorch's layout, one set per (layer, direction).
 
 use crate::desc::RnnDesc;
-use crate::error::{check_len, Error, Result};
+use crate::error::{check_len, filled, Error, Result};
 use crate::float::Float;
 
 /// The parameters of one layer in one direction, exactly as PyTorch's state_dict holds them:
@@ -27,27 +27,25 @@ impl<T: Float> Params<T> {
     /// All zeros, with every buffer at its size.
     ///
     /// # Panics
-    /// If a size overflows `usize` (as `vec!` would); [`Params::try_zeros`] returns an error
-    /// instead.
+    /// If a size is too large or memory runs out (as `vec!` would); [`Params::try_zeros`]
+    /// returns an error instead.
     pub fn zeros(desc: &RnnDesc) -> Self {
         Self::try_zeros(desc).unwrap_or_else(|e| panic!("{e}"))
     }
 
-    /// [`Params::zeros`], or an error naming the size that overflows.
+    /// [`Params::zeros`], or an error naming the size that is too large (or has no room).
     pub fn try_zeros(desc: &RnnDesc) -> crate::Result<Self> {
         let gh = crate::error::size("gate rows", &[desc.gates(), desc.hidden_size])?;
         let w_hh = crate::error::size("w_hh", &[gh, desc.hidden_size])?;
         let layers = (0..desc.num_layers)
             .flat_map(|l| (0..desc.directions()).map(move |_| l))
             .map(|l| {
+                let w_ih = crate::error::size("w_ih", &[gh, desc.layer_input_size(l)])?;
                 Ok(LayerParams {
-                    w_ih: vec![
-                        T::ZERO;
-                        crate::error::size("w_ih", &[gh, desc.layer_input_size(l)])?
-                    ],
-                    w_hh: vec![T::ZERO; w_hh],
-                    b_ih: vec![T::ZERO; gh],
-                    b_hh: vec![T::ZERO; gh],
+                    w_ih: filled("w_ih", w_ih, T::ZERO)?,
+                    w_hh: filled("w_hh", w_hh, T::ZERO)?,
+                    b_ih: filled("b_ih", gh, T::ZERO)?,
+                    b_hh: filled("b_hh", gh, T::ZERO)?,
                 })
             })
             .collect::<crate::Result<Vec<_>>>()?;
@@ -59,8 +57,16 @@ impl<T: Float> Params<T> {
 
     /// PyTorch's default initialisation, U(-1/sqrt(H), 1/sqrt(H)), from a seeded generator
     /// (not PyTorch's stream). Biases stay zero when the descriptor has none.
+    ///
+    /// # Panics
+    /// As [`Params::zeros`]; [`Params::try_random`] returns an error instead.
     pub fn random(desc: &RnnDesc, seed: u64) -> Self {
-        let mut p = Self::zeros(desc);
+        Self::try_random(desc, seed).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`Params::random`], or an error naming the size that is too large.
+    pub fn try_random(desc: &RnnDesc, seed: u64) -> crate::Result<Self> {
+        let mut p = Self::try_zeros(desc)?;
         let bound = 1.0 / (desc.hidden_size as f64).sqrt();
         let mut rng = SplitMix64(seed);
         for lp in &mut p.layers {
@@ -72,17 +78,33 @@ impl<T: Float> Params<T> {
                 rng.fill_uniform(&mut lp.b_hh, bound);
             }
         }
-        p
+        Ok(p)
     }
 
     /// The parameters of `layer` in direction `dir` (0 forward, 1 reverse).
-    pub fn get(&self, layer: usize, dir: usize) -> &LayerParams<T> {
-        &self.layers[layer * self.desc.directions() + dir]
+    pub fn get(&self, layer: usize, dir: usize) -> Result<&LayerParams<T>> {
+        let at = self.index(layer, dir)?;
+        Ok(&self.layers[at])
     }
 
-    pub fn get_mut(&mut self, layer: usize, dir: usize) -> &mut LayerParams<T> {
-        let d = self.desc.directions();
-        &mut self.layers[layer * d + dir]
+    /// [`Params::get`], to change them.
+    pub fn get_mut(&mut self, layer: usize, dir: usize) -> Result<&mut LayerParams<T>> {
+        let at = self.index(layer, dir)?;
+        Ok(&mut self.layers[at])
+    }
+
+    /// Where (layer, dir) is in `layers`, or an error naming the ranges expected.
+    fn index(&self, layer: usize, dir: usize) -> Result<usize> {
+        let (l, d) = (self.desc.num_layers, self.desc.directions());
+        let at = layer * d + dir;
+        match layer < l && dir < d && at < self.layers.len() {
+            true => Ok(at),
+            false => Err(Error::Mismatch(format!(
+                "parameters of layer {layer}, direction {dir}, expected a layer in 0..{l} and a \
+                 direction in 0..{d} (of {} sets)",
+                self.layers.len()
+            ))),
+        }
     }
 
     /// Checks every buffer against the descriptor.

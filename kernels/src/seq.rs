@@ -4,7 +4,7 @@
 //! `(T, B, D*H)`, states are `(L*D, B, H)`. (`batch_first` is a transpose the caller does.)
 
 use crate::desc::RnnDesc;
-use crate::error::{check_len, size, Error, Result};
+use crate::error::{check_len, filled, size, Error, Result};
 use crate::float::Float;
 use crate::params::Params;
 
@@ -54,9 +54,18 @@ impl<'a, T> SeqBatch<'a, T> {
         self
     }
 
-    /// Valid steps of batch entry `b`.
+    /// Valid steps of batch entry `b` (`seq_len` without lengths); `None` past the batch.
+    pub fn length(&self, b: usize) -> Option<usize> {
+        match self.lengths {
+            _ if b >= self.batch => None,
+            Some(l) => l.get(b).copied(),
+            None => Some(self.seq_len),
+        }
+    }
+
+    /// [`SeqBatch::length`] for a `b` below the validated batch.
     #[inline]
-    pub fn length(&self, b: usize) -> usize {
+    pub(crate) fn len_of(&self, b: usize) -> usize {
         self.lengths.map_or(self.seq_len, |l| l[b])
     }
 
@@ -69,12 +78,14 @@ impl<'a, T> SeqBatch<'a, T> {
         if self.batch == 0 {
             return Err(Error::Mismatch("batch is 0, expected >= 1".into()));
         }
-        // Every (T, B, features) buffer of the call, the widest included, must fit in usize.
+        // Every (T, B, features) buffer of the call, the widest included, must fit
+        // (`desc.validate` bounds G*H and the output's width).
         let widest = desc
             .input_size
             .max(desc.gates() * desc.hidden_size)
             .max(desc.output_size());
-        size("sequence buffers", &[self.seq_len + 1, self.batch, widest])?;
+        let steps = size("sequence steps", &[self.seq_len])? + 1;
+        size("sequence buffers", &[steps, self.batch, widest])?;
         check_len("input", self.x, self.seq_len * self.batch * desc.input_size)?;
         let state = desc.stacks() * self.batch * desc.hidden_size;
         if let Some(h0) = self.h0 {
@@ -121,20 +132,21 @@ impl<T: Float> Outputs<T> {
     /// Zeros, every buffer at its size for `seq_len` steps of `batch` sequences.
     ///
     /// # Panics
-    /// If a size overflows `usize` (as `vec!` would); [`Outputs::try_zeros`] returns an error
-    /// instead.
+    /// If a size is too large or memory runs out (as `vec!` would); [`Outputs::try_zeros`]
+    /// returns an error instead.
     pub fn zeros(desc: &RnnDesc, seq_len: usize, batch: usize) -> Self {
         Self::try_zeros(desc, seq_len, batch).unwrap_or_else(|e| panic!("{e}"))
     }
 
-    /// [`Outputs::zeros`], or an error naming the size that overflows.
+    /// [`Outputs::zeros`], or an error naming the size that is too large (or has no room).
     pub fn try_zeros(desc: &RnnDesc, seq_len: usize, batch: usize) -> Result<Self> {
         let state = size("h_n", &[desc.stacks(), batch, desc.hidden_size])?;
         let output = size("output", &[seq_len, batch, desc.output_size()])?;
+        let c = if desc.cell.has_cell_state() { state } else { 0 };
         Ok(Outputs {
-            output: vec![T::ZERO; output],
-            h_n: vec![T::ZERO; state],
-            c_n: vec![T::ZERO; if desc.cell.has_cell_state() { state } else { 0 }],
+            output: filled("output", output, T::ZERO)?,
+            h_n: filled("h_n", state, T::ZERO)?,
+            c_n: filled("c_n", c, T::ZERO)?,
         })
     }
 
@@ -168,12 +180,10 @@ impl<'a, T> OutputGrads<'a, T> {
     }
 
     pub fn validate(&self, desc: &RnnDesc, seq_len: usize, batch: usize) -> Result<()> {
-        check_len(
-            "grad_output",
-            self.output,
-            seq_len * batch * desc.output_size(),
-        )?;
-        let state = desc.stacks() * batch * desc.hidden_size;
+        desc.validate()?;
+        let output = size("grad_output", &[seq_len, batch, desc.output_size()])?;
+        check_len("grad_output", self.output, output)?;
+        let state = size("grad_h_n", &[desc.stacks(), batch, desc.hidden_size])?;
         if let Some(g) = self.h_n {
             check_len("grad_h_n", g, state)?;
         }
@@ -205,20 +215,21 @@ impl<T: Float> Gradients<T> {
     /// Zeros, every buffer at its size for `seq_len` steps of `batch` sequences.
     ///
     /// # Panics
-    /// If a size overflows `usize` (as `vec!` would); [`Gradients::try_zeros`] returns an
-    /// error instead.
+    /// If a size is too large or memory runs out (as `vec!` would); [`Gradients::try_zeros`]
+    /// returns an error instead.
     pub fn zeros(desc: &RnnDesc, seq_len: usize, batch: usize) -> Self {
         Self::try_zeros(desc, seq_len, batch).unwrap_or_else(|e| panic!("{e}"))
     }
 
-    /// [`Gradients::zeros`], or an error naming the size that overflows.
+    /// [`Gradients::zeros`], or an error naming the size that is too large (or has no room).
     pub fn try_zeros(desc: &RnnDesc, seq_len: usize, batch: usize) -> Result<Self> {
         let state = size("grad h0", &[desc.stacks(), batch, desc.hidden_size])?;
         let input = size("grad input", &[seq_len, batch, desc.input_size])?;
+        let c = if desc.cell.has_cell_state() { state } else { 0 };
         Ok(Gradients {
-            input: vec![T::ZERO; input],
-            h0: vec![T::ZERO; state],
-            c0: vec![T::ZERO; if desc.cell.has_cell_state() { state } else { 0 }],
+            input: filled("grad input", input, T::ZERO)?,
+            h0: filled("grad h0", state, T::ZERO)?,
+            c0: filled("grad c0", c, T::ZERO)?,
             params: Params::try_zeros(desc)?,
         })
     }

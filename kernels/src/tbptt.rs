@@ -29,8 +29,8 @@ impl Window {
         Ok(Window {
             steps,
             ws: Workspace::new(desc, steps, batch, Mode::Training)?,
-            out: Outputs::zeros(desc, steps, batch),
-            grads: Gradients::zeros(desc, steps, batch),
+            out: Outputs::try_zeros(desc, steps, batch)?,
+            grads: Gradients::try_zeros(desc, steps, batch)?,
         })
     }
 }
@@ -51,13 +51,14 @@ pub struct TbpttWorkspace {
 
 impl TbpttWorkspace {
     pub fn new(desc: &RnnDesc, seq_len: usize, batch: usize, window: usize) -> Result<Self> {
+        desc.validate()?;
         if window == 0 || window > seq_len {
             return Err(Error::Mismatch(format!(
                 "truncated BPTT window {window}, expected 1..={seq_len} (the sequence length)"
             )));
         }
         let rest = seq_len % window;
-        let state = desc.stacks() * batch * desc.hidden_size;
+        let state = crate::error::size("state", &[desc.stacks(), batch, desc.hidden_size])?;
         let lstm = desc.cell.has_cell_state();
         Ok(TbpttWorkspace {
             desc: *desc,
@@ -99,10 +100,17 @@ pub fn tbptt(
             input.seq_len, input.batch, tw.seq_len, tw.batch, tw.desc
         )));
     }
-    if input.lengths.is_some() {
-        return Err(Error::Mismatch(
-            "truncated BPTT with variable lengths is not supported, expected equal lengths".into(),
-        ));
+    if let Some(&n) = input
+        .lengths
+        .into_iter()
+        .flatten()
+        .find(|&&n| n != input.seq_len)
+    {
+        return Err(Error::Mismatch(format!(
+            "truncated BPTT over a sequence of length {n}: variable lengths are not supported, \
+             expected every length = seq_len {} (or no lengths)",
+            input.seq_len
+        )));
     }
     let (t_len, batch) = (input.seq_len, input.batch);
     out_grads.validate(&desc, t_len, batch)?;

@@ -30,6 +30,15 @@ pub struct PackedWeights {
     isa: Isa,
     packing: Packing,
     packed: Vec<PackedLayer>,
+    /// Names these values: a new one from every packing (and [`PackedWeights::update`]), so a
+    /// workspace can tell whether the backward was given the forward's weights.
+    stamp: u64,
+}
+
+/// The next [`PackedWeights::stamp`]: unique within the process.
+fn next_stamp() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 /// One (layer, direction) packed for the forward.
@@ -130,6 +139,7 @@ impl PackedWeights {
             isa,
             packing,
             packed,
+            stamp: next_stamp(),
         })
     }
 
@@ -157,6 +167,11 @@ impl PackedWeights {
     /// What these weights were packed for.
     pub fn packing(&self) -> Packing {
         self.packing
+    }
+
+    /// Which values these are (a clone keeps its original's, an update takes a new one).
+    pub(crate) fn stamp(&self) -> u64 {
+        self.stamp
     }
 
     /// An error naming `what` unless these weights were packed for training.

@@ -67,12 +67,23 @@ pub struct Workspace {
     pub(crate) dc: Vec<Buf>,
     /// Backward: d loss / d output of the layer below, two alternating `(T, B, D*H)`.
     pub(crate) dy: Vec<Buf>,
-    /// Set by a training forward, which the backward needs first.
-    pub(crate) saved: bool,
+    /// Set by a training forward, which the backward needs first: the stamp of the weights it
+    /// ran with (the backward must be given the same values).
+    pub(crate) saved: Option<u64>,
 }
 
-fn bufs(count: usize, len: usize) -> Vec<Buf> {
-    (0..count).map(|_| Buf::zeros(len)).collect()
+fn bufs(count: usize, len: usize) -> Result<Vec<Buf>> {
+    (0..count)
+        .map(|_| {
+            Buf::try_zeros(len).ok_or_else(|| {
+                Error::Mismatch(format!(
+                    "workspace buffer of {len} floats ({} MiB): out of memory, expected sizes \
+                     whose buffers fit in memory",
+                    (len * 4) >> 20
+                ))
+            })
+        })
+        .collect()
 }
 
 impl Workspace {
@@ -84,13 +95,16 @@ impl Workspace {
                 "workspace for seq_len {seq_len} and batch {batch}, expected both >= 1"
             )));
         }
+        // The widest buffer: a row of every step's slot (seq_len + 1 of them) of the widest of
+        // the input, the output and the gates padded to whole panels (the step's and the tail's
+        // scratch); `validate` bounds the factors.
+        let padded = desc.hidden_size.div_ceil(MAX_NR) * MAX_NR;
         let widest = desc
             .input_size
-            .max(desc.gates() * desc.hidden_size)
+            .max(crate::error::size("gate columns", &[desc.gates(), padded])?)
             .max(desc.output_size());
-        crate::error::size("workspace buffers", &[seq_len + 1, batch, widest])?;
-        let padded = desc.hidden_size.div_ceil(MAX_NR) * MAX_NR;
-        crate::error::size("workspace buffers", &[2, batch, desc.gates(), padded])?;
+        let steps = crate::error::size("workspace steps", &[seq_len])? + 1;
+        crate::error::size("workspace buffers", &[steps, batch, widest])?;
         let (t, b, h, d) = (seq_len, batch, desc.hidden_size, desc.directions());
         let gh = desc.gates() * h;
         // States are saved per layer in both training modes; gate activations in one only.
@@ -128,17 +142,17 @@ impl Workspace {
             batch,
             mode,
             lengths: vec![t; b],
-            inter: bufs(inter, t * b * desc.output_size()),
+            inter: bufs(inter, t * b * desc.output_size())?,
             gates: bufs(
                 gate_slots,
                 match keep_gates {
                     true => t * b * gh,
                     false => chunk * b * gh,
                 },
-            ),
-            states: bufs(slots, state_len),
+            )?,
+            states: bufs(slots, state_len)?,
             // Unused buffers stay as empty Vecs, so per-slot code can zip over all of them.
-            cells: bufs(slots, if lstm { state_len } else { 0 }),
+            cells: bufs(slots, if lstm { state_len } else { 0 })?,
             hn: bufs(
                 gate_slots,
                 match (gru, keep_gates, recompute) {
@@ -147,25 +161,25 @@ impl Workspace {
                     (true, false, true) => chunk * b * h,
                     (true, false, false) => b * h,
                 },
-            ),
-            gh: bufs(step_slots.max(d), 2 * b * desc.gates() * padded),
+            )?,
+            gh: bufs(step_slots.max(d), 2 * b * desc.gates() * padded)?,
             tail: bufs(
                 step_slots.max(d),
                 match h % MAX_NR {
                     0 => 0,
                     _ => chunk * b * desc.gates() * MAX_NR,
                 },
-            ),
-            re_gh: re(true, chunk * b * desc.gates() * padded),
-            re_h: re(true, chunk * b * h),
-            re_c: re(lstm, chunk * b * h),
-            dh: per_dir(true, b * h),
-            dc: per_dir(lstm, b * h),
+            )?,
+            re_gh: re(true, chunk * b * desc.gates() * padded)?,
+            re_h: re(true, chunk * b * h)?,
+            re_c: re(lstm, chunk * b * h)?,
+            dh: per_dir(true, b * h)?,
+            dc: per_dir(lstm, b * h)?,
             dy: bufs(
                 if training { below.min(2) } else { 0 },
                 t * b * desc.output_size(),
-            ),
-            saved: false,
+            )?,
+            saved: None,
         })
     }
 

@@ -100,7 +100,20 @@ fn one_backward_consumes_one_forward() {
         )
         .unwrap_err();
         assert!(e.to_string().contains("input"), "{e}");
-        backward(&w, &mut ws, &input, &OutputGrads::new(&go), &mut first).unwrap();
+        // So must the weights: others of the same shape, or these updated since.
+        let other = PackedWeights::new(&Params::random(&desc, 2)).unwrap();
+        let mut updated = w.clone();
+        updated.update(&Params::random(&desc, 3)).unwrap();
+        for v in [&other, &updated] {
+            let e = backward(v, &mut ws, &input, &OutputGrads::new(&go), &mut first).unwrap_err();
+            assert!(
+                e.to_string().contains("weights other than the forward's"),
+                "{e}"
+            );
+        }
+        // A clone is the same values.
+        let same = w.clone();
+        backward(&same, &mut ws, &input, &OutputGrads::new(&go), &mut first).unwrap();
 
         let mut again = Gradients::zeros(&desc, 5, 2);
         let e = backward(&w, &mut ws, &input, &OutputGrads::new(&go), &mut again).unwrap_err();
@@ -246,4 +259,58 @@ fn inference_packing_runs_the_forward_alike_and_refuses_training() {
             assert!(e.to_string().contains("tbptt needs weights packed"), "{e}");
         }
     }
+}
+
+/// Sizes past the address space, or past any memory, are errors naming the size, never a
+/// panic or an abort (the sizes' arithmetic is checked, the allocations fallible).
+#[test]
+fn sizes_too_large_are_errors() {
+    let huge = RnnDesc::new(CellKind::Lstm, 1, 1 << 62);
+    assert!(huge.validate().is_err(), "4 * 2^62 gate rows");
+    assert!(PackedWeights::new(&Params {
+        desc: huge,
+        layers: Vec::new()
+    })
+    .is_err());
+    let tiny = RnnDesc::new(CellKind::RnnTanh, 1, 1);
+    for mode in [Mode::Inference, Mode::Training, Mode::TrainingRecompute] {
+        for t in [usize::MAX, 1 << 62] {
+            let e = Workspace::new(&tiny, t, 1, mode).unwrap_err();
+            assert!(e.to_string().contains("overflows"), "{e}");
+        }
+        // Within the address space, past any machine's memory: the saved states of 2^43
+        // steps, 2^46 floats (inference keeps two steps' states).
+        let lstm = RnnDesc::new(CellKind::Lstm, 1, 8);
+        match Workspace::new(&lstm, 1 << 43, 1, mode) {
+            Ok(_) => assert_eq!(mode, Mode::Inference),
+            Err(e) => assert!(e.to_string().contains("out of memory"), "{mode:?}: {e}"),
+        }
+    }
+    assert!(TbpttWorkspace::new(&tiny, 1 << 62, 1, 1 << 62).is_err());
+    assert!(TbpttWorkspace::new(&RnnDesc::new(CellKind::Lstm, 1, usize::MAX), 1, 2, 1).is_err());
+    assert!(Outputs::<f32>::try_zeros(&RnnDesc::new(CellKind::RnnTanh, 1, 1 << 62), 1, 1).is_err());
+    assert!(Params::<f32>::try_zeros(&RnnDesc::new(CellKind::RnnTanh, 1, 1 << 31)).is_err());
+    assert!(Params::<f32>::try_random(&RnnDesc::new(CellKind::RnnTanh, 1, 1 << 40), 1).is_err());
+    let e =
+        Gradients::<f32>::try_zeros(&RnnDesc::new(CellKind::Lstm, 1, 1 << 20), 1, 1).unwrap_err();
+    assert!(e.to_string().contains("out of memory"), "{e}");
+    assert!(OutputGrads::<f32>::new(&[])
+        .validate(&tiny, 1 << 63, 2)
+        .is_err());
+}
+
+#[test]
+fn indices_out_of_range_are_errors() {
+    let desc = RnnDesc::new(CellKind::Gru, 3, 4).layers(2);
+    let p = Params::<f32>::zeros(&desc);
+    assert!(p.get(1, 0).is_ok());
+    for (l, d) in [(0, 1), (2, 0), (5, 0)] {
+        let e = p.get(l, d).unwrap_err();
+        assert!(e.to_string().contains("expected a layer in 0..2"), "{e}");
+    }
+    let x = vec![0.0f32; 2 * 3 * 3];
+    let input = SeqBatch::new(2, 3, &x);
+    assert_eq!((input.length(2), input.length(3)), (Some(2), None));
+    let input = input.with_lengths(&[1, 2]);
+    assert_eq!((input.length(1), input.length(2)), (Some(2), None));
 }

@@ -33,7 +33,7 @@ pub(super) fn run<T: Float>(
         let mut dx = vec![T::ZERO; t_len * batch * i_l];
         for d in 0..nd {
             let k = l * nd + d;
-            let lp = params.get(l, d);
+            let lp = &params.layers[k];
             for b in 0..batch {
                 // dh, dc after the last step processed: grad_h_n, grad_c_n (zero when absent).
                 let (mut dh, mut dc) = state_rows(params, grads.h_n, grads.c_n, k, b, batch);

@@ -31,10 +31,10 @@ pub(super) fn run<T: Float>(params: &Params<T>, input: &SeqBatch<'_, T>) -> (Out
         let mut layer_out = vec![T::ZERO; t_len * batch * out_w];
         for d in 0..nd {
             let k = l * nd + d;
-            let lp = params.get(l, d);
+            let lp = &params.layers[k];
             for b in 0..batch {
                 let (mut hs, mut cs) = state_rows(params, input.h0, input.c0, k, b, batch);
-                let len = input.length(b);
+                let len = input.len_of(b);
                 let mut steps = Vec::with_capacity(len);
                 for s in 0..len {
                     // Forward: t = 0, 1, ..., len-1. Reverse: t = len-1, ..., 0.
