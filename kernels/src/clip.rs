@@ -74,7 +74,9 @@ fn power_sum(v: &[f32], p: f64) -> f64 {
 
 /// Scales every gradient by `min(1, max_norm / (total_norm + 1e-6))`, as
 /// `clip_grad_norm_(max_norm, norm_type)`, and returns the total norm before clipping.
-/// A non-finite total norm is returned as it is and, as in PyTorch, makes the gradients NaN.
+/// A non-finite total norm is returned as it is and, as in PyTorch, makes the gradients NaN
+/// (a NaN norm) or zero (an infinite one: |g|^p overflows f32 for a large p, as PyTorch's
+/// does, e.g. p = 50 and g = 10).
 pub fn clip_grad_norm(grads: &mut [&mut [f32]], max_norm: f64, norm: Norm) -> Result<f64> {
     if max_norm.is_nan() || max_norm < 0.0 {
         return Err(Error::Mismatch(format!(

@@ -47,21 +47,22 @@ impl Isa {
     pub fn detect() -> Result<Isa> {
         match std::env::var("RECUR_ISA") {
             Ok(name) => {
-                let isa = Isa::parse(&name)?;
+                let isa =
+                    Isa::parse(&name).map_err(|e| Error::Mismatch(format!("RECUR_ISA={e}")))?;
                 isa.checked()
             }
             Err(_) => Ok(Isa::available()[0]),
         }
     }
 
-    /// `avx512`, `avx2` or `portable`.
+    /// `avx512`, `avx2` or `portable`; an error names what it was given and those three.
     pub fn parse(name: &str) -> Result<Isa> {
         match name.trim().to_ascii_lowercase().as_str() {
             "avx512" => Ok(Isa::Avx512),
             "avx2" => Ok(Isa::Avx2),
             "portable" => Ok(Isa::Portable),
             other => Err(Error::Mismatch(format!(
-                "RECUR_ISA={other}, expected avx512, avx2 or portable"
+                "{other}, expected avx512, avx2 or portable"
             ))),
         }
     }
