@@ -314,3 +314,64 @@ fn indices_out_of_range_are_errors() {
     let input = input.with_lengths(&[1, 2]);
     assert_eq!((input.length(1), input.length(2)), (Some(2), None));
 }
+
+/// NaN and infinity flow through the forward as in PyTorch (and the reference): every output
+/// and final state is NaN, infinite or finite where the reference's is, on every path; a NaN
+/// is neither clamped away by the activations nor dropped by relu.
+#[test]
+fn nan_and_infinity_flow_through_as_in_the_reference() {
+    let (t, b, i, h) = (4, 3, 5, 37);
+    for cell in [
+        CellKind::Lstm,
+        CellKind::Gru,
+        CellKind::RnnTanh,
+        CellKind::RnnRelu,
+    ] {
+        let desc = RnnDesc::new(cell, i, h);
+        let params = Params::<f32>::random(&desc, 7);
+        let mut x = vec![0.0f32; t * b * i];
+        SplitMix64(3).fill_uniform(&mut x, 1.0);
+        // A NaN in sequence 0 at step 1, an infinity in sequence 2 at step 2.
+        x[(b + 0) * i] = f32::NAN;
+        x[(2 * b + 2) * i + 3] = f32::INFINITY;
+        let want = reference::forward(
+            &params.cast::<f64>(),
+            &SeqBatch::new(t, b, &x.iter().map(|&v| v as f64).collect::<Vec<_>>()),
+        )
+        .unwrap();
+        let class = |v: f64| match v {
+            v if v.is_nan() => 0,
+            v if v.is_infinite() => 1 + (v > 0.0) as u8,
+            _ => 3,
+        };
+        assert!(
+            want.output.iter().any(|v| v.is_nan()),
+            "{cell:?}: the case has NaNs"
+        );
+        for isa in Isa::available() {
+            let w = PackedWeights::with_isa(&params, isa).unwrap();
+            let mut ws = Workspace::new(&desc, t, b, Mode::Inference).unwrap();
+            let mut out = Outputs::zeros(&desc, t, b);
+            forward_inference(&w, &mut ws, &SeqBatch::new(t, b, &x), &mut out).unwrap();
+            for (what, got, want) in [
+                ("output", &out.output, &want.output),
+                ("h_n", &out.h_n, &want.h_n),
+            ] {
+                for (k, (&g, &e)) in got.iter().zip(want.iter()).enumerate() {
+                    let (g, e) = (g as f64, e);
+                    assert_eq!(
+                        class(g),
+                        class(e),
+                        "{cell:?} {isa:?} {what}[{k}]: {g} vs {e}"
+                    );
+                    if class(e) == 3 {
+                        assert!(
+                            (g - e).abs() < 1e-4,
+                            "{cell:?} {isa:?} {what}[{k}]: {g} vs {e}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}

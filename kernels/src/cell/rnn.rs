@@ -16,7 +16,9 @@ pub(crate) fn forward<const RELU: bool>(u: FwdUnits<'_>) {
     } = u;
     add_hidden(g, gh[0], b_hh[0]);
     if RELU {
-        g.iter_mut().for_each(|v| *v = v.max(0.0));
+        // Not f32::max, which returns 0 for a NaN: relu(NaN) is NaN, as in PyTorch.
+        g.iter_mut()
+            .for_each(|v| *v = if *v < 0.0 { 0.0 } else { *v });
     } else {
         activation::tanh(isa, g);
     }

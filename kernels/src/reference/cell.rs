@@ -60,7 +60,12 @@ pub(super) fn forward<T: Float>(
             for j in 0..n {
                 let pre = gi[j] + gh[j];
                 h[j] = if cell == CellKind::RnnRelu {
-                    pre.max(T::ZERO)
+                    // Not max, which drops a NaN: relu(NaN) is NaN, as in PyTorch.
+                    if pre < T::ZERO {
+                        T::ZERO
+                    } else {
+                        pre
+                    }
                 } else {
                     pre.tanh()
                 };
