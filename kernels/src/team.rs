@@ -15,7 +15,7 @@
 //! bit-identical at any thread count.
 
 use std::hint::spin_loop;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 /// Most slices a region takes (a fixed array, so a region allocates nothing).
 pub(crate) const MAX_SLICES: usize = 16;
@@ -47,6 +47,8 @@ pub(crate) fn rounds(rounds: usize, slices: usize, work: &(dyn Fn(usize, usize) 
         done: Line::default(),
         arrived: Line::default(),
         work,
+        panic: std::sync::Mutex::new(None),
+        poisoned: AtomicBool::new(false),
     };
     rayon::scope(|s| {
         for _ in 1..threads {
@@ -54,6 +56,12 @@ pub(crate) fn rounds(rounds: usize, slices: usize, work: &(dyn Fn(usize, usize) 
         }
         team.participate();
     });
+    // A slice that panicked: the others stopped at their next wait; the panic goes on from
+    // here, as it would have from a plain loop.
+    let payload = team.panic.lock().unwrap_or_else(|e| e.into_inner()).take();
+    if let Some(payload) = payload {
+        std::panic::resume_unwind(payload);
+    }
 }
 
 /// An atomic counter on cache lines of its own (128 bytes: x86 cores fetch lines in pairs), so
@@ -72,6 +80,10 @@ struct Team<'a> {
     /// Participants so far; each one's index picks the slice it owns.
     arrived: Line,
     work: &'a (dyn Fn(usize, usize) + Sync),
+    /// The first panic of a slice, resumed once every participant has left: counted done, so
+    /// that nobody spins forever on a round that cannot finish.
+    panic: std::sync::Mutex<Option<Box<dyn std::any::Any + Send>>>,
+    poisoned: AtomicBool,
 }
 
 impl Team<'_> {
@@ -79,14 +91,14 @@ impl Team<'_> {
         let me = self.arrived.0.fetch_add(1, Ordering::Relaxed);
         // A late participant starts at the round in progress.
         let mut r = self.done.0.load(Ordering::Acquire) / self.slices;
-        while r < self.rounds {
+        while r < self.rounds && !self.poisoned() {
             self.wait_for(r * self.slices);
             if me < self.slices {
                 self.try_run(r, me);
             }
             let end = (r + 1) * self.slices;
             let mut spins = 0u32;
-            while self.done.0.load(Ordering::Acquire) < end {
+            while self.done.0.load(Ordering::Acquire) < end && !self.poisoned() {
                 // Alone, or an owner is late: run what is left of the round.
                 if spins >= PATIENCE || self.arrived.0.load(Ordering::Relaxed) == 1 {
                     for i in 0..self.slices {
@@ -101,19 +113,29 @@ impl Team<'_> {
 
     fn wait_for(&self, done: usize) {
         let mut spins = 0;
-        while self.done.0.load(Ordering::Acquire) < done {
+        while self.done.0.load(Ordering::Acquire) < done && !self.poisoned() {
             spins = pause(spins);
         }
     }
 
+    fn poisoned(&self) -> bool {
+        self.poisoned.load(Ordering::Relaxed)
+    }
+
     /// Runs slice `i` of round `r` unless someone already claimed it.
     fn try_run(&self, r: usize, i: usize) {
-        if self.claimed[i]
-            .0
-            .compare_exchange(r, r + 1, Ordering::AcqRel, Ordering::Relaxed)
-            .is_ok()
+        if !self.poisoned()
+            && self.claimed[i]
+                .0
+                .compare_exchange(r, r + 1, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
         {
-            (self.work)(r, i);
+            let run = std::panic::AssertUnwindSafe(|| (self.work)(r, i));
+            if let Err(payload) = std::panic::catch_unwind(run) {
+                let mut first = self.panic.lock().unwrap_or_else(|e| e.into_inner());
+                first.get_or_insert(payload);
+                self.poisoned.store(true, Ordering::Relaxed);
+            }
             // Release: this slice's writes are seen by whoever sees the round done.
             self.done.0.fetch_add(1, Ordering::Release);
         }
@@ -323,6 +345,33 @@ mod tests {
                 });
                 assert_eq!(total.into_inner(), rounds * slices);
             }
+        }
+    }
+
+    /// A panic in a slice ends the region and goes on to the caller, at any thread count,
+    /// instead of leaving the others waiting for a round that never finishes.
+    #[test]
+    fn a_panicking_slice_panics_the_caller() {
+        for threads in [1, 2, 3] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            let ran = AtomicUsize::new(0);
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                pool.install(|| {
+                    rounds(50, 3, &|r, i| {
+                        ran.fetch_add(1, Ordering::Relaxed);
+                        if (r, i) == (7, 1) {
+                            panic!("slice 1 of round 7");
+                        }
+                    })
+                })
+            }));
+            let payload = result.expect_err("the panic reaches the caller");
+            assert_eq!(payload.downcast_ref::<&str>(), Some(&"slice 1 of round 7"));
+            // Nothing past the panic's round.
+            assert!(ran.into_inner() <= 8 * 3, "{threads} threads");
         }
     }
 
