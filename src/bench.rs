@@ -73,13 +73,16 @@ pub struct BenchResult {
     pub case: BenchCase,
     pub mode: BenchMode,
     pub threads: usize,
+    /// The kernels it ran with.
+    pub isa: recur_kernels::Isa,
     /// Median wall time of one run.
     pub ms: f64,
     pub gflops: f64,
 }
 
 impl BenchResult {
-    /// One JSON line: {"cell","mode","seq","batch","input","hidden","layers","threads","ms","gflops"}.
+    /// One JSON line: {"cell","mode","seq","batch","input","hidden","layers","bidirectional",
+    /// "threads","isa","ms","gflops"}.
     pub fn json(&self) -> String {
         let d = &self.case.desc;
         let cell = match d.cell {
@@ -89,7 +92,8 @@ impl BenchResult {
         };
         format!(
             "{{\"cell\":\"{cell}\",\"mode\":\"{}\",\"seq\":{},\"batch\":{},\"input\":{},\"hidden\":{},\
-             \"layers\":{},\"bidirectional\":{},\"threads\":{},\"ms\":{:.4},\"gflops\":{:.2}}}",
+             \"layers\":{},\"bidirectional\":{},\"threads\":{},\"isa\":\"{}\",\"ms\":{:.4},\
+             \"gflops\":{:.2}}}",
             self.mode.name(),
             self.case.seq,
             self.case.batch,
@@ -98,6 +102,7 @@ impl BenchResult {
             d.num_layers,
             d.bidirectional,
             self.threads,
+            self.isa.name(),
             self.ms,
             self.gflops
         )
@@ -249,6 +254,7 @@ pub fn run_case(
         case,
         mode,
         threads,
+        isa: prepared.weights.isa(),
         ms: median * 1e3,
         gflops: prepared.flops() / median / 1e9,
     })

@@ -596,6 +596,29 @@ fn bench_json_line() {
     }
 }
 
+/// RECUR_ISA forces the kernels the bench runs with (not only accepted: the JSON line names
+/// the path taken), for every path this CPU has.
+#[test]
+fn recur_isa_forces_the_path() {
+    for isa in recur_kernels::Isa::available() {
+        let out = Command::new(env!("CARGO_BIN_EXE_recur"))
+            .env("RECUR_ISA", isa.name())
+            .args(["bench", "--cell", "lstm", "--seq", "2", "--batch", "3"])
+            .args(["--input", "5", "--hidden", "7", "--mode", "infer"])
+            .args(["--format", "json", "--seconds", "0.01"])
+            .output()
+            .unwrap();
+        let line = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{isa:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let want = format!("\"isa\":\"{}\"", isa.name());
+        assert!(line.contains(&want), "{want} missing in {line}");
+    }
+}
+
 #[test]
 fn bench_partial_shape_is_rejected() {
     let out = Command::new(env!("CARGO_BIN_EXE_recur"))

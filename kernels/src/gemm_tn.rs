@@ -483,15 +483,27 @@ mod tests {
                     }
                     wants.push(want.clone());
                 }
+                // Written, then added to: the exact product, then twice it (both products).
+                let near =
+                    |got: f32, exact: f64| (got as f64 - exact).abs() < 2e-3 * (1.0 + exact.abs());
                 for i in 0..m2 {
                     for j in 0..n2 {
                         let exact: f64 = (0..k)
                             .map(|p| a[p * lda + i] as f64 * b2[p * (n2 + 2) + j] as f64)
                             .sum();
-                        let got = wants[0].1[i * ldc2 + j] as f64;
-                        assert!((got - exact).abs() < 1e-3 * (1.0 + exact.abs()), "{isa:?}");
+                        assert!(near(wants[0].1[i * ldc2 + j], exact), "{isa:?}");
+                        assert!(near(wants[1].1[i * ldc2 + j], 2.0 * exact), "{isa:?}");
                     }
                     assert_eq!(wants[1].1[i * ldc2 + n2], 3.0, "{isa:?}: padding written");
+                }
+                for i in 0..m {
+                    for j in 0..n1 {
+                        let exact: f64 = (0..k)
+                            .map(|p| a[p * lda + i] as f64 * b1[p * n1 + j] as f64)
+                            .sum();
+                        assert!(near(wants[0].0[i * n1 + j], exact), "{isa:?}");
+                        assert!(near(wants[1].0[i * n1 + j], 2.0 * exact), "{isa:?}");
+                    }
                 }
                 assert!(wants[1].1[m2 * ldc2..].iter().all(|&v| v == 3.0), "{isa:?}");
                 for threads in [1, 2, 3] {

@@ -55,6 +55,15 @@ impl Isa {
         }
     }
 
+    /// The name [`Isa::parse`] takes: `avx512`, `avx2` or `portable`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Avx512 => "avx512",
+            Isa::Avx2 => "avx2",
+            Isa::Portable => "portable",
+        }
+    }
+
     /// `avx512`, `avx2` or `portable`; an error names what it was given and those three.
     pub fn parse(name: &str) -> Result<Isa> {
         match name.trim().to_ascii_lowercase().as_str() {

@@ -110,6 +110,17 @@ impl Case {
         (infer, train, grads)
     }
 
+    /// The inference forward with the kernels of `isa` in a workspace of `mode`.
+    pub fn inference_in(&self, isa: Isa, mode: Mode) -> Outputs<f32> {
+        let data = self.to_f32();
+        let weights = PackedWeights::with_isa(&self.params.cast::<f32>(), isa).unwrap();
+        let (t, b) = (self.seq_len, self.batch);
+        let mut ws = Workspace::new(&self.desc, t, b, mode).unwrap();
+        let mut out = Outputs::zeros(&self.desc, t, b);
+        forward_inference(&weights, &mut ws, &data.input(self), &mut out).unwrap();
+        out
+    }
+
     /// Training with [`Mode::TrainingRecompute`] and the kernels of `isa`: forward, backward.
     pub fn recompute_with(&self, isa: Isa) -> (Outputs<f32>, Gradients<f32>) {
         let data = self.to_f32();
@@ -185,8 +196,26 @@ pub fn rel_err(a: &[f32], b: &[f64]) -> f64 {
 /// recomputing training mode: the same bits as the saving one but for the weight gradients
 /// (summed chunk by chunk), which are held to the reference.
 pub fn compare_all(case: &Case, isa: Isa, tol: f64) -> std::result::Result<(), String> {
-    let (r_out, r_grad) = case.reference();
+    compare_with(case, &case.reference(), isa, tol)
+}
+
+/// [`compare_all`] against a reference computed once (for every ISA of a case); also the
+/// inference forward run in both training modes' workspaces (the ring of T + 1 state slots,
+/// the gate rows of a whole sequence): the same bits as in an inference workspace.
+pub fn compare_with(
+    case: &Case,
+    (r_out, r_grad): &(Outputs<f64>, Gradients<f64>),
+    isa: Isa,
+    tol: f64,
+) -> std::result::Result<(), String> {
     let (infer, train, grads) = case.optimized_with(isa);
+    for mode in [Mode::Training, Mode::TrainingRecompute] {
+        if case.inference_in(isa, mode) != infer {
+            return Err(format!(
+                "inference in a {mode:?} workspace differs from an inference workspace's"
+            ));
+        }
+    }
     let (re_out, re_grads) = case.recompute_with(isa);
     if re_out != train {
         return Err("recompute: outputs differ from Mode::Training's".into());
