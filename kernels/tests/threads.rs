@@ -12,18 +12,25 @@ fn run_with(threads: usize, case: &Case, isa: Isa) -> Vec<Vec<u32>> {
         .unwrap();
     let (infer, train, grads) = pool.install(|| case.optimized_with(isa));
     let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>();
+    // Recomputing training: its weight gradients (summed chunk by chunk) are its own.
+    let (re_out, re_grads) = pool.install(|| case.recompute_with(isa));
     let mut all = vec![
         bits(&infer.output),
         bits(&infer.h_n),
         bits(&infer.c_n),
         bits(&train.output),
         bits(&train.h_n),
+        bits(&train.c_n),
         bits(&grads.input),
         bits(&grads.h0),
         bits(&grads.c0),
+        bits(&re_out.output),
+        bits(&re_out.h_n),
+        bits(&re_out.c_n),
+        bits(&re_grads.input),
+        bits(&re_grads.h0),
+        bits(&re_grads.c0),
     ];
-    // Recomputing training: its weight gradients (summed chunk by chunk) are its own.
-    let (_, re_grads) = pool.install(|| case.recompute_with(isa));
     for g in [&grads, &re_grads] {
         all.extend(g.params.layers.iter().flat_map(|lp| {
             [
@@ -100,7 +107,14 @@ fn bit_identical_cut_by_units_over_several_chunks() {
         for batch in [40, 3] {
             let desc = RnnDesc::new(cell, 33, hidden);
             let case = Case::new(desc, 23, batch, 7, true, true, true);
-            assert_bit_identical(&case, &[2, 3], &format!("{cell:?} batch {batch}"));
+            let what = format!("{cell:?} batch {batch}");
+            assert_bit_identical(&case, &[2, 3], &what);
+            // And right, not only alike (the one W_hh past L2 the tests hold to the reference;
+            // at batch 3 to keep the reference cheap).
+            if batch == 3 {
+                common::compare_all(&case, Isa::available()[0], 2e-5)
+                    .unwrap_or_else(|e| panic!("{what}: {e}"));
+            }
         }
     }
 }
