@@ -24,7 +24,14 @@ fn clipping_matches_pytorch() {
     let count = (0..)
         .take_while(|i| file.tensors.contains_key(&format!("g{i}")))
         .count();
-    assert!(count >= 2 && file.metadata.len() >= 5);
+    assert!(count >= 2 && file.metadata.len() >= 7);
+    // Every norm case clips but the one that says it does not (else it tests nothing).
+    for (case, spec) in &file.metadata {
+        if spec.starts_with("norm") && case != "norm2_no_clip" {
+            let before = f32s(&file, "g0");
+            assert_ne!(f32s(&file, &format!("expect.{case}.g0")), before, "{case}");
+        }
+    }
     for (case, spec) in &file.metadata {
         let parts: Vec<&str> = spec.split(',').collect();
         let threshold: f64 = parts[1].parse().unwrap();
@@ -46,6 +53,7 @@ fn clipping_matches_pytorch() {
         }
         for (i, got) in grads.iter().enumerate() {
             let want = f32s(&file, &format!("expect.{case}.g{i}"));
+            assert_eq!(got.len(), want.len(), "{case} g{i}");
             let scale = want.iter().fold(1e-30f32, |m, v| m.max(v.abs()));
             for (a, b) in got.iter().zip(&want) {
                 assert!((a - b).abs() <= 1e-6 * scale, "{case} g{i}: {a} vs {b}");

@@ -132,6 +132,23 @@ impl crate::seq::Gradients<f32> {
 mod tests {
     use super::*;
 
+    /// A non-finite total norm, as PyTorch has it: NaN makes every gradient NaN; infinity
+    /// (|10|^50 overflows f32, in PyTorch too) makes them zero; the norm is returned as it is.
+    #[test]
+    fn non_finite_norms_as_in_pytorch() {
+        let (mut a, mut b) = (vec![1.0f32, f32::NAN], vec![0.5f32; 3]);
+        let total = clip_grad_norm(&mut [&mut a, &mut b], 1.0, Norm::P(2.0)).unwrap();
+        assert!(total.is_nan());
+        assert!(a.iter().chain(&b).all(|v| v.is_nan()), "{a:?} {b:?}");
+        let (mut a, mut b) = (vec![10.0f32, 1.0], vec![0.5f32; 3]);
+        let total = clip_grad_norm(&mut [&mut a, &mut b], 1.0, Norm::P(50.0)).unwrap();
+        assert_eq!(total, f64::INFINITY);
+        assert!(a.iter().chain(&b).all(|&v| v == 0.0), "{a:?} {b:?}");
+        let mut c = vec![1.0f32, f32::NAN, -3.0];
+        let total = clip_grad_norm(&mut [&mut c], 1.0, Norm::Inf).unwrap();
+        assert!(total.is_nan() && c.iter().all(|v| v.is_nan()));
+    }
+
     #[test]
     fn norms_match_f64_and_clipping_scales() {
         let a: Vec<f32> = (0..3001)
