@@ -46,11 +46,28 @@ fn reference_tbptt(c: &Case, k: usize) -> (Outputs<f64>, Gradients<f64>) {
 
 #[test]
 fn tbptt_matches_chunked_reference() {
-    let cells = [CellKind::Lstm, CellKind::Gru, CellKind::RnnTanh];
+    let cells = [
+        CellKind::Lstm,
+        CellKind::Gru,
+        CellKind::RnnTanh,
+        CellKind::RnnRelu,
+    ];
     for (n, cell) in cells.into_iter().enumerate() {
-        for (layers, bidir, window) in [(1, false, 3), (2, true, 4), (2, false, 10)] {
-            let desc = RnnDesc::new(cell, 5, 7).layers(layers).bidirectional(bidir);
-            let c = Case::new(desc, 10, 3, 500 + n as u64, false, true, true);
+        // Windows of 1 step, of several (the last shorter), of the whole sequence; with and
+        // without biases, with and without initial states (the first window from zeros).
+        for (layers, bidir, window, bias, h0) in [
+            (1, false, 3, true, true),
+            (2, true, 4, true, true),
+            (2, false, 10, true, true),
+            (1, false, 1, false, false),
+            (1, true, 7, false, true),
+            (2, false, 3, true, false),
+        ] {
+            let desc = RnnDesc::new(cell, 5, 7)
+                .layers(layers)
+                .bidirectional(bidir)
+                .bias(bias);
+            let c = Case::new(desc, 10, 3, 500 + n as u64, false, h0, true);
             let (want_out, want_g) = reference_tbptt(&c, window);
             for isa in Isa::available() {
                 let w = PackedWeights::with_isa(&c.params.cast::<f32>(), isa).unwrap();
@@ -60,8 +77,17 @@ fn tbptt_matches_chunked_reference() {
                 let mut out = Outputs::zeros(&desc, 10, 3);
                 let mut g = Gradients::zeros(&desc, 10, 3);
                 tbptt(&w, &mut tw, &input, &og, &mut out, &mut g).unwrap();
-                let what =
-                    format!("{cell:?} layers {layers} bidir {bidir} window {window} {isa:?}");
+                let what = format!(
+                    "{cell:?} layers {layers} bidir {bidir} window {window} bias {bias} h0 {h0} \
+                     {isa:?}"
+                );
+                // Lengths that are all T are no lengths: the same bits.
+                let full = [10usize; 3];
+                let (mut out2, mut g2) =
+                    (Outputs::zeros(&desc, 10, 3), Gradients::zeros(&desc, 10, 3));
+                let input2 = data.input(&c).with_lengths(&full);
+                tbptt(&w, &mut tw, &input2, &og, &mut out2, &mut g2).unwrap();
+                assert!(out2 == out && g2 == g, "{what}: with full lengths");
                 for (name, a, b) in [
                     ("output", &out.output, &want_out.output),
                     ("h_n", &out.h_n, &want_out.h_n),

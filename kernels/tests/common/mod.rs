@@ -110,10 +110,12 @@ impl Case {
         (infer, train, grads)
     }
 
-    /// The inference forward with the kernels of `isa` in a workspace of `mode`.
-    pub fn inference_in(&self, isa: Isa, mode: Mode) -> Outputs<f32> {
+    /// The inference forward with the kernels of `isa`, weights packed for `packing`, in a
+    /// workspace of `mode`.
+    pub fn inference_in(&self, isa: Isa, packing: Packing, mode: Mode) -> Outputs<f32> {
         let data = self.to_f32();
-        let weights = PackedWeights::with_isa(&self.params.cast::<f32>(), isa).unwrap();
+        let params = self.params.cast::<f32>();
+        let weights = PackedWeights::with_options(&params, isa, packing).unwrap();
         let (t, b) = (self.seq_len, self.batch);
         let mut ws = Workspace::new(&self.desc, t, b, mode).unwrap();
         let mut out = Outputs::zeros(&self.desc, t, b);
@@ -201,7 +203,8 @@ pub fn compare_all(case: &Case, isa: Isa, tol: f64) -> std::result::Result<(), S
 
 /// [`compare_all`] against a reference computed once (for every ISA of a case); also the
 /// inference forward run in both training modes' workspaces (the ring of T + 1 state slots,
-/// the gate rows of a whole sequence): the same bits as in an inference workspace.
+/// the gate rows of a whole sequence) and with weights packed for inference only: the same
+/// bits as in an inference workspace with training weights.
 pub fn compare_with(
     case: &Case,
     (r_out, r_grad): &(Outputs<f64>, Gradients<f64>),
@@ -210,11 +213,14 @@ pub fn compare_with(
 ) -> std::result::Result<(), String> {
     let (infer, train, grads) = case.optimized_with(isa);
     for mode in [Mode::Training, Mode::TrainingRecompute] {
-        if case.inference_in(isa, mode) != infer {
+        if case.inference_in(isa, Packing::Training, mode) != infer {
             return Err(format!(
                 "inference in a {mode:?} workspace differs from an inference workspace's"
             ));
         }
+    }
+    if case.inference_in(isa, Packing::Inference, Mode::Inference) != infer {
+        return Err("inference with Packing::Inference differs from Packing::Training's".into());
     }
     let (re_out, re_grads) = case.recompute_with(isa);
     if re_out != train {
