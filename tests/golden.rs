@@ -171,3 +171,99 @@ fn infer_matches_pytorch_on_every_fixture() {
         }
     }
 }
+
+/// Writes `file`'s tensors (f32 and int64) as a safetensors file at `path`.
+fn write_file(path: &Path, file: &TensorFile) {
+    let bytes: Vec<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)> = file
+        .tensors
+        .iter()
+        .map(|(k, t)| match &t.data {
+            Data::F32(v) => (
+                k.clone(),
+                safetensors::Dtype::F32,
+                t.shape.clone(),
+                v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            ),
+            Data::I64(v) => (
+                k.clone(),
+                safetensors::Dtype::I64,
+                t.shape.clone(),
+                v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            ),
+        })
+        .collect();
+    let views: Vec<_> = bytes
+        .iter()
+        .map(|(k, d, s, b)| {
+            let view = safetensors::tensor::TensorView::new(*d, s.clone(), b).unwrap();
+            (k.clone(), view)
+        })
+        .collect();
+    std::fs::write(path, safetensors::serialize(views, None).unwrap()).unwrap();
+}
+
+/// The binary end to end on every fixture: `recur grad` (with the fixture's --batch-first,
+/// --nonlinearity, --tbptt) and `recur infer` read the fixture's weights and inputs as files
+/// and write every result within the tolerance of PyTorch's.
+#[test]
+fn the_cli_matches_pytorch_on_every_fixture() {
+    for f in fixtures() {
+        let dir = tempfile::tempdir().unwrap();
+        let (w, i) = (dir.path().join("w.st"), dir.path().join("in.st"));
+        write_file(&w, &f.weights);
+        write_file(&i, &f.inputs);
+        let mut infer_inputs = f.inputs.clone();
+        for k in ["grad_output", "grad_h_n", "grad_c_n"] {
+            infer_inputs.tensors.remove(k);
+        }
+        let i_infer = dir.path().join("in_infer.st");
+        write_file(&i_infer, &infer_inputs);
+        let mut runs = vec![("grad", &i)];
+        if f.tbptt.is_none() {
+            runs.push(("infer", &i_infer));
+        }
+        for (cmd, input) in runs {
+            let out = dir.path().join(format!("{cmd}.st"));
+            let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_recur"));
+            c.arg(cmd)
+                .arg("--weights")
+                .arg(&w)
+                .arg("--input")
+                .arg(input);
+            c.arg("--out").arg(&out);
+            if f.batch_first {
+                c.arg("--batch-first");
+            }
+            if f.relu {
+                c.args(["--nonlinearity", "relu"]);
+            }
+            if let Some(k) = f.tbptt {
+                c.args(["--tbptt", &k.to_string()]);
+            }
+            let run = c.output().unwrap();
+            let stderr = String::from_utf8_lossy(&run.stderr);
+            assert!(run.status.success(), "{} {cmd}: {stderr}", f.name);
+            let got = TensorFile::read(&out).unwrap();
+            let mut compared = 0;
+            for (key, t) in &got.tensors {
+                let Data::F32(v) = &t.data else {
+                    panic!("{} {cmd}: {key} is not f32", f.name)
+                };
+                let want = f
+                    .expect
+                    .get(key)
+                    .unwrap_or_else(|| panic!("{} {cmd}: no expect.{key}", f.name));
+                assert_eq!(v.len(), want.len(), "{} {cmd}: {key}", f.name);
+                let e = rel_err(v, want);
+                assert!(e <= TOL, "{} {cmd}: {key} off by {e:.2e}", f.name);
+                compared += 1;
+            }
+            // grad writes every expected result; infer the outputs and final states.
+            let want = match cmd {
+                "grad" => f.expect.len(),
+                _ => f.expect.keys().filter(|k| !k.starts_with("grad")).count(),
+            };
+            assert_eq!(compared, want, "{} {cmd}", f.name);
+        }
+    }
+}
