@@ -61,11 +61,11 @@ impl Buf {
         // the advice below applies before any page of it is faulted in.
         let data = zeroed(len.checked_add(pad)?)?;
         // At most `pad` floats to the boundary (f32s are 4-byte aligned); 0 if it cannot say.
-        let start = match data.as_ptr().align_offset(align) {
-            s if s <= pad => s,
-            _ => 0,
+        let (start, aligned) = match data.as_ptr().align_offset(align) {
+            s if s <= pad => (s, true),
+            _ => (0, false),
         };
-        if align == HUGE_BYTES {
+        if align == HUGE_BYTES && aligned {
             advise_huge(&data[start..start + len]);
         }
         Some(Buf { data, start, len })

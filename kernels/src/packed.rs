@@ -217,6 +217,12 @@ impl PackedB {
         at: impl Fn(usize, usize) -> Option<f32>,
         bias: Option<Vec<f32>>,
     ) -> Self {
+        // What the GEMMs' dispatch on `b.isa` relies on (the public constructors check it
+        // first and return an error).
+        assert!(
+            isa.is_available(),
+            "packing for {isa:?}, which this CPU lacks"
+        );
         let nr = shape(isa).nr;
         let starts: Vec<usize> = (0..=cols.div_ceil(nr))
             .map(|p| (p * nr).min(cols))

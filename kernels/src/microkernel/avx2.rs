@@ -128,7 +128,8 @@ pub(crate) unsafe fn wide(
             1 => by_panels!(panels, wide_rp::<1>(args), [1, 2, 3, 4, 5], 6),
             2 => by_panels!(panels, wide_rp::<2>(args), [1, 2], 3),
             // One panel (see `super::wide_panels`).
-            _ => by_panels!(panels, wide_rp::<3>(args), [], 1),
+            3 => by_panels!(panels, wide_rp::<3>(args), [], 1),
+            r => panic!("the few-rows kernel given {r} rows, expected 1..=3"),
         }
     }
 }
@@ -140,7 +141,8 @@ unsafe fn wide_rp<const R: usize, const P: usize>(
 ) {
     // SAFETY: the caller guarantees R rows of k floats of A, P panels of k*NR floats at
     // `stride`, P*NR floats of bias, and the R x ((P-1)*NR + cols) block of C; the masks keep
-    // the last panel's accesses of C inside `cols`.
+    // the last panel's accesses of C inside `cols` (a masked-off half's address, which may lie
+    // past C, is formed with wrapping_add and never dereferenced).
     unsafe {
         let (m0, m1) = masks(cols);
         let all = _mm256_set1_epi32(-1);
@@ -154,7 +156,7 @@ unsafe fn wide_rp<const R: usize, const P: usize>(
             for (j, acc) in acc.iter_mut().enumerate() {
                 for (h, acc) in acc.iter_mut().enumerate() {
                     *acc = if acc_in {
-                        _mm256_maskload_ps(c.add(i * ldc + j * NR + h * 8), mask(j, h))
+                        _mm256_maskload_ps(c.wrapping_add(i * ldc + j * NR + h * 8), mask(j, h))
                     } else {
                         _mm256_loadu_ps(bias.add(j * NR + h * 8))
                     };
@@ -180,7 +182,7 @@ unsafe fn wide_rp<const R: usize, const P: usize>(
         for (i, acc) in acc.iter().enumerate() {
             for (j, acc) in acc.iter().enumerate() {
                 for (h, acc) in acc.iter().enumerate() {
-                    _mm256_maskstore_ps(c.add(i * ldc + j * NR + h * 8), mask(j, h), *acc);
+                    _mm256_maskstore_ps(c.wrapping_add(i * ldc + j * NR + h * 8), mask(j, h), *acc);
                 }
             }
         }
@@ -243,7 +245,7 @@ unsafe fn tile_kmajor_r<const R: usize, const HALF: bool>(
                 let ci = c.add(i * ldc);
                 acc[0] = _mm256_maskload_ps(ci, k0);
                 if !HALF {
-                    acc[1] = _mm256_maskload_ps(ci.add(8), k1);
+                    acc[1] = _mm256_maskload_ps(ci.wrapping_add(8), k1);
                 }
             }
         }
@@ -267,7 +269,7 @@ unsafe fn tile_kmajor_r<const R: usize, const HALF: bool>(
             let ci = c.add(i * ldc);
             _mm256_maskstore_ps(ci, k0, acc[0]);
             if !HALF {
-                _mm256_maskstore_ps(ci.add(8), k1, acc[1]);
+                _mm256_maskstore_ps(ci.wrapping_add(8), k1, acc[1]);
             }
         }
     }

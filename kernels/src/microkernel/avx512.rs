@@ -83,7 +83,8 @@ unsafe fn tile_rw<const R: usize, const W: usize>(
     (k, a, lda, b, bias, c, ldc, cols, acc_in): TileArgs,
 ) {
     // SAFETY: the caller guarantees `bias` holds 16*W floats, `b` k*16*W, each of the R rows of
-    // `a` k floats, and the R x cols block of `c` is ours to write (cols <= 16*W).
+    // `a` k floats, and the R x cols block of `c` is ours to write (cols <= 16*W); the masks
+    // keep C's accesses inside `cols` (a masked-off half's address formed with wrapping_add).
     unsafe {
         let step = 16 * W;
         let m = {
@@ -99,7 +100,7 @@ unsafe fn tile_rw<const R: usize, const W: usize>(
         if acc_in {
             for (i, acc) in acc.iter_mut().enumerate() {
                 for (h, v) in acc.iter_mut().enumerate().take(W) {
-                    *v = _mm512_maskz_loadu_ps(m[h], c.add(i * ldc + 16 * h));
+                    *v = _mm512_maskz_loadu_ps(m[h], c.wrapping_add(i * ldc + 16 * h));
                 }
             }
         }
@@ -133,7 +134,7 @@ unsafe fn tile_rw<const R: usize, const W: usize>(
         for_k_unrolled!(k, K_UNROLL, k_step);
         for (i, acc) in acc.iter().enumerate() {
             for h in 0..W {
-                _mm512_mask_storeu_ps(c.add(i * ldc + 16 * h), m[h], acc[h]);
+                _mm512_mask_storeu_ps(c.wrapping_add(i * ldc + 16 * h), m[h], acc[h]);
             }
         }
     }
@@ -174,7 +175,8 @@ pub(crate) unsafe fn wide(
                     6 => by_panels!(panels, wide_rp::<6, _, $h>(args), [1], 2),
                     // One panel: two would take 28 accumulators, 7 broadcasts and 2 loads, past
                     // the 32 registers (see `super::wide_panels`).
-                    _ => by_panels!(panels, wide_rp::<7, _, $h>(args), [], 1),
+                    7 => by_panels!(panels, wide_rp::<7, _, $h>(args), [], 1),
+                    r => panic!("the few-rows kernel given {r} rows, expected 1..=7"),
                 }
             };
         }
@@ -193,7 +195,8 @@ unsafe fn wide_rp<const R: usize, const P: usize, const HALF: bool>(
     // SAFETY: the caller guarantees R rows of k floats of A, P panels of k*NR floats at
     // `stride` (with HALF the last of k*NR/2 floats), P*NR floats of bias (the last panel's
     // width with HALF), and the R x ((P-1)*NR + cols) block of C; the masks keep the last
-    // panel's accesses of C inside `cols`.
+    // panel's accesses of C inside `cols` (a masked-off half's address, which may lie past C,
+    // is formed with wrapping_add and never dereferenced).
     unsafe {
         // The zmm of panel j: two, or one for a half-width last panel (16 floats a k step).
         let zmms = |j: usize| match HALF && j + 1 == P {
@@ -212,7 +215,7 @@ unsafe fn wide_rp<const R: usize, const P: usize, const HALF: bool>(
             for (j, acc) in acc.iter_mut().enumerate() {
                 for (h, acc) in acc.iter_mut().enumerate().take(zmms(j)) {
                     *acc = if acc_in {
-                        _mm512_maskz_loadu_ps(mask(j, h), c.add(i * ldc + j * NR + h * 16))
+                        _mm512_maskz_loadu_ps(mask(j, h), c.wrapping_add(i * ldc + j * NR + h * 16))
                     } else {
                         _mm512_loadu_ps(bias.add(j * NR + h * 16))
                     };
@@ -258,7 +261,11 @@ unsafe fn wide_rp<const R: usize, const P: usize, const HALF: bool>(
         for (i, acc) in acc.iter().enumerate() {
             for (j, acc) in acc.iter().enumerate() {
                 for (h, acc) in acc.iter().enumerate().take(zmms(j)) {
-                    _mm512_mask_storeu_ps(c.add(i * ldc + j * NR + h * 16), mask(j, h), *acc);
+                    _mm512_mask_storeu_ps(
+                        c.wrapping_add(i * ldc + j * NR + h * 16),
+                        mask(j, h),
+                        *acc,
+                    );
                 }
             }
         }
@@ -332,7 +339,7 @@ unsafe fn tile_kmajor_r<const R: usize, const HALF: bool>(
 ) {
     // SAFETY: the caller guarantees k steps of R floats of A, of NR floats of B, and the
     // R x cols block of C (cols <= 16 with HALF); the masks keep every access of C inside
-    // `cols`.
+    // `cols` (the second half's address, past C when masked off, formed with wrapping_add).
     unsafe {
         let (m0, m1) = masks(cols);
         let zero = _mm512_setzero_ps();
@@ -342,7 +349,7 @@ unsafe fn tile_kmajor_r<const R: usize, const HALF: bool>(
                 let ci = c.add(i * ldc);
                 acc[0] = _mm512_maskz_loadu_ps(m0, ci);
                 if !HALF {
-                    acc[1] = _mm512_maskz_loadu_ps(m1, ci.add(16));
+                    acc[1] = _mm512_maskz_loadu_ps(m1, ci.wrapping_add(16));
                 }
             }
         }
@@ -368,7 +375,7 @@ unsafe fn tile_kmajor_r<const R: usize, const HALF: bool>(
             let ci = c.add(i * ldc);
             _mm512_mask_storeu_ps(ci, m0, acc[0]);
             if !HALF {
-                _mm512_mask_storeu_ps(ci.add(16), m1, acc[1]);
+                _mm512_mask_storeu_ps(ci.wrapping_add(16), m1, acc[1]);
             }
         }
     }

@@ -14,20 +14,23 @@ pub(crate) mod portable;
 
 use crate::isa::Isa;
 
-/// `match rows { 1 => f::<1>(args), ..., _ => f::<MAX>(args) }`: one monomorphized kernel per
-/// row count, so the accumulators of a partial tile stay in registers too.
+/// `match rows { 1 => f::<1>(args), ..., MAX => f::<MAX>(args) }`: one monomorphized kernel
+/// per row count, so the accumulators of a partial tile stay in registers too. Any other count
+/// (0, or past a tile) is a broken caller: a panic, not a kernel touching rows it was not given.
 macro_rules! by_rows {
     // `f::<_, W>(args)`: the row count first, then a fixed second parameter.
     ($rows:expr, $f:ident::<_, $w:literal> $args:tt, [$($r:literal),*], $max:literal) => {
         match $rows {
             $($r => $f::<$r, $w> $args,)*
-            _ => $f::<$max, $w> $args,
+            $max => $f::<$max, $w> $args,
+            r => panic!("a tile of {r} rows, expected 1..={}", $max),
         }
     };
     ($rows:expr, $f:ident $args:tt, [$($r:literal),*], $max:literal) => {
         match $rows {
             $($r => $f::<$r> $args,)*
-            _ => $f::<$max> $args,
+            $max => $f::<$max> $args,
+            r => panic!("a tile of {r} rows, expected 1..={}", $max),
         }
     };
 }
@@ -58,14 +61,16 @@ macro_rules! by_panels {
     ($panels:expr, $f:ident::<$r:literal> $args:tt, [$($p:literal),*], $max:literal) => {
         match $panels {
             $($p => $f::<$r, $p> $args,)*
-            _ => $f::<$r, $max> $args,
+            $max => $f::<$r, $max> $args,
+            p => panic!("a run of {p} panels, expected 1..={}", $max),
         }
     };
     // `f::<R, _, H>(args)`: the panel count second, then a fixed third parameter.
     ($panels:expr, $f:ident::<$r:literal, _, $h:literal> $args:tt, [$($p:literal),*], $max:literal) => {
         match $panels {
             $($p => $f::<$r, $p, $h> $args,)*
-            _ => $f::<$r, $max, $h> $args,
+            $max => $f::<$r, $max, $h> $args,
+            p => panic!("a run of {p} panels, expected 1..={}", $max),
         }
     };
 }
