@@ -46,11 +46,16 @@ impl CellKind {
 /// Dropout between layers is not part of this crate: run layers one by one if you need it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct RnnDesc {
+    /// The cell (and, for the Elman RNN, its nonlinearity).
     pub cell: CellKind,
     /// Features of the input of layer 0.
     pub input_size: usize,
+    /// Features of the state, H.
     pub hidden_size: usize,
+    /// Layers, L (each layer's input the output of the one below).
     pub num_layers: usize,
+    /// Whether each layer also runs in reverse (D = 2), its output the two directions side by
+    /// side.
     pub bidirectional: bool,
     /// Whether the layers have `bias_ih` / `bias_hh`; when false the biases are ignored (zero).
     pub bias: bool,
@@ -69,16 +74,19 @@ impl RnnDesc {
         }
     }
 
+    /// With `num_layers` layers.
     pub fn layers(mut self, num_layers: usize) -> Self {
         self.num_layers = num_layers;
         self
     }
 
+    /// Bidirectional or not.
     pub fn bidirectional(mut self, on: bool) -> Self {
         self.bidirectional = on;
         self
     }
 
+    /// With biases or without.
     pub fn bias(mut self, on: bool) -> Self {
         self.bias = on;
         self
@@ -93,6 +101,7 @@ impl RnnDesc {
         }
     }
 
+    /// Gates of the cell, G: 4 for LSTM, 3 for GRU, 1 for the RNN.
     pub const fn gates(&self) -> usize {
         self.cell.gates()
     }
@@ -131,6 +140,8 @@ impl RnnDesc {
             .sum()
     }
 
+    /// An error naming what is wrong: a zero size or layer count, or sizes whose weights would
+    /// not fit in memory's address space.
     pub fn validate(&self) -> Result<()> {
         if self.input_size == 0 {
             return Err(Error::InvalidDesc("input_size is 0, expected >= 1".into()));

@@ -9,14 +9,20 @@ pub enum Error {
     InvalidDesc(String),
     /// A buffer has the wrong number of elements.
     Shape {
+        /// The buffer's name (`input`, `h0`, `weight_hh`...).
         what: &'static str,
+        /// The elements the call's shapes need.
         expected: usize,
+        /// The elements it has.
         got: usize,
     },
     /// A sequence length is 0 or above the padded length.
     Length {
+        /// The batch entry.
         index: usize,
+        /// Its length.
         length: usize,
+        /// The padded length, T.
         max: usize,
     },
     /// The call does not fit the state it was given (a workspace of another shape or mode...).
@@ -43,6 +49,7 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
+/// The crate's result.
 pub type Result<T> = std::result::Result<T, Error>;
 
 /// Checks that a buffer has `expected` elements.

@@ -25,12 +25,19 @@ pub trait Float:
     + Sum
     + 'static
 {
+    /// 0.
     const ZERO: Self;
+    /// 1.
     const ONE: Self;
+    /// The nearest value to `v`.
     fn from_f64(v: f64) -> Self;
+    /// The value as f64 (exact).
     fn to_f64(self) -> f64;
+    /// e^self, as the standard library's.
     fn exp(self) -> Self;
+    /// tanh, as the standard library's.
     fn tanh(self) -> Self;
+    /// The larger, as the standard library's (a NaN is dropped for the other value).
     fn max(self, other: Self) -> Self;
 }
 

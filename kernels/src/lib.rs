@@ -43,6 +43,9 @@
 //! # Ok::<(), recur_kernels::Error>(())
 //! ```
 
+// Every public item says what it is: a library is read through its docs.
+#![warn(missing_docs)]
+
 pub mod activation;
 mod aligned;
 mod backward;

@@ -9,17 +9,22 @@ use crate::float::Float;
 /// PyTorch's order (LSTM i, f, g, o; GRU r, z, n).
 #[derive(Debug, Clone, PartialEq)]
 pub struct LayerParams<T> {
+    /// `weight_ih_l{k}`: `(G*H, I_l)`.
     pub w_ih: Vec<T>,
+    /// `weight_hh_l{k}`: `(G*H, H)`.
     pub w_hh: Vec<T>,
-    /// Always `G*H` long; zero (and ignored) when the descriptor has no bias.
+    /// `bias_ih_l{k}`: always `G*H` long; zero (and ignored) when the descriptor has no bias.
     pub b_ih: Vec<T>,
+    /// `bias_hh_l{k}`: as `b_ih`.
     pub b_hh: Vec<T>,
 }
 
 /// All parameters of a stack, indexed by `layer * D + direction` (direction 1 is `_reverse`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Params<T> {
+    /// What they are the parameters of.
     pub desc: RnnDesc,
+    /// `L * D` sets, layer after layer, the forward direction first.
     pub layers: Vec<LayerParams<T>>,
 }
 
@@ -174,6 +179,7 @@ impl<T: Float> Params<T> {
 pub struct SplitMix64(pub u64);
 
 impl SplitMix64 {
+    /// The next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
@@ -188,6 +194,7 @@ impl SplitMix64 {
         (2.0 * unit - 1.0) * bound
     }
 
+    /// Every value of `buf` uniform in [-bound, bound).
     pub fn fill_uniform<T: Float>(&mut self, buf: &mut [T], bound: f64) {
         for v in buf {
             *v = T::from_f64(self.uniform(bound));

@@ -13,6 +13,7 @@ use crate::params::Params;
 pub struct SeqBatch<'a, T> {
     /// Padded length T.
     pub seq_len: usize,
+    /// Sequences, B.
     pub batch: usize,
     /// `(T, B, input_size)`, time-major.
     pub x: &'a [T],
@@ -39,16 +40,19 @@ impl<'a, T> SeqBatch<'a, T> {
         }
     }
 
+    /// With the valid steps of each sequence (see [`SeqBatch::lengths`]).
     pub fn with_lengths(mut self, lengths: &'a [usize]) -> Self {
         self.lengths = Some(lengths);
         self
     }
 
+    /// With initial hidden states, `(L*D, B, H)`.
     pub fn with_h0(mut self, h0: &'a [T]) -> Self {
         self.h0 = Some(h0);
         self
     }
 
+    /// With initial cell states (LSTM), `(L*D, B, H)`.
     pub fn with_c0(mut self, c0: &'a [T]) -> Self {
         self.c0 = Some(c0);
         self
@@ -171,6 +175,7 @@ pub struct OutputGrads<'a, T> {
 }
 
 impl<'a, T> OutputGrads<'a, T> {
+    /// The gradient of the output alone (the final states' are zero).
     pub fn new(output: &'a [T]) -> Self {
         OutputGrads {
             output,
@@ -179,6 +184,8 @@ impl<'a, T> OutputGrads<'a, T> {
         }
     }
 
+    /// An error naming the buffer whose length does not fit `seq_len` steps of `batch`
+    /// sequences of `desc` (or a c_n gradient for a cell without one).
     pub fn validate(&self, desc: &RnnDesc, seq_len: usize, batch: usize) -> Result<()> {
         desc.validate()?;
         let output = size("grad_output", &[seq_len, batch, desc.output_size()])?;

@@ -50,6 +50,8 @@ pub struct TbpttWorkspace {
 }
 
 impl TbpttWorkspace {
+    /// Sized once for `seq_len` steps of `batch` sequences in windows of `window` steps
+    /// (`1..=seq_len`; the last window shorter where it does not divide).
     pub fn new(desc: &RnnDesc, seq_len: usize, batch: usize, window: usize) -> Result<Self> {
         desc.validate()?;
         if window == 0 || window > seq_len {

@@ -155,6 +155,7 @@ impl PackedWeights {
         Ok(())
     }
 
+    /// What these are the weights of.
     pub fn desc(&self) -> &RnnDesc {
         &self.desc
     }

@@ -183,18 +183,22 @@ impl Workspace {
         })
     }
 
+    /// What it was made for.
     pub fn desc(&self) -> &RnnDesc {
         &self.desc
     }
 
+    /// The padded length it takes.
     pub fn seq_len(&self) -> usize {
         self.seq_len
     }
 
+    /// The sequences it takes.
     pub fn batch(&self) -> usize {
         self.batch
     }
 
+    /// What it keeps for a backward.
     pub fn mode(&self) -> Mode {
         self.mode
     }
