@@ -21,6 +21,7 @@ pub enum BenchMode {
 }
 
 impl BenchMode {
+    /// `infer`, `train` or `recompute`, as `--mode` takes it.
     pub fn name(self) -> &'static str {
         match self {
             BenchMode::Infer => "infer",
@@ -33,8 +34,11 @@ impl BenchMode {
 /// One shape to time.
 #[derive(Debug, Clone, Copy)]
 pub struct BenchCase {
+    /// The network.
     pub desc: RnnDesc,
+    /// Steps, T.
     pub seq: usize,
+    /// Sequences, B.
     pub batch: usize,
 }
 
@@ -70,13 +74,17 @@ pub fn reference_cases() -> Vec<BenchCase> {
 /// The timing of one (case, mode, threads).
 #[derive(Debug, Clone)]
 pub struct BenchResult {
+    /// What was timed.
     pub case: BenchCase,
+    /// How it was run.
     pub mode: BenchMode,
+    /// On how many threads.
     pub threads: usize,
     /// The kernels it ran with.
     pub isa: recur_kernels::Isa,
     /// Median wall time of one run.
     pub ms: f64,
+    /// The GEMM FLOPs of one run (3x the forward's for training) over that time.
     pub gflops: f64,
 }
 
@@ -108,6 +116,7 @@ impl BenchResult {
         )
     }
 
+    /// The header line of [`BenchResult::table_row`]'s table.
     pub fn table_header() -> String {
         format!(
             "{:<6} {:<9} {:>5} {:>5} {:>6} {:>6} {:>3} {:>3} {:>3} {:>10} {:>9}",
@@ -115,6 +124,7 @@ impl BenchResult {
         )
     }
 
+    /// One line of the table `recur bench` prints.
     pub fn table_row(&self) -> String {
         let d = &self.case.desc;
         format!(
@@ -138,7 +148,9 @@ impl BenchResult {
 /// gradient, and the workspace, outputs and gradients, all sized once. [`Prepared::run`] is one
 /// timed iteration; `recur bench` and the criterion benches both time it.
 pub struct Prepared {
+    /// What it runs.
     pub case: BenchCase,
+    /// How.
     pub mode: BenchMode,
     weights: PackedWeights,
     ws: Workspace,
@@ -149,6 +161,8 @@ pub struct Prepared {
 }
 
 impl Prepared {
+    /// Everything `case` needs in `mode`, allocated and filled once (an error for sizes that
+    /// do not fit).
     pub fn new(case: BenchCase, mode: BenchMode) -> Result<Self> {
         let desc = case.desc;
         let (t, b) = (case.seq, case.batch);

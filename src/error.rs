@@ -3,9 +3,11 @@
 use std::fmt;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+/// The message.
 pub struct Error(pub String);
 
 impl Error {
+    /// An error saying `msg`.
     pub fn new(msg: impl Into<String>) -> Self {
         Error(msg.into())
     }
@@ -25,6 +27,7 @@ impl From<recur_kernels::Error> for Error {
     }
 }
 
+/// The model layer's result.
 pub type Result<T> = std::result::Result<T, Error>;
 
 /// Returns early with an [`Error`] built like `format!`.

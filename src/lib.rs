@@ -4,6 +4,8 @@
 //! ([`state_dict`]), safetensors files ([`tensors`]), batch-first layouts and named results
 //! ([`model`]), and the timing harness behind `recur bench` ([`bench`](mod@bench)).
 
+#![warn(missing_docs)]
+
 pub mod bench;
 pub mod error;
 pub mod model;

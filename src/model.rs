@@ -11,28 +11,38 @@ use recur_kernels::{
     PackedWeights, Params, RnnDesc, SeqBatch, TbpttWorkspace, Workspace,
 };
 
-/// Weights ready to run.
+/// Weights ready to run: the parameters and their packed copy, which a public field would let
+/// drift apart (new values in `params` that the kernels never see).
 pub struct Model {
-    pub params: Params<f32>,
+    params: Params<f32>,
     weights: PackedWeights,
 }
 
 /// One batch of inputs, time-major.
 #[derive(Debug, Clone)]
 pub struct Inputs {
+    /// Padded length T.
     pub seq_len: usize,
+    /// Sequences, B.
     pub batch: usize,
+    /// `(T, B, I)`.
     pub x: Vec<f32>,
+    /// Valid steps of each sequence; all T when `None`.
     pub lengths: Option<Vec<usize>>,
+    /// `(L*D, B, H)`; zeros when `None`.
     pub h0: Option<Vec<f32>>,
+    /// `(L*D, B, H)`, LSTM only; zeros when `None`.
     pub c0: Option<Vec<f32>>,
 }
 
 /// Gradients of the outputs, time-major.
 #[derive(Debug, Clone)]
 pub struct OutputGradients {
+    /// `(T, B, D*H)`.
     pub output: Vec<f32>,
+    /// `(L*D, B, H)`; zeros when `None`.
     pub h_n: Option<Vec<f32>>,
+    /// `(L*D, B, H)`, LSTM only; zeros when `None`.
     pub c_n: Option<Vec<f32>>,
 }
 
@@ -67,8 +77,14 @@ impl Model {
         Ok(Model { params, weights })
     }
 
+    /// What the model is.
     pub fn desc(&self) -> &RnnDesc {
         &self.params.desc
+    }
+
+    /// Its parameters, in PyTorch's layout.
+    pub fn params(&self) -> &Params<f32> {
+        &self.params
     }
 
     /// Reads `input` (and `h0`, `c0`, `lengths`) from a file; with `grad`, also `grad_output`,

@@ -13,12 +13,16 @@ use std::collections::BTreeSet;
 /// The cell family a user names with `--cell`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CellFamily {
+    /// `nn.RNN` (tanh or relu).
     Rnn,
+    /// `nn.LSTM`.
     Lstm,
+    /// `nn.GRU`.
     Gru,
 }
 
 impl CellFamily {
+    /// Gate blocks of its weights: 1, 4 or 3.
     pub fn gates(self) -> usize {
         match self {
             CellFamily::Rnn => 1,
@@ -27,6 +31,7 @@ impl CellFamily {
         }
     }
 
+    /// `rnn`, `lstm` or `gru`, as `--cell` takes it.
     pub fn name(self) -> &'static str {
         match self {
             CellFamily::Rnn => "rnn",

@@ -12,13 +12,18 @@ use std::path::Path;
 /// The values of one tensor.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Data {
+    /// float32 values.
     F32(Vec<f32>),
+    /// int64 values (`lengths`).
     I64(Vec<i64>),
 }
 
 #[derive(Debug, Clone, PartialEq)]
+/// One tensor of a file.
 pub struct Tensor {
+    /// Its dimensions.
     pub shape: Vec<usize>,
+    /// Its values, row-major.
     pub data: Data,
 }
 
@@ -27,7 +32,9 @@ pub struct Tensor {
 pub struct TensorFile {
     /// The file's path, for messages.
     pub path: String,
+    /// The tensors not taken yet, by name.
     pub tensors: BTreeMap<String, Tensor>,
+    /// The header's `__metadata__`.
     pub metadata: BTreeMap<String, String>,
 }
 
