@@ -1,6 +1,7 @@
 //! The `recur` command line: `infer`, `grad` and `bench`.
 //!
-//! Every failure prints one line on stderr and exits with code 2, leaving no output file.
+//! Every failure prints one line on stderr (a bare `recur`: its help) and exits with code 2,
+//! leaving no output file.
 
 use clap::{Parser, Subcommand, ValueEnum};
 use recur::bench::{reference_cases, run_case, BenchCase, BenchMode, BenchResult};

@@ -18,8 +18,8 @@ pub enum Data {
     I64(Vec<i64>),
 }
 
-#[derive(Debug, Clone, PartialEq)]
 /// One tensor of a file.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Tensor {
     /// Its dimensions.
     pub shape: Vec<usize>,
