@@ -686,7 +686,10 @@ fn tbptt_runs_and_rejects_what_it_cannot_do() {
 
 #[test]
 fn recompute_gives_the_gradients_of_the_saving_backward() {
-    let inputs = vec![f32s("input", &[T, B, I]), f32s("grad_output", &[T, B, H])];
+    // 200 x 3 rows: several chunks of recomputation (about 256 rows each), whose weight
+    // gradients are summed chunk by chunk, the last first, so their bits show the mode ran.
+    let t = 200;
+    let inputs = vec![f32s("input", &[t, B, I]), f32s("grad_output", &[t, B, H])];
     let saving = run("grad", &lstm_weights(), &inputs, &[]);
     assert_eq!(saving.code, 0, "{}", saving.stderr);
     let re = run("grad", &lstm_weights(), &inputs, &["--recompute"]);
@@ -709,16 +712,23 @@ fn recompute_gives_the_gradients_of_the_saving_backward() {
             .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
             .collect()
     };
+    let mut differs = false;
     for (name, _) in &a {
         let (x, y) = (f32s_of(&sa, name), f32s_of(&sb, name));
+        assert_eq!(x.len(), y.len(), "{name}");
         for (p, q) in x.iter().zip(&y) {
             // Weight gradients are summed chunk by chunk: equal to rounding.
             assert!(
                 (p - q).abs() <= 1e-5 * (1.0 + p.abs()),
                 "{name}: {p} vs {q}"
             );
+            differs |= p.to_bits() != q.to_bits();
         }
     }
+    assert!(
+        differs,
+        "--recompute gave the saving backward's bits: not run?"
+    );
 
     let r = run(
         "infer",
