@@ -43,9 +43,9 @@ impl TensorFile {
     pub fn read(path: &Path) -> Result<Self> {
         let name = path.display().to_string();
         let cannot = |e: std::io::Error| Error(format!("cannot read {name}: {e}"));
-        // A regular file only: a device or pipe (/dev/zero) would be read without end.
-        if !std::fs::metadata(path).map_err(cannot)?.is_file() {
-            bail!("cannot read {name}: not a regular file, expected a safetensors file");
+        // Not a folder or a device (/dev/zero would be read without end); a pipe ends.
+        if !readable_kind(&std::fs::metadata(path).map_err(cannot)?) {
+            bail!("cannot read {name}: a folder or device, expected a safetensors file");
         }
         let bytes = std::fs::read(path).map_err(cannot)?;
         Self::parse(&name, &bytes)
@@ -143,14 +143,35 @@ impl TensorFile {
     }
 }
 
+/// A regular file or a pipe (`--input /dev/stdin`), not a folder or a device.
+fn readable_kind(m: &std::fs::Metadata) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        m.is_file() || m.file_type().is_fifo()
+    }
+    #[cfg(not(unix))]
+    {
+        m.is_file()
+    }
+}
+
 /// Where to write the results given as `out`: a regular file or a new one, in a folder that
 /// exists, and none of `inputs`; a symbolic link resolved to its target (so that the rename of
 /// [`write_f32`] replaces the file the link names, not the link). Checked before any work.
 pub fn output_path(out: &Path, inputs: &[&Path]) -> Result<std::path::PathBuf> {
     let name = out.display();
     let resolved = match std::fs::symlink_metadata(out) {
-        Ok(m) if m.file_type().is_symlink() => std::fs::canonicalize(out)
-            .map_err(|e| Error(format!("cannot write {name}: a link to nowhere ({e})")))?,
+        Ok(m) if m.file_type().is_symlink() => match std::fs::canonicalize(out) {
+            Ok(target) => target,
+            // A link to a file not there yet: its target, read from the link's folder.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let target = std::fs::read_link(out)
+                    .map_err(|e| Error(format!("cannot write {name}: {e}")))?;
+                out.parent().unwrap_or(Path::new(".")).join(target)
+            }
+            Err(e) => bail!("cannot write {name}: {e}"),
+        },
         _ => out.to_path_buf(),
     };
     match std::fs::metadata(&resolved) {

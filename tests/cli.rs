@@ -486,7 +486,7 @@ fn output_through_a_link_writes_its_target() {
 #[cfg(unix)]
 #[test]
 fn special_files_are_neither_read_nor_written() {
-    // A fifo: not a regular file (reading one would block, writing replace it).
+    // A fifo is no file to write (a rename would replace it).
     let dir = tempfile::tempdir().unwrap();
     let fifo = dir.path().join("fifo");
     let made = Command::new("mkfifo").arg(&fifo).status();
@@ -503,9 +503,42 @@ fn special_files_are_neither_read_nor_written() {
         std::os::unix::fs::FileTypeExt::is_fifo(&kept),
         "the fifo was replaced"
     );
-    let o = dir.path().join("out.st");
-    let r = run_paths(&[], "infer", &fifo, &i, &o, &[], dir);
-    assert_rejected(&r, "not a regular file");
+    // A device is not read (/dev/zero would be read until memory runs out); a pipe would be.
+    let zero = Path::new("/dev/zero");
+    if zero.exists() {
+        let o = dir.path().join("out.st");
+        let r = run_paths(&[], "infer", zero, &i, &o, &[], dir);
+        assert_rejected(&r, "a folder or device");
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn output_through_a_link_to_a_new_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (w, i) = (dir.path().join("w.st"), dir.path().join("in.st"));
+    write(&w, &lstm_weights());
+    write(&i, &lstm_inputs());
+    std::fs::create_dir(dir.path().join("sub")).unwrap();
+    let link = dir.path().join("link.st");
+    // Relative to the link's folder, not yet there.
+    std::os::unix::fs::symlink("sub/new.st", &link).unwrap();
+    let target = dir.path().join("sub/new.st");
+    let r = run_paths(&[], "infer", &w, &i, &link, &[], dir);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(std::fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert!(keys(&target).iter().any(|(n, _)| n == "output"));
+}
+
+#[test]
+fn bare_recur_prints_its_help_and_fails() {
+    let output = Command::new(env!("CARGO_BIN_EXE_recur")).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("Usage: recur"), "{stderr}");
 }
 
 #[test]

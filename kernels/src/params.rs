@@ -101,9 +101,8 @@ impl<T: Float> Params<T> {
     /// Where (layer, dir) is in `layers`, or an error naming the ranges expected.
     fn index(&self, layer: usize, dir: usize) -> Result<usize> {
         let (l, d) = (self.desc.num_layers, self.desc.directions());
-        let at = layer * d + dir;
-        match layer < l && dir < d && at < self.layers.len() {
-            true => Ok(at),
+        match layer < l && dir < d && layer * d + dir < self.layers.len() {
+            true => Ok(layer * d + dir),
             false => Err(Error::Mismatch(format!(
                 "parameters of layer {layer}, direction {dir}, expected a layer in 0..{l} and a \
                  direction in 0..{d} (of {} sets)",
