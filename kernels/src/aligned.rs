@@ -59,7 +59,7 @@ impl Buf {
         let pad = align / std::mem::size_of::<f32>() - 1;
         // Zeroed by the allocator: a large block comes fresh from the system, untouched, so
         // the advice below applies before any page of it is faulted in.
-        let data = zeroed(len.checked_add(pad)?)?;
+        let data = zeroed::<f32>(len.checked_add(pad)?)?;
         // At most `pad` floats to the boundary (f32s are 4-byte aligned); 0 if it cannot say.
         let (start, aligned) = match data.as_ptr().align_offset(align) {
             s if s <= pad => (s, true),
@@ -77,18 +77,22 @@ fn layout(len: usize) -> Option<std::alloc::Layout> {
     std::alloc::Layout::array::<f32>(len).ok()
 }
 
-/// `len > 0` zeroed floats, as `vec![0.0; len]` (the allocator's zeroed memory: a large block
-/// is fresh pages, none touched yet), or `None` where that would abort: no room.
-fn zeroed(len: usize) -> Option<Vec<f32>> {
-    let layout = layout(len)?;
-    // SAFETY: `len > 0` (the caller's), so the layout's size is not zero.
-    let ptr = unsafe { std::alloc::alloc_zeroed(layout) }.cast::<f32>();
+/// `len` zeros, as `vec![T::ZERO; len]` (the allocator's zeroed memory: a large block is fresh
+/// pages, none touched yet), or `None` where that would abort: no room, or past the address
+/// space.
+pub(crate) fn zeroed<T: crate::Float>(len: usize) -> Option<Vec<T>> {
+    let layout = std::alloc::Layout::array::<T>(len).ok()?;
+    if layout.size() == 0 {
+        return Some(Vec::new());
+    }
+    // SAFETY: the layout's size is not zero (above).
+    let ptr = unsafe { std::alloc::alloc_zeroed(layout) }.cast::<T>();
     if ptr.is_null() {
         return None;
     }
-    // SAFETY: `ptr` comes from the global allocator with the layout of `len` f32s, which is
-    // what a Vec<f32> of capacity `len` frees it with; its bytes are zero, and all-zero bytes
-    // are the f32 0.0, so all `len` elements are initialized.
+    // SAFETY: `ptr` comes from the global allocator with the layout of `len` Ts, which is what
+    // a Vec<T> of capacity `len` frees it with; its bytes are zero, and T is f32 or f64
+    // (`Float` is sealed), whose all-zero bytes are 0.0: all `len` elements are initialized.
     Some(unsafe { Vec::from_raw_parts(ptr, len, len) })
 }
 

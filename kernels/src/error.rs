@@ -91,15 +91,13 @@ pub(crate) fn holds(len: usize, rows: usize, ld: usize, cols: usize) -> bool {
             .is_some_and(|need| need <= len)
 }
 
-/// `len` copies of `zero`, or an error naming `what` where `vec!` would abort: no room.
-pub(crate) fn filled<T: Clone>(what: &str, len: usize, zero: T) -> Result<Vec<T>> {
-    let mut v = Vec::new();
-    v.try_reserve_exact(len).map_err(|_| {
+/// `len` zeros from the allocator (untouched pages, as `vec!`'s), or an error naming `what`
+/// where `vec!` would abort: no room.
+pub(crate) fn zeros<T: crate::Float>(what: &str, len: usize) -> Result<Vec<T>> {
+    crate::aligned::zeroed(len).ok_or_else(|| {
         Error::Mismatch(format!(
             "{what} of {len} elements ({} MiB): out of memory, expected sizes that fit in memory",
             (len.saturating_mul(std::mem::size_of::<T>())) >> 20
         ))
-    })?;
-    v.resize(len, zero);
-    Ok(v)
+    })
 }

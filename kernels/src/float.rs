@@ -6,9 +6,18 @@ use std::fmt::Debug;
 use std::iter::Sum;
 use std::ops::{Add, AddAssign, Div, Mul, MulAssign, Neg, Sub, SubAssign};
 
-/// A real scalar the reference kernels are generic over.
+/// Only this crate implements [`Float`] (for f32 and f64): its zeroed buffers rely on 0.0
+/// being all-zero bytes.
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for f32 {}
+    impl Sealed for f64 {}
+}
+
+/// A real scalar the reference kernels are generic over: f32 or f64 (sealed).
 pub trait Float:
-    Copy
+    sealed::Sealed
+    + Copy
     + Debug
     + Default
     + PartialOrd

@@ -1,7 +1,7 @@
 //! Weights and biases in PyTorch's layout, one set per (layer, direction).
 
 use crate::desc::RnnDesc;
-use crate::error::{check_len, filled, Error, Result};
+use crate::error::{check_len, zeros, Error, Result};
 use crate::float::Float;
 
 /// The parameters of one layer in one direction, exactly as PyTorch's state_dict holds them:
@@ -47,10 +47,10 @@ impl<T: Float> Params<T> {
             .map(|l| {
                 let w_ih = crate::error::size("w_ih", &[gh, desc.layer_input_size(l)])?;
                 Ok(LayerParams {
-                    w_ih: filled("w_ih", w_ih, T::ZERO)?,
-                    w_hh: filled("w_hh", w_hh, T::ZERO)?,
-                    b_ih: filled("b_ih", gh, T::ZERO)?,
-                    b_hh: filled("b_hh", gh, T::ZERO)?,
+                    w_ih: zeros("w_ih", w_ih)?,
+                    w_hh: zeros("w_hh", w_hh)?,
+                    b_ih: zeros("b_ih", gh)?,
+                    b_hh: zeros("b_hh", gh)?,
                 })
             })
             .collect::<crate::Result<Vec<_>>>()?;

@@ -4,7 +4,7 @@
 //! `(T, B, D*H)`, states are `(L*D, B, H)`. (`batch_first` is a transpose the caller does.)
 
 use crate::desc::RnnDesc;
-use crate::error::{check_len, filled, size, Error, Result};
+use crate::error::{check_len, size, zeros, Error, Result};
 use crate::float::Float;
 use crate::params::Params;
 
@@ -148,9 +148,9 @@ impl<T: Float> Outputs<T> {
         let output = size("output", &[seq_len, batch, desc.output_size()])?;
         let c = if desc.cell.has_cell_state() { state } else { 0 };
         Ok(Outputs {
-            output: filled("output", output, T::ZERO)?,
-            h_n: filled("h_n", state, T::ZERO)?,
-            c_n: filled("c_n", c, T::ZERO)?,
+            output: zeros("output", output)?,
+            h_n: zeros("h_n", state)?,
+            c_n: zeros("c_n", c)?,
         })
     }
 
@@ -234,9 +234,9 @@ impl<T: Float> Gradients<T> {
         let input = size("grad input", &[seq_len, batch, desc.input_size])?;
         let c = if desc.cell.has_cell_state() { state } else { 0 };
         Ok(Gradients {
-            input: filled("grad input", input, T::ZERO)?,
-            h0: filled("grad h0", state, T::ZERO)?,
-            c0: filled("grad c0", c, T::ZERO)?,
+            input: zeros("grad input", input)?,
+            h0: zeros("grad h0", state)?,
+            c0: zeros("grad c0", c)?,
             params: Params::try_zeros(desc)?,
         })
     }
