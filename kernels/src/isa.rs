@@ -14,7 +14,7 @@ pub enum Isa {
     Avx512,
     /// AVX2 with FMA: 8 lanes, 16 registers.
     Avx2,
-    /// Plain Rust, any CPU.
+    /// `wide::f32x8` (SSE2 on a baseline x86_64 build, NEON on aarch64), any CPU.
     Portable,
 }
 

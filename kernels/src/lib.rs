@@ -1,13 +1,14 @@
 //! Fused CPU kernels for RNN, LSTM and GRU, forward and BPTT, with PyTorch's exact semantics.
 //!
-//! The crate stands alone (its dependencies are rayon, and libc on Linux for one `madvise`),
-//! so an engine can embed it.
+//! The crate stands alone (its dependencies are rayon, wide for the portable SIMD path, and
+//! libc on Linux for one `madvise`), so an engine can embed it.
 //!
 //! - [`RnnDesc`] says what network runs; [`Params`] holds its weights in PyTorch's layout.
 //! - [`PackedWeights`] prepares them once (for training, or with
 //!   [`PackedWeights::for_inference`] for the forward only, half the packed memory); a
 //!   [`Workspace`] holds every buffer for one (T, B, mode), so calls allocate nothing in the
-//!   time loop.
+//!   time loop (the weight gradients' GEMM takes its copy buffers once a call, or once a chunk
+//!   when recomputing).
 //! - [`forward_inference`], [`forward_training`] and [`backward`] run on the current rayon pool:
 //!   pick the thread count with `pool.install(..)`. Results are bit-identical at any count.
 //! - [`tbptt`] runs truncated BPTT in windows; [`clip_grad_norm`] / [`clip_grad_value`] clip

@@ -91,7 +91,8 @@ pub(crate) struct Shape {
 ///
 /// With one to a few rows, a tile of one panel has only `2 * rows` accumulators: too few FMA
 /// chains to hide the FMA latency, so it runs at a fraction of peak. The batch-1 step GEMM is
-/// such a case; the few-rows kernel keeps 12-28 chains by walking several panels at once. With
+/// such a case; the few-rows kernel keeps 8-24 chains (AVX-512; 6-12 on AVX2) by walking several
+/// panels at once. With
 /// so few rows there is one row tile, which reuses no panel, so nothing is lost by not keeping
 /// a panel's k-block in L1 (5 rows on AVX-512, 2 panels: LSTM 37,5,300,200 1.135 -> 1.09 ms).
 /// No more panels than keep every accumulator, broadcast and panel load in a register
