@@ -213,10 +213,7 @@ fn weights_not_safetensors() {
 
 #[test]
 fn truncated_input_file() {
-    let dir = tempfile::tempdir().unwrap();
-    let (w, i) = (dir.path().join("w.st"), dir.path().join("in.st"));
-    write(&w, &lstm_weights());
-    write(&i, &lstm_inputs());
+    let (dir, w, i) = lstm_files();
     let bytes = std::fs::read(&i).unwrap();
     std::fs::write(&i, &bytes[..bytes.len() - 9]).unwrap();
     let o = dir.path().join("out.st");
@@ -373,17 +370,29 @@ fn cell_mismatch() {
     assert_rejected(&r, "--cell gru needs 3*H rows");
 }
 
+/// A folder with the LSTM's weights and inputs written: (folder, weights, inputs).
+fn lstm_files() -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let (w, i) = (dir.path().join("w.st"), dir.path().join("in.st"));
+    write(&w, &lstm_weights());
+    write(&i, &lstm_inputs());
+    (dir, w, i)
+}
+
+/// `recur infer` of the LSTM with `extra` arguments is rejected with `needle`.
+fn lstm_infer_rejects(extra: &[&str], needle: &str) {
+    let r = run("infer", &lstm_weights(), &lstm_inputs(), extra);
+    assert_rejected(&r, needle);
+}
+
 #[test]
 fn nonlinearity_on_lstm() {
     // Either value: tanh is the RNN's default, but no cell of an LSTM.
     for value in ["relu", "tanh"] {
-        let r = run(
-            "infer",
-            &lstm_weights(),
-            &lstm_inputs(),
+        lstm_infer_rejects(
             &["--nonlinearity", value],
+            "--nonlinearity applies to rnn only",
         );
-        assert_rejected(&r, "--nonlinearity applies to rnn only");
     }
 }
 
@@ -396,13 +405,10 @@ fn unknown_flag() {
 #[test]
 fn zero_threads() {
     for threads in ["0", "100000"] {
-        let r = run(
-            "infer",
-            &lstm_weights(),
-            &lstm_inputs(),
+        lstm_infer_rejects(
             &["--threads", threads],
+            "expected a number of threads in 1..=1024",
         );
-        assert_rejected(&r, "expected a number of threads in 1..=1024");
     }
 }
 
@@ -450,11 +456,8 @@ fn infer_fails(w: &Path, i: &Path, o: &Path) -> String {
 #[test]
 fn output_over_an_input_is_rejected() {
     for target in ["w.st", "in.st", "./sub/../in.st"] {
-        let dir = tempfile::tempdir().unwrap();
+        let (dir, w, i) = lstm_files();
         std::fs::create_dir(dir.path().join("sub")).unwrap();
-        let (w, i) = (dir.path().join("w.st"), dir.path().join("in.st"));
-        write(&w, &lstm_weights());
-        write(&i, &lstm_inputs());
         let before = (std::fs::read(&w).unwrap(), std::fs::read(&i).unwrap());
         let o = dir.path().join(target);
         let stderr = infer_fails(&w, &i, &o);
@@ -469,10 +472,7 @@ fn output_over_an_input_is_rejected() {
 #[cfg(unix)]
 #[test]
 fn output_through_a_link_writes_its_target() {
-    let dir = tempfile::tempdir().unwrap();
-    let (w, i) = (dir.path().join("w.st"), dir.path().join("in.st"));
-    write(&w, &lstm_weights());
-    write(&i, &lstm_inputs());
+    let (dir, w, i) = lstm_files();
     let (target, link) = (dir.path().join("target.st"), dir.path().join("link.st"));
     std::fs::write(&target, b"old").unwrap();
     std::os::unix::fs::symlink(&target, &link).unwrap();
@@ -487,15 +487,12 @@ fn output_through_a_link_writes_its_target() {
 #[test]
 fn special_files_are_neither_read_nor_written() {
     // A fifo is no file to write (a rename would replace it).
-    let dir = tempfile::tempdir().unwrap();
+    let (dir, w, i) = lstm_files();
     let fifo = dir.path().join("fifo");
     let made = Command::new("mkfifo").arg(&fifo).status();
     if !made.is_ok_and(|s| s.success()) {
         return;
     }
-    let (w, i) = (dir.path().join("w.st"), dir.path().join("in.st"));
-    write(&w, &lstm_weights());
-    write(&i, &lstm_inputs());
     let stderr = infer_fails(&w, &i, &fifo);
     assert!(stderr.contains("not a regular file"), "{stderr}");
     let kept = std::fs::symlink_metadata(&fifo).unwrap().file_type();
@@ -515,10 +512,7 @@ fn special_files_are_neither_read_nor_written() {
 #[cfg(unix)]
 #[test]
 fn output_through_a_link_to_a_new_file() {
-    let dir = tempfile::tempdir().unwrap();
-    let (w, i) = (dir.path().join("w.st"), dir.path().join("in.st"));
-    write(&w, &lstm_weights());
-    write(&i, &lstm_inputs());
+    let (dir, w, i) = lstm_files();
     std::fs::create_dir(dir.path().join("sub")).unwrap();
     let link = dir.path().join("link.st");
     // Relative to the link's folder, not yet there.
@@ -572,10 +566,7 @@ fn bench_shape_too_large_is_an_error() {
 
 #[test]
 fn unwritable_output() {
-    let dir = tempfile::tempdir().unwrap();
-    let (w, i) = (dir.path().join("w.st"), dir.path().join("in.st"));
-    write(&w, &lstm_weights());
-    write(&i, &lstm_inputs());
+    let (dir, w, i) = lstm_files();
     let o = dir.path().join("no/such/dir/out.safetensors");
     let r = run_paths(&[], "infer", &w, &i, &o, &[], dir);
     assert_rejected(&r, "cannot write");
