@@ -242,12 +242,15 @@ fn run_bench(args: &BenchArgs) -> Result<()> {
     let budget = Duration::from_secs_f64(args.seconds);
     // A bad RECUR_ISA is reported before anything is printed.
     recur_kernels::Isa::detect()?;
-    if args.format == Format::Table {
-        println!("{}", BenchResult::table_header());
-    }
+    // The header with the first row, so that a case that cannot run (too large) leaves no
+    // table behind, only its error.
+    let mut header = args.format == Format::Table;
     for case in cases {
         for &mode in modes {
             let r = run_case(case, mode, threads, budget, 3)?;
+            if std::mem::take(&mut header) {
+                println!("{}", BenchResult::table_header());
+            }
             match args.format {
                 Format::Json => println!("{}", r.json()),
                 Format::Table => println!("{}", r.table_row()),
