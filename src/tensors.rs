@@ -182,10 +182,7 @@ pub fn output_path(out: &Path, inputs: &[&Path]) -> Result<std::path::PathBuf> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => bail!("cannot write {name}: {e}"),
     }
-    let dir = match resolved.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
+    let dir = folder_of(&resolved);
     if !dir.is_dir() {
         bail!(
             "cannot write {name}: no folder {}, expected an existing one",
@@ -203,6 +200,14 @@ pub fn output_path(out: &Path, inputs: &[&Path]) -> Result<std::path::PathBuf> {
         }
     }
     Ok(resolved)
+}
+
+/// The folder a file path is in (`.` for a bare name).
+fn folder_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
 }
 
 /// Writes f32 tensors to `path` atomically (a temporary file beside it, then a rename).
@@ -223,10 +228,7 @@ pub fn write_f32(path: &Path, tensors: &[(String, Vec<usize>, Vec<f32>)]) -> Res
         .collect::<Result<Vec<_>>>()?;
     let encoded = safetensors::serialize(views, None)
         .map_err(|e| Error(format!("cannot encode {name}: {e}")))?;
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
+    let dir = folder_of(path);
     let file_name = path
         .file_name()
         .ok_or_else(|| Error(format!("cannot write {name}: expected a file path")))?;

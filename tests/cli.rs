@@ -412,22 +412,23 @@ fn zero_threads() {
     }
 }
 
+/// `recur <args>`, which must fail with exit code 2: its stderr and stdout.
+fn recur_fails<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> (String, Vec<u8>) {
+    let output = Command::new(env!("CARGO_BIN_EXE_recur"))
+        .args(args)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    (stderr, output.stdout)
+}
+
 #[test]
 fn missing_argument_is_named() {
-    let output = Command::new(env!("CARGO_BIN_EXE_recur"))
-        .args(["infer", "--weights", "w.st", "--input", "in.st"])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    let (stderr, _) = recur_fails(&["infer", "--weights", "w.st", "--input", "in.st"]);
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.contains("--out"), "{stderr}");
-    let output = Command::new(env!("CARGO_BIN_EXE_recur"))
-        .args(["bench", "--cell", "foo"])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    let (stderr, _) = recur_fails(&["bench", "--cell", "foo"]);
     assert!(
         stderr.contains("possible values: lstm, gru, rnn"),
         "{stderr}"
@@ -437,18 +438,14 @@ fn missing_argument_is_named() {
 /// `recur infer` on these paths, which must fail with exit code 2: its stderr. (For outputs
 /// that exist before the run, which `assert_rejected` would take for a written file.)
 fn infer_fails(w: &Path, i: &Path, o: &Path) -> String {
-    let output = Command::new(env!("CARGO_BIN_EXE_recur"))
-        .arg("infer")
-        .arg("--weights")
-        .arg(w)
-        .arg("--input")
-        .arg(i)
-        .arg("--out")
-        .arg(o)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    let args = [
+        Path::new("infer"),
+        "--weights".as_ref(),
+        w,
+        "--input".as_ref(),
+        i,
+    ];
+    let (stderr, _) = recur_fails(&[&args[..], &["--out".as_ref(), o]].concat());
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     stderr
 }
@@ -529,9 +526,7 @@ fn output_through_a_link_to_a_new_file() {
 
 #[test]
 fn bare_recur_prints_its_help_and_fails() {
-    let output = Command::new(env!("CARGO_BIN_EXE_recur")).output().unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    let (stderr, _) = recur_fails::<&str>(&[]);
     assert!(stderr.contains("Usage: recur"), "{stderr}");
 }
 
@@ -551,20 +546,13 @@ fn bench_shape_too_large_is_an_error() {
         // Fits usize, not this machine (a PiB of input).
         ["--seq", "100000000000000", "--mode", "infer"],
     ] {
-        let output = Command::new(env!("CARGO_BIN_EXE_recur"))
-            .args(["bench", "--cell", "lstm", "--batch", "1", "--input", "3"])
-            .args(["--hidden", "3"])
-            .args(args)
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        let shape = [
+            "bench", "--cell", "lstm", "--batch", "1", "--input", "3", "--hidden", "3",
+        ];
+        let (stderr, stdout) = recur_fails(&[&shape[..], &args].concat());
         assert!(stderr.starts_with("error: "), "{args:?}: {stderr}");
         assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
-        assert!(
-            output.stdout.is_empty(),
-            "{args:?}: a table header without rows"
-        );
+        assert!(stdout.is_empty(), "{args:?}: a table header without rows");
     }
 }
 
@@ -633,12 +621,8 @@ fn recur_isa_forces_the_path() {
 
 #[test]
 fn bench_partial_shape_is_rejected() {
-    let out = Command::new(env!("CARGO_BIN_EXE_recur"))
-        .args(["bench", "--cell", "gru", "--seq", "3"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("give all of --cell"));
+    let (stderr, _) = recur_fails(&["bench", "--cell", "gru", "--seq", "3"]);
+    assert!(stderr.contains("give all of --cell"));
 }
 
 #[test]

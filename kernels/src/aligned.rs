@@ -36,9 +36,9 @@ impl Buf {
     /// Aborts, as `vec!` does, if the allocator has no room; [`Buf::try_zeros`] says so
     /// instead.
     pub(crate) fn zeros(len: usize) -> Self {
-        Self::try_zeros(len).unwrap_or_else(|| match layout(len) {
-            Some(l) => std::alloc::handle_alloc_error(l),
-            None => panic!("a buffer of {len} floats overflows the address space"),
+        Self::try_zeros(len).unwrap_or_else(|| match std::alloc::Layout::array::<f32>(len) {
+            Ok(l) => std::alloc::handle_alloc_error(l),
+            Err(_) => panic!("a buffer of {len} floats overflows the address space"),
         })
     }
 
@@ -70,11 +70,6 @@ impl Buf {
         }
         Some(Buf { data, start, len })
     }
-}
-
-/// The layout of `len` floats, if it fits the address space.
-fn layout(len: usize) -> Option<std::alloc::Layout> {
-    std::alloc::Layout::array::<f32>(len).ok()
 }
 
 /// `len` zeros, as `vec![T::ZERO; len]` (the allocator's zeroed memory: a large block is fresh

@@ -94,10 +94,13 @@ pub(crate) fn holds(len: usize, rows: usize, ld: usize, cols: usize) -> bool {
 /// `len` zeros from the allocator (untouched pages, as `vec!`'s), or an error naming `what`
 /// where `vec!` would abort: no room.
 pub(crate) fn zeros<T: crate::Float>(what: &str, len: usize) -> Result<Vec<T>> {
-    crate::aligned::zeroed(len).ok_or_else(|| {
-        Error::Mismatch(format!(
-            "{what} of {len} elements ({} MiB): out of memory, expected sizes that fit in memory",
-            (len.saturating_mul(std::mem::size_of::<T>())) >> 20
-        ))
-    })
+    crate::aligned::zeroed(len).ok_or_else(|| no_room::<T>(what, len))
+}
+
+/// The error of a buffer of `len` Ts named `what` that the allocator had no room for.
+pub(crate) fn no_room<T>(what: &str, len: usize) -> Error {
+    Error::Mismatch(format!(
+        "{what} of {len} elements ({} MiB): out of memory, expected sizes that fit in memory",
+        (len.saturating_mul(std::mem::size_of::<T>())) >> 20
+    ))
 }

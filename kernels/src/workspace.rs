@@ -75,13 +75,7 @@ pub struct Workspace {
 fn bufs(count: usize, len: usize) -> Result<Vec<Buf>> {
     (0..count)
         .map(|_| {
-            Buf::try_zeros(len).ok_or_else(|| {
-                Error::Mismatch(format!(
-                    "workspace buffer of {len} floats ({} MiB): out of memory, expected sizes \
-                     whose buffers fit in memory",
-                    (len * 4) >> 20
-                ))
-            })
+            Buf::try_zeros(len).ok_or_else(|| crate::error::no_room::<f32>("workspace buffer", len))
         })
         .collect()
 }
