@@ -59,7 +59,11 @@ impl TensorFile {
                  safetensors.torch.save_file"
             ))
         };
-        let (_, meta) = SafeTensors::read_metadata(bytes).map_err(bad)?;
+        let (header_len, meta) = SafeTensors::read_metadata(bytes).map_err(bad)?;
+        // The crate keeps the last of two entries with one name: refuse the file instead.
+        if let Some(key) = duplicate_key(&bytes[8..8 + header_len]) {
+            bail!("{name}: the header names tensor '{key}' twice, expected each name once");
+        }
         let st = SafeTensors::deserialize(bytes).map_err(bad)?;
         let mut tensors = BTreeMap::new();
         for (key, view) in st.tensors() {
@@ -144,6 +148,36 @@ impl TensorFile {
 }
 
 /// A regular file or a pipe (`--input /dev/stdin`), not a folder or a device.
+/// The first top-level key that a safetensors JSON header (already parsed by the crate) holds
+/// twice, if any.
+fn duplicate_key(header: &[u8]) -> Option<String> {
+    use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
+    struct FirstDuplicate;
+    impl<'de> Visitor<'de> for FirstDuplicate {
+        type Value = Option<String>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<M: MapAccess<'de>>(
+            self,
+            mut map: M,
+        ) -> std::result::Result<Self::Value, M::Error> {
+            let mut seen = std::collections::HashSet::new();
+            while let Some(key) = map.next_key::<String>()? {
+                map.next_value::<IgnoredAny>()?;
+                if !seen.insert(key.clone()) {
+                    return Ok(Some(key));
+                }
+            }
+            Ok(None)
+        }
+    }
+    serde_json::Deserializer::from_slice(header)
+        .deserialize_map(FirstDuplicate)
+        .ok()
+        .flatten()
+}
+
 fn readable_kind(m: &std::fs::Metadata) -> bool {
     #[cfg(unix)]
     {
@@ -243,4 +277,28 @@ pub fn write_f32(path: &Path, tensors: &[(String, Vec<usize>, Vec<f32>)]) -> Res
     };
     std::fs::write(&tmp, &encoded).map_err(cleanup)?;
     std::fs::rename(&tmp, path).map_err(cleanup)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A file of one header and `data`, as safetensors lays it out.
+    fn file(header: &str, data: &[u8]) -> Vec<u8> {
+        let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+        bytes.extend_from_slice(header.as_bytes());
+        bytes.extend_from_slice(data);
+        bytes
+    }
+
+    #[test]
+    fn a_name_given_twice_is_refused() {
+        let one = r#"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#;
+        let twice = r#"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#;
+        let data = 1.5f32.to_le_bytes();
+        let f = TensorFile::parse("one", &file(one, &data)).expect("a valid file");
+        assert_eq!(f.tensors["a"].data, Data::F32(vec![1.5]));
+        let e = TensorFile::parse("twice", &file(twice, &data)).unwrap_err();
+        assert!(e.0.contains("names tensor 'a' twice"), "{}", e.0);
+    }
 }

@@ -189,7 +189,8 @@ impl<'a> Shared<'a> {
         }
     }
 
-    /// `len` values from `start` (empty when the buffer or `len` is, wherever `start` is).
+    /// `len` values from `start` (empty when the buffer or `len` is, wherever `start` is: the
+    /// steps take their parts of the buffers a cell does not use, as c for GRU, unchanged).
     ///
     /// # Safety
     /// Nothing may write these values while the result lives.
