@@ -65,6 +65,9 @@ fn case() -> impl Strategy<Value = Case> {
             },
         )
         .prop_filter("keep the reference cheap", |c| work(c) <= 6_000_000)
+        .prop_filter("no relu pre-activation within rounding of 0", |c| {
+            c.relu_margin() > 1e-6
+        })
 }
 
 proptest! {
@@ -77,18 +80,20 @@ proptest! {
 
     #[test]
     fn optimized_matches_reference(c in case()) {
-        // f32 against f64, relative to the largest magnitude: gradients sum up to 70 x 70
-        // terms with cancellation, and a relu pre-activation within rounding of 0 may take the
-        // other branch in f32 (seen: 4.7e-5 on a bias gradient, relu, T 64, B 13, H 2).
+        // f32 against f64, element by element (relative to max(|value|, 1)): gradients sum up
+        // to 70 x 70 terms with cancellation (seen: 1.4e-5 on a grad w_ih; 24,000 cases passed
+        // at 1e-4). Relu cases with a pre-activation within rounding of 0 are drawn again
+        // (`relu_margin`): such a tie took the other branch in f32 1 case in ~15,000.
         let reference = c.reference();
         for isa in Isa::available() {
             if let Err(e) = compare_with(&c, &reference, isa, 1e-4) {
                 return Err(TestCaseError::fail(format!(
                     "{e}\n  {isa:?} cell {:?} T {} B {} I {} H {} layers {} bidir {} bias {} \
-                     lengths {:?} h0 {} c0 {} grad_h_n {} grad_c_n {}",
+                     lengths {:?} h0 {} c0 {} grad_h_n {} grad_c_n {} seed {}",
                     c.desc.cell, c.seq_len, c.batch, c.desc.input_size, c.desc.hidden_size,
                     c.desc.num_layers, c.desc.bidirectional, c.desc.bias, c.lengths,
-                    c.h0.is_some(), c.c0.is_some(), c.grad_h_n.is_some(), c.grad_c_n.is_some()
+                    c.h0.is_some(), c.c0.is_some(), c.grad_h_n.is_some(), c.grad_c_n.is_some(),
+                    c.seed
                 )));
             }
         }
