@@ -82,6 +82,8 @@ pub struct BenchResult {
     pub threads: usize,
     /// The kernels it ran with.
     pub isa: recur_kernels::Isa,
+    /// The CPU it ran on ([`cpu_name`]): the same kernels' figures differ by machine.
+    pub cpu: String,
     /// Median wall time of one run.
     pub ms: f64,
     /// The GEMM FLOPs of one run (3x the forward's for training) over that time.
@@ -90,7 +92,7 @@ pub struct BenchResult {
 
 impl BenchResult {
     /// One JSON line: {"cell","mode","seq","batch","input","hidden","layers","bidirectional",
-    /// "threads","isa","ms","gflops"}.
+    /// "threads","isa","cpu","ms","gflops"}.
     pub fn json(&self) -> String {
         let d = &self.case.desc;
         let cell = match d.cell {
@@ -100,7 +102,7 @@ impl BenchResult {
         };
         format!(
             "{{\"cell\":\"{cell}\",\"mode\":\"{}\",\"seq\":{},\"batch\":{},\"input\":{},\"hidden\":{},\
-             \"layers\":{},\"bidirectional\":{},\"threads\":{},\"isa\":\"{}\",\"ms\":{:.4},\
+             \"layers\":{},\"bidirectional\":{},\"threads\":{},\"isa\":\"{}\",\"cpu\":\"{}\",\"ms\":{:.4},\
              \"gflops\":{:.2}}}",
             self.mode.name(),
             self.case.seq,
@@ -111,9 +113,15 @@ impl BenchResult {
             d.bidirectional,
             self.threads,
             self.isa.name(),
+            self.cpu.replace(['"', '\\'], ""),
             self.ms,
             self.gflops
         )
+    }
+
+    /// The line above the table: the CPU and the kernels the rows ran on.
+    pub fn table_title(&self) -> String {
+        format!("# {} ({} kernels)", self.cpu, self.isa.name())
     }
 
     /// The header line of [`BenchResult::table_row`]'s table.
@@ -269,7 +277,22 @@ pub fn run_case(
         mode,
         threads,
         isa: prepared.weights.isa(),
+        cpu: cpu_name(),
         ms: median * 1e3,
         gflops: prepared.flops() / median / 1e9,
     })
+}
+
+/// The CPU's name as the OS gives it (`model name` in /proc/cpuinfo on Linux), or "unknown CPU".
+pub fn cpu_name() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, name)| name.trim().to_string())
+        })
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "unknown CPU".to_string())
 }

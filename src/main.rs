@@ -249,6 +249,7 @@ fn run_bench(args: &BenchArgs) -> Result<()> {
         for &mode in modes {
             let r = run_case(case, mode, threads, budget, 3)?;
             if std::mem::take(&mut header) {
+                println!("{}", r.table_title());
                 println!("{}", BenchResult::table_header());
             }
             match args.format {

@@ -589,6 +589,7 @@ fn bench_json_line() {
         "\"cell\":\"gru\"",
         "\"mode\":\"train\"",
         "\"seq\":3",
+        "\"cpu\":\"",
         "\"ms\":",
         "\"gflops\":",
     ] {

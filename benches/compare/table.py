@@ -11,6 +11,7 @@ speed drifts between rounds by more than the margins measured."""
 import re, statistics, sys
 log = open(sys.argv[1]).read().split("\n")
 torch, ort, recur, peak, sec, rnd = {}, {}, {}, {}, None, 0
+cpus = set()  # from `recur bench`'s "# CPU (ISA kernels)" lines
 order = []
 for line in log:
     m = re.match(r"== round (\d+)", line)
@@ -31,6 +32,7 @@ for line in log:
             k = (m.group(1), int(m.group(2)), int(m.group(3)), int(m.group(4)), int(m.group(5)), L, D, mode, sec[1])
             d.setdefault(k, {})[rnd] = float(m.group(9))
     else:
+        if line.startswith("# "): cpus.add(line[2:].strip()); continue
         f = line.split()
         if len(f) == 11 and f[0] in ("lstm", "gru", "rnn"):
             k = (f[0], int(f[2]), int(f[3]), int(f[4]), int(f[5]), int(f[6]), int(f[7]), f[1], sec[1])
@@ -46,6 +48,7 @@ fmt = lambda x: "-" if x is None else f"{x:.2f}"
 peak_med = {t: med(list(v.values())) for t, v in peak.items()}
 pk1, pk2 = peak_med.get(1, 0), peak_med.get(2, 0)
 what = f", the median of {len(rounds)} rounds" if many else ""
+if cpus: print(f"CPU: {'; '.join(sorted(cpus))}.\n")
 print(f"AVX-512 FMA peak measured in the same run (peak_flops.c{what}): {pk1:.0f} GFLOP/s on 1 thread, {pk2:.0f} on 2.\n")
 extra = " range over the rounds |" if many else ""
 if mode_want == "infer":
