@@ -147,7 +147,6 @@ impl TensorFile {
     }
 }
 
-/// A regular file or a pipe (`--input /dev/stdin`), not a folder or a device.
 /// The first top-level key that a safetensors JSON header (already parsed by the crate) holds
 /// twice, if any.
 fn duplicate_key(header: &[u8]) -> Option<String> {
@@ -178,6 +177,7 @@ fn duplicate_key(header: &[u8]) -> Option<String> {
         .flatten()
 }
 
+/// A regular file or a pipe (`--input /dev/stdin`), not a folder or a device.
 fn readable_kind(m: &std::fs::Metadata) -> bool {
     #[cfg(unix)]
     {

@@ -100,6 +100,7 @@ impl Case {
             return f64::INFINITY;
         }
         let (t_len, bsz, h, dirs) = (self.seq_len, self.batch, d.hidden_size, d.directions());
+        let dot = |w: &[f64], v: &[f64]| -> f64 { w.iter().zip(v).map(|(a, b)| a * b).sum() };
         let mut margin = f64::INFINITY;
         // One layer's input, (T, B, width), time-major; the first is x.
         let mut input = self.x.clone();
@@ -120,9 +121,6 @@ impl Case {
                         let x = &input[(t * bsz + b) * width..][..width];
                         let next: Vec<f64> = (0..h)
                             .map(|j| {
-                                let dot = |w: &[f64], v: &[f64]| -> f64 {
-                                    w.iter().zip(v).map(|(a, b)| a * b).sum()
-                                };
                                 let mut pre = dot(&p.w_ih[j * width..][..width], x)
                                     + dot(&p.w_hh[j * h..][..h], &state);
                                 if d.bias {
