@@ -83,7 +83,7 @@ pub struct BenchResult {
     /// The kernels it ran with.
     pub isa: recur_kernels::Isa,
     /// The CPU it ran on ([`cpu_name`]): the same kernels' figures differ by machine.
-    pub cpu: String,
+    pub cpu: &'static str,
     /// Median wall time of one run.
     pub ms: f64,
     /// The GEMM FLOPs of one run (3x the forward's for training) over that time.
@@ -102,7 +102,7 @@ impl BenchResult {
         };
         format!(
             "{{\"cell\":\"{cell}\",\"mode\":\"{}\",\"seq\":{},\"batch\":{},\"input\":{},\"hidden\":{},\
-             \"layers\":{},\"bidirectional\":{},\"threads\":{},\"isa\":\"{}\",\"cpu\":\"{}\",\"ms\":{:.4},\
+             \"layers\":{},\"bidirectional\":{},\"threads\":{},\"isa\":\"{}\",\"cpu\":{},\"ms\":{:.4},\
              \"gflops\":{:.2}}}",
             self.mode.name(),
             self.case.seq,
@@ -113,7 +113,7 @@ impl BenchResult {
             d.bidirectional,
             self.threads,
             self.isa.name(),
-            self.cpu.replace(['"', '\\'], ""),
+            serde_json::Value::from(self.cpu),
             self.ms,
             self.gflops
         )
@@ -283,16 +283,20 @@ pub fn run_case(
     })
 }
 
-/// The CPU's name as the OS gives it (`model name` in /proc/cpuinfo on Linux), or "unknown CPU".
-pub fn cpu_name() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|info| {
-            info.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split_once(':'))
-                .map(|(_, name)| name.trim().to_string())
-        })
-        .filter(|name| !name.is_empty())
-        .unwrap_or_else(|| "unknown CPU".to_string())
+/// The CPU's name as the OS gives it (`model name` in /proc/cpuinfo on Linux), or "unknown CPU";
+/// read once.
+pub fn cpu_name() -> &'static str {
+    static NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    NAME.get_or_init(|| {
+        std::fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(|info| {
+                info.lines()
+                    .find(|l| l.starts_with("model name"))
+                    .and_then(|l| l.split_once(':'))
+                    .map(|(_, name)| name.trim().to_string())
+            })
+            .filter(|name| !name.is_empty())
+            .unwrap_or_else(|| "unknown CPU".to_string())
+    })
 }
