@@ -438,14 +438,15 @@ fn missing_argument_is_named() {
 /// `recur infer` on these paths, which must fail with exit code 2: its stderr. (For outputs
 /// that exist before the run, which `assert_rejected` would take for a written file.)
 fn infer_fails(w: &Path, i: &Path, o: &Path) -> String {
-    let args = [
+    let (stderr, _) = recur_fails(&[
         Path::new("infer"),
         "--weights".as_ref(),
         w,
         "--input".as_ref(),
         i,
-    ];
-    let (stderr, _) = recur_fails(&[&args[..], &["--out".as_ref(), o]].concat());
+        "--out".as_ref(),
+        o,
+    ]);
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     stderr
 }
