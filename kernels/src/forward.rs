@@ -177,12 +177,13 @@ pub(crate) fn wavefront_shape(desc: &RnnDesc) -> bool {
     !desc.bidirectional && (2..=MAX_SLICES).contains(&desc.num_layers) && l2_resident(desc)
 }
 
-/// Whether a thread's L2 can keep a layer's whole W_hh from step to step: at most 1 MiB, which
-/// an L2 of 1 MiB or more (every recent x86 core's) holds.
+/// Whether a thread's L2 can keep a layer's whole W_hh from step to step: no bigger than the
+/// core's L2 (read at start-up; 1 MiB on Zen 5, where LSTM H = 256's 1 MiB was measured
+/// resident, 2 MiB on the Intel Xeon VM).
 fn l2_resident(desc: &RnnDesc) -> bool {
     (desc.gates() * desc.hidden_size)
         .checked_mul(desc.hidden_size * 4)
-        .is_some_and(|bytes| bytes <= 1 << 20)
+        .is_some_and(|bytes| bytes <= crate::cache::l2_bytes())
 }
 
 /// Whether a direction's steps are cut by rows of the batch rather than by units: with W_hh

@@ -50,6 +50,7 @@
 pub mod activation;
 mod aligned;
 mod backward;
+mod cache;
 mod cell;
 pub mod clip;
 pub mod desc;

@@ -1,0 +1,94 @@
+//! The size of a core's L2, read once at start-up: whether a recurrent weight stays resident in
+//! each thread's L2 from step to step decides how a direction's steps are cut (see
+//! `forward::l2_resident`). Zen 5 has 1 MiB a core, recent Intel Xeons 2 MiB.
+
+use std::path::Path;
+use std::sync::OnceLock;
+
+/// What is assumed where the size cannot be read (no sysfs, not Linux): 1 MiB, the smallest L2
+/// of the x86 cores this crate is tuned on, so a weight judged resident is resident there.
+const FALLBACK_L2_BYTES: usize = 1 << 20;
+
+/// Bytes of one core's L2 (cpu0's, as Linux's sysfs reports it), or 1 MiB if unknown.
+pub(crate) fn l2_bytes() -> usize {
+    static L2: OnceLock<usize> = OnceLock::new();
+    *L2.get_or_init(|| {
+        l2_from_sysfs(Path::new("/sys/devices/system/cpu/cpu0/cache")).unwrap_or(FALLBACK_L2_BYTES)
+    })
+}
+
+/// The size of the level-2 data or unified cache among `dir`'s `index*` entries.
+fn l2_from_sysfs(dir: &Path) -> Option<usize> {
+    let read = |entry: &Path, name: &str| std::fs::read_to_string(entry.join(name)).ok();
+    std::fs::read_dir(dir).ok()?.find_map(|entry| {
+        let entry = entry.ok()?.path();
+        let is_index = entry
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with("index"));
+        let level = read(&entry, "level")?;
+        let kind = read(&entry, "type")?;
+        match is_index && level.trim() == "2" && kind.trim() != "Instruction" {
+            true => parse_size(&read(&entry, "size")?),
+            false => None,
+        }
+    })
+}
+
+/// A sysfs cache size: `2048K`, `1M`, or plain bytes; `None` when it is not one (or is 0).
+fn parse_size(s: &str) -> Option<usize> {
+    let s = s.trim();
+    let (digits, unit) = match s.char_indices().last()? {
+        (i, 'K') => (&s[..i], 1 << 10),
+        (i, 'M') => (&s[..i], 1 << 20),
+        (i, 'G') => (&s[..i], 1 << 30),
+        _ => (s, 1),
+    };
+    digits
+        .parse::<usize>()
+        .ok()?
+        .checked_mul(unit)
+        .filter(|&b| b > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_as_sysfs_writes_them() {
+        assert_eq!(parse_size("2048K\n"), Some(2 << 20));
+        assert_eq!(parse_size("1M"), Some(1 << 20));
+        assert_eq!(parse_size("1G"), Some(1 << 30));
+        assert_eq!(parse_size("65536"), Some(65536));
+        for bad in ["", "K", "0K", "-1K", "12Q", "1.5M", "99999999999999999999G"] {
+            assert_eq!(parse_size(bad), None, "{bad:?}");
+        }
+    }
+
+    /// A cache directory laid out as sysfs lays it out: the L2 is found whatever its index,
+    /// and an instruction cache or an L1 / L3 of any size is not taken for it.
+    #[test]
+    fn l2_found_among_the_indices() {
+        let dir = std::env::temp_dir().join(format!("recur-cache-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        for (i, level, kind, size) in [
+            (0, "1", "Data", "48K"),
+            (1, "1", "Instruction", "64K"),
+            (2, "3", "Unified", "491520K"),
+            (3, "2", "Unified", "2048K"),
+        ] {
+            let e = dir.join(format!("index{i}"));
+            std::fs::create_dir_all(&e).unwrap();
+            for (name, v) in [("level", level), ("type", kind), ("size", size)] {
+                std::fs::write(e.join(name), format!("{v}\n")).unwrap();
+            }
+        }
+        assert_eq!(l2_from_sysfs(&dir), Some(2 << 20));
+        std::fs::remove_dir_all(dir.join("index3")).unwrap();
+        assert_eq!(l2_from_sysfs(&dir), None);
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(l2_from_sysfs(&dir), None);
+        assert!(l2_bytes() >= 1 << 16, "an L2 of {} bytes", l2_bytes());
+    }
+}
