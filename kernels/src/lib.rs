@@ -49,6 +49,7 @@
 
 pub mod activation;
 mod aligned;
+pub mod attention;
 mod backward;
 mod cache;
 mod cell;
@@ -72,6 +73,7 @@ mod timing;
 mod weights;
 mod workspace;
 
+pub use attention::{attention_flops, AttentionParams, AttentionWorkspace, CausalAttention};
 pub use backward::backward;
 pub use clip::{clip_grad_norm, clip_grad_value, grad_norm, Norm};
 pub use desc::{CellKind, RnnDesc};

@@ -151,6 +151,34 @@ impl Lanes for Avx2 {
     fn tanh(self, x: __m256) -> __m256 {
         unsafe { tanh8(x) }
     }
+    #[inline(always)]
+    fn max(self, a: __m256, b: __m256) -> __m256 {
+        unsafe { _mm256_max_ps(a, b) }
+    }
+    #[inline(always)]
+    fn exp(self, x: __m256) -> __m256 {
+        unsafe {
+            let x = _mm256_min_ps(_mm256_set1_ps(EXP_CLAMP), x);
+            exp8(_mm256_max_ps(_mm256_set1_ps(-EXP_CLAMP), x))
+        }
+    }
+    #[inline(always)]
+    fn sum(self, v: __m256) -> f32 {
+        // Halves, then pairs: a fixed order.
+        unsafe {
+            let q = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+            let d = _mm_add_ps(q, _mm_movehl_ps(q, q));
+            _mm_cvtss_f32(_mm_add_ss(d, _mm_shuffle_ps::<1>(d, d)))
+        }
+    }
+    #[inline(always)]
+    fn hmax(self, v: __m256) -> f32 {
+        unsafe {
+            let q = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+            let d = _mm_max_ps(q, _mm_movehl_ps(q, q));
+            _mm_cvtss_f32(_mm_max_ss(d, _mm_shuffle_ps::<1>(d, d)))
+        }
+    }
 }
 
 /// # Safety
@@ -170,6 +198,14 @@ pub(super) unsafe fn tanh(v: &mut [f32]) {
     // SAFETY: as above.
     let l = unsafe { Avx2::new() };
     fused::map(l, v, |x| l.tanh(x))
+}
+
+/// # Safety
+/// The CPU must have AVX2 and FMA.
+#[target_feature(enable = "avx2,fma")]
+pub(super) unsafe fn softmax(row: &mut [f32], scale: f32) {
+    // SAFETY: as above.
+    fused::softmax(unsafe { Avx2::new() }, row, scale)
 }
 
 /// One LSTM step's elementwise forward, fused (see [`super::lstm_forward`]).

@@ -145,6 +145,25 @@ impl Lanes for Avx512 {
     fn tanh(self, x: __m512) -> __m512 {
         unsafe { tanh16(x) }
     }
+    #[inline(always)]
+    fn max(self, a: __m512, b: __m512) -> __m512 {
+        unsafe { _mm512_max_ps(a, b) }
+    }
+    #[inline(always)]
+    fn exp(self, x: __m512) -> __m512 {
+        unsafe {
+            let x = _mm512_min_ps(_mm512_set1_ps(EXP_CLAMP), x);
+            exp16(_mm512_max_ps(_mm512_set1_ps(-EXP_CLAMP), x))
+        }
+    }
+    #[inline(always)]
+    fn sum(self, v: __m512) -> f32 {
+        unsafe { _mm512_reduce_add_ps(v) }
+    }
+    #[inline(always)]
+    fn hmax(self, v: __m512) -> f32 {
+        unsafe { _mm512_reduce_max_ps(v) }
+    }
 }
 
 /// # Safety
@@ -164,6 +183,14 @@ pub(super) unsafe fn tanh(v: &mut [f32]) {
     // SAFETY: as above.
     let l = unsafe { Avx512::new() };
     fused::map(l, v, |x| l.tanh(x))
+}
+
+/// # Safety
+/// The CPU must have AVX-512 F.
+#[target_feature(enable = "avx512f")]
+pub(super) unsafe fn softmax(row: &mut [f32], scale: f32) {
+    // SAFETY: as above.
+    fused::softmax(unsafe { Avx512::new() }, row, scale)
 }
 
 /// One LSTM step's elementwise forward, fused (see [`super::lstm_forward`]).

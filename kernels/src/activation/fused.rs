@@ -36,6 +36,13 @@ pub(super) trait Lanes: Copy {
     fn splat(self, x: f32) -> Self::V;
     fn sigmoid(self, x: Self::V) -> Self::V;
     fn tanh(self, x: Self::V) -> Self::V;
+    fn max(self, a: Self::V, b: Self::V) -> Self::V;
+    /// exp(x), x clamped to [-87, 87] (the path's exp, as its sigmoid uses).
+    fn exp(self, x: Self::V) -> Self::V;
+    /// The sum of the lanes, in a fixed order.
+    fn sum(self, v: Self::V) -> f32;
+    /// The largest lane.
+    fn hmax(self, v: Self::V) -> f32;
 }
 
 /// `v[i] = f(v[i])`, `N` at a time, the tail under a mask.
@@ -52,6 +59,44 @@ pub(super) fn map<L: Lanes>(l: L, v: &mut [f32], f: impl Fn(L::V) -> L::V) {
         // SAFETY: the mask selects the tail's own `tail.len()` < N floats.
         unsafe { l.store(m, tail.as_mut_ptr(), f(l.load(m, tail.as_ptr()))) };
     }
+}
+
+/// `row[i] = exp(scale * row[i] - m) / sum_j exp(scale * row[j] - m)`, with m the largest
+/// `scale * row[j]` (`scale > 0`): a row of attention scores made its softmax, scaled as
+/// PyTorch's `scaled_dot_product_attention` scales them (before the max is taken). The sum
+/// runs in a fixed order (lanes, then the tail), so the bits depend on the path alone.
+#[inline(always)]
+pub(super) fn softmax<L: Lanes>(l: L, row: &mut [f32], scale: f32) {
+    let full = row.len() / L::N * L::N;
+    let (body, tail) = row.split_at_mut(full);
+    let mut mv = l.splat(f32::NEG_INFINITY);
+    for c in body.chunks_exact(L::N) {
+        // SAFETY: `c` holds exactly N floats.
+        mv = l.max(mv, unsafe { l.load_all(c.as_ptr()) });
+    }
+    let m = tail.iter().fold(l.hmax(mv), |m, &x| m.max(x));
+    let (s, shift) = (l.splat(scale), l.splat(scale * m));
+    let mut acc = l.splat(0.0);
+    for c in body.chunks_exact_mut(L::N) {
+        // SAFETY: `c` holds exactly N floats.
+        unsafe {
+            let e = l.exp(l.sub(l.mul(l.load_all(c.as_ptr()), s), shift));
+            l.store_all(c.as_mut_ptr(), e);
+            acc = l.add(acc, e);
+        }
+    }
+    if !tail.is_empty() {
+        let mask = l.first(tail.len());
+        // SAFETY: the mask selects the tail's own `tail.len()` < N floats.
+        unsafe {
+            let e = l.exp(l.sub(l.mul(l.load(mask, tail.as_ptr()), s), shift));
+            l.store(mask, tail.as_mut_ptr(), e);
+        }
+    }
+    // At least 1: the largest score's term is exp(0).
+    let sum = tail.iter().fold(l.sum(acc), |a, &e| a + e);
+    let inv = l.splat(1.0 / sum);
+    map(l, row, |v| l.mul(v, inv));
 }
 
 /// Units `j..min(j + N, n)` of a row: what a cell loads and stores of each of its slices.

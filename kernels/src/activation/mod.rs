@@ -237,6 +237,20 @@ pub(crate) fn sigmoid(isa: Isa, v: &mut [f32]) {
     }
 }
 
+/// A row of attention scores made its softmax in place, the scores scaled by `scale` (> 0)
+/// first (see `fused::softmax`). `isa` must be available on this CPU.
+pub(crate) fn softmax(isa: Isa, row: &mut [f32], scale: f32) {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `isa` was checked available when it was chosen.
+        Isa::Avx512 => unsafe { avx512::softmax(row, scale) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as above: this CPU has AVX2 and FMA.
+        Isa::Avx2 => unsafe { avx2::softmax(row, scale) },
+        _ => portable::softmax(row, scale),
+    }
+}
+
 /// `v[i] = tanh(v[i])`. `isa` must be available on this CPU.
 pub(crate) fn tanh(isa: Isa, v: &mut [f32]) {
     match isa {
@@ -361,6 +375,33 @@ mod tests {
             assert_eq!(&v[1..], &[1.0, -1.0, 0.0, 0.0], "{isa:?}");
             assert_eq!(s[1], 1.0, "{isa:?}");
             assert!(s[2] < 1e-37 && s[3] == 0.5, "{isa:?}");
+        }
+    }
+
+    /// Rows of every length to 70 (tails of each vector width), with the largest value in the
+    /// body or in the tail and scores far apart (weights underflowing to 0), against f64.
+    #[test]
+    fn softmax_matches_f64_at_every_length() {
+        let mut rng = crate::params::SplitMix64(17);
+        for isa in Isa::available() {
+            for n in 1..=70 {
+                for spread in [1.0, 30.0] {
+                    let x: Vec<f32> = (0..n).map(|_| (rng.uniform(spread)) as f32).collect();
+                    let scale = 0.35f32;
+                    let s: Vec<f64> = x.iter().map(|&v| (scale * v) as f64).collect();
+                    let m = s.iter().fold(f64::NEG_INFINITY, |m, &v| m.max(v));
+                    let total: f64 = s.iter().map(|v| (v - m).exp()).sum();
+                    let mut y = x.clone();
+                    softmax(isa, &mut y, scale);
+                    for (i, (&a, &v)) in y.iter().zip(&s).enumerate() {
+                        let want = (v - m).exp() / total;
+                        assert!(
+                            (a as f64 - want).abs() <= 1e-6 * want.max(1e-3),
+                            "{isa:?} n={n} [{i}]: {a}, expected {want}"
+                        );
+                    }
+                }
+            }
         }
     }
 

@@ -128,6 +128,23 @@ impl Lanes for Portable {
     fn tanh(self, x: f32x8) -> f32x8 {
         tanh8(x)
     }
+    #[inline(always)]
+    fn max(self, a: f32x8, b: f32x8) -> f32x8 {
+        a.max(b)
+    }
+    #[inline(always)]
+    fn exp(self, x: f32x8) -> f32x8 {
+        exp8(x.min(f32x8::splat(EXP_CLAMP)).max(f32x8::splat(-EXP_CLAMP)))
+    }
+    #[inline(always)]
+    fn sum(self, v: f32x8) -> f32 {
+        let a = v.to_array();
+        ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]))
+    }
+    #[inline(always)]
+    fn hmax(self, v: f32x8) -> f32 {
+        v.to_array().into_iter().fold(f32::NEG_INFINITY, f32::max)
+    }
 }
 
 #[cfg(test)]
@@ -137,6 +154,10 @@ pub(super) fn sigmoid(v: &mut [f32]) {
 
 pub(super) fn tanh(v: &mut [f32]) {
     fused::map(Portable, v, tanh8)
+}
+
+pub(super) fn softmax(row: &mut [f32], scale: f32) {
+    fused::softmax(Portable, row, scale)
 }
 
 /// One LSTM step's elementwise forward, fused (see [`super::lstm_forward`]). Every slice must

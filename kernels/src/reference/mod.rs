@@ -42,6 +42,7 @@
 //! 0's is the input gradient; the `dh` / `dc` left after the first step are `grad_h0` /
 //! `grad_c0`. Bias gradients stay zero when the descriptor has no bias.
 
+mod attention;
 mod backward;
 mod cell;
 mod forward;
@@ -50,6 +51,8 @@ use crate::error::Result;
 use crate::float::Float;
 use crate::params::Params;
 use crate::seq::{Gradients, OutputGrads, Outputs, SeqBatch};
+
+pub use attention::causal_attention;
 
 /// The forward pass: the top layer's output `(T, B, D*H)` and every layer's `h_n` (and `c_n`).
 ///

@@ -1,0 +1,354 @@
+//! Causal multi-head self-attention, forward only: the parallel baseline that the benchmark
+//! sets beside the recurrences (`recur bench --contrast`). The semantics are PyTorch's
+//! `nn.MultiheadAttention(D, heads)` on a time-major `(T, B, D)` input used as query, key and
+//! value, with a causal mask (step t attends to steps 0..=t), no dropout; its output only.
+//!
+//! Every step at once, where a recurrence takes T dependent steps:
+//! - `Q, K, V = x W_inᵀ + b_in`: one GEMM over all T * B rows (the packed GEMM of the RNNs'
+//!   input projection);
+//! - per (batch entry, head), independent tasks on the rayon pool: its keys and values packed
+//!   as the micro-kernel streams them, then for each tile of query rows the scores against the
+//!   keys up to the tile's last row only (the causal half of the product), each row's softmax of
+//!   `scores / sqrt(D / heads)` over its own steps, and the tile's outputs `P V`;
+//! - `out = O W_outᵀ + b_out`: one GEMM again.
+//!
+//! Results are bit-identical at any thread count: a task's arithmetic does not depend on which
+//! thread runs it, and the GEMMs' splits keep every element's FMA chain.
+
+use crate::aligned::Buf;
+use crate::error::{check_len, size, Error, Result};
+use crate::float::Float;
+use crate::isa::Isa;
+use crate::microkernel::{self, shape};
+use crate::packed::{gemm, OutPtr, PackedB};
+use crate::params::SplitMix64;
+use rayon::prelude::*;
+
+/// The weights of one causal self-attention layer, as PyTorch's `nn.MultiheadAttention` holds
+/// them (`in_proj_weight`, `in_proj_bias`, `out_proj.weight`, `out_proj.bias`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttentionParams<T> {
+    /// The model width D (`embed_dim`).
+    pub d_model: usize,
+    /// Heads; each attends over `D / heads` features.
+    pub heads: usize,
+    /// `(3D, D)` row-major: the rows of W_q, then W_k, then W_v.
+    pub in_proj_weight: Vec<T>,
+    /// `3D`: b_q, b_k, b_v.
+    pub in_proj_bias: Vec<T>,
+    /// `(D, D)` row-major.
+    pub out_proj_weight: Vec<T>,
+    /// `D`.
+    pub out_proj_bias: Vec<T>,
+}
+
+impl<T: Float> AttentionParams<T> {
+    /// Weights uniform in ±1/sqrt(D) (biases too), from `seed`.
+    pub fn random(d_model: usize, heads: usize, seed: u64) -> Result<Self> {
+        check_dims(d_model, heads)?;
+        let d = d_model;
+        let mut rng = SplitMix64(seed);
+        let bound = 1.0 / (d as f64).sqrt();
+        let mut fill = |n: usize| -> Result<Vec<T>> {
+            let mut v = crate::error::zeros::<T>("attention weight", n)?;
+            rng.fill_uniform(&mut v, bound);
+            Ok(v)
+        };
+        Ok(AttentionParams {
+            d_model,
+            heads,
+            in_proj_weight: fill(size("in_proj_weight", &[3, d, d])?)?,
+            in_proj_bias: fill(3 * d)?,
+            out_proj_weight: fill(size("out_proj_weight", &[d, d])?)?,
+            out_proj_bias: fill(d)?,
+        })
+    }
+
+    /// The same weights in another float type (f64 for the reference).
+    pub fn cast<U: Float>(&self) -> AttentionParams<U> {
+        let cast = |v: &[T]| v.iter().map(|x| U::from_f64(x.to_f64())).collect();
+        AttentionParams {
+            d_model: self.d_model,
+            heads: self.heads,
+            in_proj_weight: cast(&self.in_proj_weight),
+            in_proj_bias: cast(&self.in_proj_bias),
+            out_proj_weight: cast(&self.out_proj_weight),
+            out_proj_bias: cast(&self.out_proj_bias),
+        }
+    }
+
+    /// Every size consistent: D >= 1 divisible by heads >= 1, each buffer its length.
+    pub fn check(&self) -> Result<()> {
+        let d = self.d_model;
+        check_dims(d, self.heads)?;
+        check_len(
+            "in_proj_weight",
+            &self.in_proj_weight,
+            size("in_proj_weight", &[3, d, d])?,
+        )?;
+        check_len("in_proj_bias", &self.in_proj_bias, 3 * d)?;
+        check_len(
+            "out_proj_weight",
+            &self.out_proj_weight,
+            size("out_proj_weight", &[d, d])?,
+        )?;
+        check_len("out_proj_bias", &self.out_proj_bias, d)
+    }
+}
+
+fn check_dims(d_model: usize, heads: usize) -> Result<()> {
+    match d_model >= 1 && heads >= 1 && d_model.is_multiple_of(heads) {
+        true => Ok(()),
+        false => Err(Error::InvalidDesc(format!(
+            "attention of width {d_model} with {heads} heads, expected a width >= 1 that the \
+             heads (>= 1) divide"
+        ))),
+    }
+}
+
+/// Multiply-adds, doubled, of one forward of `(T, B, D)`: the two projections (`8 T B D²`) and
+/// the causal half of the scores and of `P V` (`2 B D T (T + 1)`, each query against its own
+/// steps only).
+pub fn attention_flops(d_model: usize, t: usize, b: usize) -> f64 {
+    let (d, t, b) = (d_model as f64, t as f64, b as f64);
+    8.0 * t * b * d * d + 2.0 * b * d * t * (t + 1.0)
+}
+
+/// Causal self-attention with its weights packed once for one ISA.
+#[derive(Debug, Clone)]
+pub struct CausalAttention {
+    isa: Isa,
+    d: usize,
+    heads: usize,
+    w_in: PackedB,
+    w_out: PackedB,
+}
+
+impl CausalAttention {
+    /// Packs `params` for the best ISA of this CPU (or the one `RECUR_ISA` names).
+    pub fn new(params: &AttentionParams<f32>) -> Result<Self> {
+        Self::with_isa(params, Isa::detect()?)
+    }
+
+    /// Packs `params` for `isa` (an error if this CPU lacks it).
+    pub fn with_isa(params: &AttentionParams<f32>, isa: Isa) -> Result<Self> {
+        let isa = isa.checked()?;
+        params.check()?;
+        let d = params.d_model;
+        Ok(CausalAttention {
+            isa,
+            d,
+            heads: params.heads,
+            w_in: PackedB::from_weight(
+                isa,
+                &params.in_proj_weight,
+                3 * d,
+                d,
+                Some(&params.in_proj_bias),
+            ),
+            w_out: PackedB::from_weight(
+                isa,
+                &params.out_proj_weight,
+                d,
+                d,
+                Some(&params.out_proj_bias),
+            ),
+        })
+    }
+
+    /// The ISA the weights are packed for.
+    pub fn isa(&self) -> Isa {
+        self.isa
+    }
+
+    /// `out` `(T, B, D)` = the attention of `x` `(T, B, D)`, both time-major, on the current
+    /// rayon pool; `ws` must have been made for this D, T and B.
+    pub fn forward(&self, ws: &mut AttentionWorkspace, x: &[f32], out: &mut [f32]) -> Result<()> {
+        let (t, b, d) = (ws.t, ws.b, self.d);
+        if ws.d != d {
+            return Err(Error::Mismatch(format!(
+                "an attention workspace of width {}, expected the weights' width {d}",
+                ws.d
+            )));
+        }
+        let rows = t * b; // fits: the workspace holds rows * 3D floats
+        check_len("input", x, rows * d)?;
+        check_len("output", out, rows * d)?;
+        gemm(rows, x, d, &self.w_in, &mut ws.qkv, 3 * d, false);
+        self.attend(ws);
+        gemm(rows, &ws.o, d, &self.w_out, out, d, false);
+        Ok(())
+    }
+
+    /// O = the causal attention of each head of Q, K, V (in `ws.qkv`), into `ws.o`.
+    fn attend(&self, ws: &mut AttentionWorkspace) {
+        let (t, b, d, heads) = (ws.t, ws.b, self.d, self.heads);
+        let dh = d / heads;
+        let sh = shape(self.isa);
+        let (mr, nr) = (sh.mr, sh.nr);
+        let keys = t.div_ceil(nr) * nr; // the scores' row stride: whole panels of keys
+        let vcols = dh.div_ceil(nr) * nr;
+        let scale = 1.0 / (dh as f32).sqrt();
+        let (qkv, o) = (&ws.qkv[..], OutPtr(ws.o.as_mut_ptr()));
+        let zero_bias = vec![0.0f32; nr];
+        (0..b * heads).into_par_iter().for_each_init(
+            // Per rayon job, not per task: the packed K and V of one (entry, head) and a
+            // tile's scores, reused by every task the job runs.
+            || Scratch {
+                k: Buf::zeros(keys * dh),
+                v: Buf::zeros(t * vcols),
+                s: Buf::zeros(mr * keys),
+            },
+            |sc, task| {
+                let (e, h) = (task / heads, task % heads);
+                // Row `i` of Q, K or V for this entry and head: step i's row of qkv.
+                let at = |which: usize, i: usize| (i * b + e) * 3 * d + which * d + h * dh;
+                pack_keys(qkv, &at, t, dh, nr, &mut sc.k);
+                pack_values(qkv, &at, t, dh, nr, &mut sc.v);
+                for r0 in (0..t).step_by(mr) {
+                    let rows = mr.min(t - r0);
+                    // The keys this tile needs: up to its last row's step.
+                    let width = r0 + rows;
+                    for p in 0..width.div_ceil(nr) {
+                        // SAFETY: Q's rows r0..r0+rows of this head are dh floats each at
+                        // stride B*3D inside qkv (ws sized T*B*3D); panel p of sc.k holds dh
+                        // steps of nr floats; the scores' rows hold `keys` floats, columns
+                        // p*nr..p*nr+nr < keys; the ISA was checked when packing.
+                        unsafe {
+                            microkernel::tile(
+                                self.isa,
+                                rows,
+                                dh,
+                                qkv.as_ptr().add(at(0, r0)),
+                                b * 3 * d,
+                                sc.k.as_ptr().add(p * dh * nr),
+                                nr,
+                                zero_bias.as_ptr(),
+                                sc.s.as_mut_ptr().add(p * nr),
+                                keys,
+                                nr,
+                                false,
+                            )
+                        };
+                    }
+                    for i in 0..rows {
+                        let row = &mut sc.s[i * keys..][..width];
+                        let (mine, later) = row.split_at_mut(r0 + i + 1);
+                        crate::activation::softmax(self.isa, mine, scale);
+                        // Zero weights for the steps after this row's: the tile's P V runs
+                        // over the keys of its last row.
+                        later.fill(0.0);
+                    }
+                    for q in 0..vcols / nr {
+                        // SAFETY: the scores hold `rows` rows of `width` floats at stride
+                        // `keys`; panel q of sc.v holds T >= width steps of nr floats; the
+                        // output block (rows r0..r0+rows of this entry, this head's columns
+                        // q*nr..q*nr+cols < dh) is this task's alone (tasks are distinct
+                        // (entry, head) pairs) and inside o (T*B*D floats).
+                        unsafe {
+                            let cols = nr.min(dh - q * nr);
+                            microkernel::tile(
+                                self.isa,
+                                rows,
+                                width,
+                                sc.s.as_ptr(),
+                                keys,
+                                sc.v.as_ptr().add(q * t * nr),
+                                nr,
+                                zero_bias.as_ptr(),
+                                o.at((r0 * b + e) * d + h * dh + q * nr),
+                                b * d,
+                                cols,
+                                false,
+                            )
+                        };
+                    }
+                }
+            },
+        );
+    }
+}
+
+/// One job's buffers (see `attend`).
+struct Scratch {
+    k: Buf,
+    v: Buf,
+    s: Buf,
+}
+
+/// K of one head as panels of `nr` keys: panel p, step j (feature), lane l = K[p*nr + l][j];
+/// keys past T are zeros.
+fn pack_keys(
+    qkv: &[f32],
+    at: &impl Fn(usize, usize) -> usize,
+    t: usize,
+    dh: usize,
+    nr: usize,
+    dst: &mut [f32],
+) {
+    for (p, panel) in dst.chunks_exact_mut(dh * nr).enumerate() {
+        for l in 0..nr {
+            let key = p * nr + l;
+            for j in 0..dh {
+                panel[j * nr + l] = match key < t {
+                    true => qkv[at(1, key) + j],
+                    false => 0.0,
+                };
+            }
+        }
+    }
+}
+
+/// V of one head as panels of `nr` features: panel q, step i (key), lane l = V[i][q*nr + l];
+/// features past `dh` are zeros.
+fn pack_values(
+    qkv: &[f32],
+    at: &impl Fn(usize, usize) -> usize,
+    t: usize,
+    dh: usize,
+    nr: usize,
+    dst: &mut [f32],
+) {
+    for (q, panel) in dst.chunks_exact_mut(t * nr).enumerate() {
+        for (i, step) in panel.chunks_exact_mut(nr).enumerate() {
+            let row = &qkv[at(2, i)..][..dh];
+            let (c0, c1) = (q * nr, (q * nr + nr).min(dh));
+            step[..c1 - c0].copy_from_slice(&row[c0..c1]);
+        }
+    }
+}
+
+/// The buffers of one attention forward of `(T, B, D)`: Q, K, V of every step and the heads'
+/// outputs, made once.
+#[derive(Debug)]
+pub struct AttentionWorkspace {
+    d: usize,
+    t: usize,
+    b: usize,
+    qkv: Buf,
+    o: Buf,
+}
+
+impl AttentionWorkspace {
+    /// Buffers for inputs of `t` steps of `b` rows of width `d_model` (all >= 1).
+    pub fn new(d_model: usize, t: usize, b: usize) -> Result<Self> {
+        if d_model == 0 || t == 0 || b == 0 {
+            return Err(Error::Mismatch(format!(
+                "an attention workspace for width {d_model}, {t} steps, batch {b}, expected \
+                 every size >= 1"
+            )));
+        }
+        let qkv = size("attention Q, K, V", &[t, b, 3, d_model])?;
+        let o = size("attention output", &[t, b, d_model])?;
+        let buf = |what: &str, n: usize| {
+            Buf::try_zeros(n).ok_or_else(|| crate::error::no_room::<f32>(what, n))
+        };
+        Ok(AttentionWorkspace {
+            d: d_model,
+            t,
+            b,
+            qkv: buf("attention Q, K, V", qkv)?,
+            o: buf("attention output", o)?,
+        })
+    }
+}

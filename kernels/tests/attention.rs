@@ -1,0 +1,130 @@
+//! Causal self-attention against the scalar reference on every ISA path, bit-identical at any
+//! thread count, causal, and refusing bad input with an error.
+
+use recur_kernels::reference::causal_attention;
+use recur_kernels::{AttentionParams, AttentionWorkspace, CausalAttention, Error, Isa, SplitMix64};
+
+fn input(t: usize, b: usize, d: usize, seed: u64) -> Vec<f32> {
+    let mut x = vec![0.0f32; t * b * d];
+    SplitMix64(seed).fill_uniform(&mut x, 1.0);
+    x
+}
+
+fn run(att: &CausalAttention, d: usize, t: usize, b: usize, x: &[f32]) -> Vec<f32> {
+    let mut ws = AttentionWorkspace::new(d, t, b).unwrap();
+    let mut out = vec![f32::NAN; t * b * d];
+    att.forward(&mut ws, x, &mut out).unwrap();
+    out
+}
+
+/// Widths and heads whose head size is 1, under, at and past a panel of 16 or 32, and not a
+/// multiple of the vector width; steps 1, primes and past a few query tiles.
+const SHAPES: [(usize, usize, usize, usize); 9] = [
+    (1, 1, 1, 1),
+    (8, 8, 3, 2),
+    (8, 2, 5, 3),
+    (12, 3, 7, 2),
+    (40, 2, 33, 2),
+    (96, 2, 45, 1),
+    (64, 1, 70, 2),
+    (100, 4, 13, 5),
+    (66, 1, 29, 3),
+];
+
+#[test]
+fn matches_reference_every_isa() {
+    for (n, &(d, heads, t, b)) in SHAPES.iter().enumerate() {
+        let p = AttentionParams::<f32>::random(d, heads, 3 + n as u64).unwrap();
+        let x = input(t, b, d, 100 + n as u64);
+        let x64: Vec<f64> = x.iter().map(|&v| v as f64).collect();
+        let want = causal_attention(&p.cast::<f64>(), t, b, &x64).unwrap();
+        for isa in Isa::available() {
+            let got = run(&CausalAttention::with_isa(&p, isa).unwrap(), d, t, b, &x);
+            for (i, (&g, &w)) in got.iter().zip(&want).enumerate() {
+                let err = (g as f64 - w).abs() / w.abs().max(1.0);
+                assert!(
+                    err <= 2e-5,
+                    "{isa:?} D {d} heads {heads} T {t} B {b}: element {i} is {g}, expected {w}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn bit_identical_at_1_2_3_threads() {
+    let (d, heads, t, b) = (40, 4, 37, 3);
+    let p = AttentionParams::<f32>::random(d, heads, 9).unwrap();
+    let x = input(t, b, d, 10);
+    for isa in Isa::available() {
+        let att = CausalAttention::with_isa(&p, isa).unwrap();
+        let at = |n: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(n)
+                .build()
+                .unwrap();
+            let out = pool.install(|| run(&att, d, t, b, &x));
+            out.iter().map(|v| v.to_bits()).collect::<Vec<u32>>()
+        };
+        let one = at(1);
+        for n in [2, 3] {
+            assert!(at(n) == one, "{isa:?}: results differ at {n} threads");
+        }
+    }
+}
+
+/// Changing the input at steps after t leaves every output up to t as it was, bit for bit.
+#[test]
+fn later_steps_never_reach_earlier_outputs() {
+    let (d, heads, t, b) = (24, 2, 20, 2);
+    let p = AttentionParams::<f32>::random(d, heads, 5).unwrap();
+    let att = CausalAttention::new(&p).unwrap();
+    let x = input(t, b, d, 6);
+    let base = run(&att, d, t, b, &x);
+    for cut in [0, 7, 18] {
+        let mut y = x.clone();
+        y[(cut + 1) * b * d..]
+            .iter_mut()
+            .for_each(|v| *v = -*v * 3.0 + 0.5);
+        let out = run(&att, d, t, b, &y);
+        let keep = (cut + 1) * b * d;
+        assert_eq!(
+            out[..keep],
+            base[..keep],
+            "outputs up to step {cut} changed"
+        );
+        assert_ne!(
+            out[keep..],
+            base[keep..],
+            "outputs after step {cut} did not change"
+        );
+    }
+}
+
+#[test]
+fn bad_input_is_an_error_naming_it() {
+    let msg = |e: Error| e.to_string();
+    assert!(msg(AttentionParams::<f32>::random(10, 3, 1).unwrap_err()).contains("10 with 3 heads"));
+    assert!(AttentionParams::<f32>::random(0, 1, 1).is_err());
+    assert!(AttentionParams::<f32>::random(8, 0, 1).is_err());
+    let mut p = AttentionParams::<f32>::random(8, 2, 1).unwrap();
+    p.out_proj_bias.pop();
+    assert!(msg(CausalAttention::new(&p).unwrap_err()).contains("out_proj_bias"));
+    p.out_proj_bias.push(0.0);
+    p.in_proj_weight.push(0.0);
+    assert!(msg(CausalAttention::new(&p).unwrap_err()).contains("in_proj_weight has 193"));
+    p.in_proj_weight.pop();
+    let att = CausalAttention::new(&p).unwrap();
+    assert!(AttentionWorkspace::new(8, 0, 2).is_err());
+    let mut ws = AttentionWorkspace::new(8, 3, 2).unwrap();
+    let (x, mut out) = (vec![0.5f32; 48], vec![0.0f32; 48]);
+    let e = att.forward(&mut ws, &x[..47], &mut out).unwrap_err();
+    assert!(msg(e).contains("input has 47 elements, expected 48"));
+    let e = att.forward(&mut ws, &x, &mut out[..40]).unwrap_err();
+    assert!(msg(e).contains("output has 40 elements, expected 48"));
+    let mut other = AttentionWorkspace::new(16, 3, 2).unwrap();
+    let e = att.forward(&mut other, &x, &mut out).unwrap_err();
+    assert!(msg(e).contains("width 16, expected the weights' width 8"));
+    att.forward(&mut ws, &x, &mut out).unwrap();
+    assert!(out.iter().all(|v| v.is_finite()));
+}
