@@ -255,23 +255,7 @@ pub fn run_case(
     min_runs: usize,
 ) -> Result<BenchResult> {
     let mut prepared = Prepared::new(case, mode)?;
-    let pool = thread_pool(threads)?;
-    let mut once = || -> Result<Duration> {
-        let start = Instant::now();
-        prepared.run()?;
-        Ok(start.elapsed())
-    };
-    let mut times = pool.install(|| -> Result<Vec<Duration>> {
-        once()?;
-        let start = Instant::now();
-        let mut times = Vec::new();
-        while times.len() < min_runs || start.elapsed() < budget {
-            times.push(once()?);
-        }
-        Ok(times)
-    })?;
-    times.sort();
-    let median = times[times.len() / 2].as_secs_f64();
+    let median = median_secs(threads, budget, min_runs, || prepared.run())?;
     Ok(BenchResult {
         case,
         mode,
@@ -281,6 +265,33 @@ pub fn run_case(
         ms: median * 1e3,
         gflops: prepared.flops() / median / 1e9,
     })
+}
+
+/// Seconds of the median run of `f` on a pool of `threads`: one warm-up run, then runs until
+/// `budget` has passed (at least `min_runs`).
+pub fn median_secs(
+    threads: usize,
+    budget: Duration,
+    min_runs: usize,
+    mut f: impl FnMut() -> Result<()> + Send,
+) -> Result<f64> {
+    let pool = thread_pool(threads)?;
+    let mut once = || -> Result<Duration> {
+        let start = Instant::now();
+        f()?;
+        Ok(start.elapsed())
+    };
+    let mut times = pool.install(|| -> Result<Vec<Duration>> {
+        once()?;
+        let start = Instant::now();
+        let mut times = Vec::new();
+        while times.len() < min_runs.max(1) || start.elapsed() < budget {
+            times.push(once()?);
+        }
+        Ok(times)
+    })?;
+    times.sort();
+    Ok(times[times.len() / 2].as_secs_f64())
 }
 
 /// The CPU's name as the OS gives it (`model name` in /proc/cpuinfo on Linux), or "unknown CPU";

@@ -2,11 +2,13 @@
 //!
 //! The thin layer between PyTorch's world and the kernels: state_dict keys and shapes
 //! ([`state_dict`]), safetensors files ([`tensors`]), batch-first layouts and named results
-//! ([`model`]), and the timing harness behind `recur bench` ([`bench`](mod@bench)).
+//! ([`model`]), the timing harness behind `recur bench` ([`bench`](mod@bench)), and its
+//! contrast of a recurrence with causal self-attention ([`contrast`]).
 
 #![warn(missing_docs)]
 
 pub mod bench;
+pub mod contrast;
 pub mod error;
 pub mod model;
 pub mod state_dict;

@@ -5,6 +5,7 @@
 
 use clap::{Parser, Subcommand, ValueEnum};
 use recur::bench::{reference_cases, run_case, BenchCase, BenchMode, BenchResult};
+use recur::contrast::{run_contrast, ContrastCase, ContrastResult, CONTRAST_STEPS};
 use recur::error::{Error, Result};
 use recur::model::{thread_pool, Model};
 use recur::state_dict::{self, CellFamily};
@@ -133,6 +134,14 @@ struct BenchArgs {
     /// Seconds of timed runs per case (after one warm-up run).
     #[arg(long, default_value_t = 1.0)]
     seconds: f64,
+    /// Time the RNN (--cell, default lstm; width --hidden, default 512; --batch, default 8)
+    /// beside causal self-attention of that width over the same steps (--seq, default 16, 64,
+    /// 256, 1024 and 4096), inference, at 1 thread and at --threads.
+    #[arg(long)]
+    contrast: bool,
+    /// Attention heads for --contrast (dividing the width).
+    #[arg(long, default_value_t = 8, requires = "contrast")]
+    heads: usize,
 }
 
 /// The most threads `--threads` takes: far past any core count this is for, short of a
@@ -202,6 +211,9 @@ fn run_bench(args: &BenchArgs) -> Result<()> {
             args.seconds
         )));
     }
+    if args.contrast {
+        return run_contrast_bench(args, threads);
+    }
     let shape = [args.seq, args.batch, args.input, args.hidden];
     let cases = match (args.cell, shape) {
         (None, [None, None, None, None]) => reference_cases()
@@ -251,6 +263,60 @@ fn run_bench(args: &BenchArgs) -> Result<()> {
             if std::mem::take(&mut header) {
                 println!("{}", r.table_title());
                 println!("{}", BenchResult::table_header());
+            }
+            match args.format {
+                Format::Json => println!("{}", r.json()),
+                Format::Table => println!("{}", r.table_row()),
+            }
+        }
+    }
+    Ok(())
+}
+
+fn run_contrast_bench(args: &BenchArgs, threads: usize) -> Result<()> {
+    if args.input.is_some() || args.mode.is_some() || args.layers != 1 || args.bidirectional {
+        return Err(Error::new(
+            "--contrast times one-layer, one-direction inference of width --hidden: \
+             --input, --mode, --layers and --bidirectional do not apply",
+        ));
+    }
+    let cell = match args.cell {
+        None | Some(CellArg::Lstm) => CellKind::Lstm,
+        Some(CellArg::Gru) => CellKind::Gru,
+        Some(CellArg::Rnn) => CellKind::RnnTanh,
+    };
+    let (batch, width) = (args.batch.unwrap_or(8), args.hidden.unwrap_or(512));
+    if batch == 0 || width == 0 || args.seq == Some(0) {
+        return Err(Error::new("--seq, --batch and --hidden must be at least 1"));
+    }
+    if args.heads == 0 || width % args.heads != 0 {
+        return Err(Error::new(format!(
+            "--heads {} for width {width}, expected a number of heads >= 1 that divides it",
+            args.heads
+        )));
+    }
+    let steps = match args.seq {
+        Some(t) => vec![t],
+        None => CONTRAST_STEPS.to_vec(),
+    };
+    let mut counts = vec![1, threads];
+    counts.dedup();
+    recur_kernels::Isa::detect()?;
+    let budget = Duration::from_secs_f64(args.seconds);
+    let mut header = args.format == Format::Table;
+    for &seq in &steps {
+        for &n in &counts {
+            let case = ContrastCase {
+                cell,
+                seq,
+                batch,
+                width,
+                heads: args.heads,
+            };
+            let r = run_contrast(case, n, budget, 3)?;
+            if std::mem::take(&mut header) {
+                println!("# {} ({} kernels)", r.cpu, r.isa.name());
+                println!("{}", ContrastResult::table_header());
             }
             match args.format {
                 Format::Json => println!("{}", r.json()),

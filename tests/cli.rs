@@ -565,6 +565,59 @@ fn unwritable_output() {
     assert_rejected(&r, "cannot write");
 }
 
+/// `--contrast` times the RNN and the attention of one shape at 1 thread and at --threads.
+#[test]
+fn bench_contrast_json_lines() {
+    let out = Command::new(env!("CARGO_BIN_EXE_recur"))
+        .args([
+            "bench",
+            "--contrast",
+            "--cell",
+            "gru",
+            "--seq",
+            "5",
+            "--batch",
+            "2",
+        ])
+        .args(["--hidden", "12", "--heads", "3", "--threads", "2"])
+        .args(["--format", "json", "--seconds", "0.01"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    for (line, threads) in lines.iter().zip(["\"threads\":1,", "\"threads\":2,"]) {
+        for key in [
+            "\"contrast\":true",
+            "\"cell\":\"gru\"",
+            "\"seq\":5,",
+            "\"width\":12,",
+            "\"heads\":3,",
+            threads,
+            "\"rnn_ms\":",
+            "\"attention_ms\":",
+            "\"attention_gflops\":",
+        ] {
+            assert!(line.contains(key), "{key} missing in {line}");
+        }
+    }
+}
+
+#[test]
+fn bench_contrast_bad_arguments_are_rejected() {
+    let (stderr, _) = recur_fails(&["bench", "--contrast", "--hidden", "12", "--heads", "5"]);
+    assert!(stderr.contains("--heads 5 for width 12"), "{stderr}");
+    let (stderr, _) = recur_fails(&["bench", "--contrast", "--input", "12"]);
+    assert!(stderr.contains("--input, --mode"), "{stderr}");
+    let (stderr, _) = recur_fails(&["bench", "--heads", "4"]);
+    assert!(stderr.contains("--contrast"), "{stderr}");
+}
+
 #[test]
 fn bench_json_line() {
     let out = Command::new(env!("CARGO_BIN_EXE_recur"))

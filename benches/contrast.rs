@@ -1,0 +1,50 @@
+//! Criterion benches of the contrast `recur bench --contrast` prints: an LSTM layer's inference
+//! forward beside causal self-attention of the same width (512, 8 heads) over the same steps,
+//! batch 8, at T = 64, 256 and 1024. Threads: RAYON_NUM_THREADS (default: all cores); kernels:
+//! RECUR_ISA (default: the best available). Throughput is in FLOPs.
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use pprof::criterion::{Output, PProfProfiler};
+use recur::bench::{BenchCase, BenchMode, Prepared};
+use recur::contrast::PreparedAttention;
+use recur_kernels::{CellKind, RnnDesc};
+
+const WIDTH: usize = 512;
+const HEADS: usize = 8;
+const BATCH: usize = 8;
+
+fn rnn_vs_attention(c: &mut Criterion) {
+    let mut group = c.benchmark_group("rnn_vs_attention");
+    group.sample_size(10);
+    for seq in [64, 256, 1024] {
+        let case = BenchCase {
+            desc: RnnDesc::new(CellKind::Lstm, WIDTH, WIDTH),
+            seq,
+            batch: BATCH,
+        };
+        let mut rnn = Prepared::new(case, BenchMode::Infer).unwrap();
+        group.throughput(Throughput::Elements(rnn.flops() as u64));
+        group.bench_function(BenchmarkId::new("lstm", format!("T{seq}")), |b| {
+            b.iter(|| rnn.run().unwrap())
+        });
+        drop(rnn);
+        let mut att = PreparedAttention::new(WIDTH, HEADS, seq, BATCH).unwrap();
+        group.throughput(Throughput::Elements(att.flops() as u64));
+        group.bench_function(BenchmarkId::new("attention", format!("T{seq}")), |b| {
+            b.iter(|| att.run().unwrap())
+        });
+    }
+    group.finish();
+}
+
+/// With `-- --profile-time SECONDS`, pprof writes a flamegraph per bench (profiles/README.md).
+fn config() -> Criterion {
+    Criterion::default().with_profiler(PProfProfiler::new(250, Output::Flamegraph(None)))
+}
+
+criterion_group! {
+    name = benches;
+    config = config();
+    targets = rnn_vs_attention
+}
+criterion_main!(benches);

@@ -1,0 +1,196 @@
+//! `recur bench --contrast`: the sequential cost of a recurrence beside a parallel baseline,
+//! causal self-attention of the same width over the same steps (the kernels crate's
+//! [`CausalAttention`]).
+//!
+//! An RNN layer does `O(T D²)` work but in T dependent steps: each step is a small GEMM (B rows)
+//! that waits for the one before, so neither long sequences nor more cores shorten its chain.
+//! Attention does `O(T D² + T² D)` work with no dependence between steps: two large GEMMs over
+//! all T * B rows and (batch entry, head) tasks that all run at once. The table shows where
+//! each wins as T grows, and how each uses a second core.
+
+use crate::bench::{cpu_name, median_secs, BenchCase, BenchMode, Prepared};
+use crate::error::Result;
+use recur_kernels::{
+    attention_flops, AttentionParams, AttentionWorkspace, CausalAttention, CellKind, Isa, RnnDesc,
+    SplitMix64,
+};
+use std::time::Duration;
+
+/// The steps the contrast sweeps when none is given.
+pub const CONTRAST_STEPS: [usize; 5] = [16, 64, 256, 1024, 4096];
+
+/// One shape of the contrast: an RNN layer of width D (input and hidden) and an attention layer
+/// of width D with `heads` heads, both over T steps of B sequences.
+#[derive(Debug, Clone, Copy)]
+pub struct ContrastCase {
+    /// The recurrence.
+    pub cell: CellKind,
+    /// Steps, T.
+    pub seq: usize,
+    /// Sequences, B.
+    pub batch: usize,
+    /// Width D.
+    pub width: usize,
+    /// Attention heads (dividing D).
+    pub heads: usize,
+}
+
+/// An attention forward made ready to run: weights packed, input and workspace allocated once.
+pub struct PreparedAttention {
+    att: CausalAttention,
+    ws: AttentionWorkspace,
+    x: Vec<f32>,
+    out: Vec<f32>,
+    flops: f64,
+}
+
+impl PreparedAttention {
+    /// Random weights and input for (D, heads, T, B).
+    pub fn new(width: usize, heads: usize, seq: usize, batch: usize) -> Result<Self> {
+        let ws = AttentionWorkspace::new(width, seq, batch)?;
+        let params = AttentionParams::<f32>::random(width, heads, 1)?;
+        let att = CausalAttention::new(&params)?;
+        let n = seq * batch * width; // fits: the workspace holds 3n floats
+        let mut x = vec![0.0f32; n];
+        SplitMix64(2).fill_uniform(&mut x, 1.0);
+        Ok(PreparedAttention {
+            att,
+            ws,
+            x,
+            out: vec![0.0; n],
+            flops: attention_flops(width, seq, batch),
+        })
+    }
+
+    /// One forward.
+    pub fn run(&mut self) -> Result<()> {
+        Ok(self.att.forward(&mut self.ws, &self.x, &mut self.out)?)
+    }
+
+    /// Its FLOPs ([`attention_flops`]).
+    pub fn flops(&self) -> f64 {
+        self.flops
+    }
+
+    /// The kernels it runs.
+    pub fn isa(&self) -> Isa {
+        self.att.isa()
+    }
+}
+
+/// The timings of one [`ContrastCase`] on one thread count.
+#[derive(Debug, Clone)]
+pub struct ContrastResult {
+    /// What was timed.
+    pub case: ContrastCase,
+    /// Threads.
+    pub threads: usize,
+    /// The kernels both ran with.
+    pub isa: Isa,
+    /// The CPU.
+    pub cpu: &'static str,
+    /// Median ms of the RNN's forward (inference).
+    pub rnn_ms: f64,
+    /// Its GEMM GFLOP/s.
+    pub rnn_gflops: f64,
+    /// Median ms of the attention forward.
+    pub attention_ms: f64,
+    /// Its GFLOP/s.
+    pub attention_gflops: f64,
+}
+
+impl ContrastResult {
+    /// The header of [`ContrastResult::table_row`]'s table.
+    pub fn table_header() -> String {
+        format!(
+            "{:<6} {:>5} {:>4} {:>5} {:>5} {:>3} {:>10} {:>9} {:>10} {:>9} {:>9} {:>11}",
+            "rnn",
+            "T",
+            "B",
+            "D",
+            "heads",
+            "thr",
+            "rnn ms",
+            "GFLOP/s",
+            "attn ms",
+            "GFLOP/s",
+            "attn/rnn",
+            "rnn us/step"
+        )
+    }
+
+    /// One line: both times, their rates, attention's time over the RNN's, and the RNN's time
+    /// per dependent step.
+    pub fn table_row(&self) -> String {
+        let c = &self.case;
+        format!(
+            "{:<6} {:>5} {:>4} {:>5} {:>5} {:>3} {:>10.3} {:>9.1} {:>10.3} {:>9.1} {:>8.2}x {:>11.1}",
+            c.cell.name().trim_end_matches("_tanh"),
+            c.seq,
+            c.batch,
+            c.width,
+            c.heads,
+            self.threads,
+            self.rnn_ms,
+            self.rnn_gflops,
+            self.attention_ms,
+            self.attention_gflops,
+            self.attention_ms / self.rnn_ms,
+            self.rnn_ms * 1e3 / c.seq as f64
+        )
+    }
+
+    /// One JSON line: {"contrast","cell","seq","batch","width","heads","threads","isa","cpu",
+    /// "rnn_ms","rnn_gflops","attention_ms","attention_gflops"}.
+    pub fn json(&self) -> String {
+        let c = &self.case;
+        format!(
+            "{{\"contrast\":true,\"cell\":\"{}\",\"seq\":{},\"batch\":{},\"width\":{},\"heads\":{},\
+             \"threads\":{},\"isa\":\"{}\",\"cpu\":{},\"rnn_ms\":{:.4},\"rnn_gflops\":{:.2},\
+             \"attention_ms\":{:.4},\"attention_gflops\":{:.2}}}",
+            c.cell.name(),
+            c.seq,
+            c.batch,
+            c.width,
+            c.heads,
+            self.threads,
+            self.isa.name(),
+            serde_json::Value::from(self.cpu),
+            self.rnn_ms,
+            self.rnn_gflops,
+            self.attention_ms,
+            self.attention_gflops
+        )
+    }
+}
+
+/// Times `case`'s RNN inference and its attention forward on `threads`, each for `budget`
+/// (median of at least `min_runs`), the RNN first.
+pub fn run_contrast(
+    case: ContrastCase,
+    threads: usize,
+    budget: Duration,
+    min_runs: usize,
+) -> Result<ContrastResult> {
+    let rnn = BenchCase {
+        desc: RnnDesc::new(case.cell, case.width, case.width),
+        seq: case.seq,
+        batch: case.batch,
+    };
+    let mut prepared = Prepared::new(rnn, BenchMode::Infer)?;
+    let rnn_s = median_secs(threads, budget, min_runs, || prepared.run())?;
+    let rnn_flops = prepared.flops();
+    drop(prepared);
+    let mut att = PreparedAttention::new(case.width, case.heads, case.seq, case.batch)?;
+    let att_s = median_secs(threads, budget, min_runs, || att.run())?;
+    Ok(ContrastResult {
+        case,
+        threads,
+        isa: att.isa(),
+        cpu: cpu_name(),
+        rnn_ms: rnn_s * 1e3,
+        rnn_gflops: rnn_flops / rnn_s / 1e9,
+        attention_ms: att_s * 1e3,
+        attention_gflops: att.flops() / att_s / 1e9,
+    })
+}
