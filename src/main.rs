@@ -289,7 +289,7 @@ fn run_contrast_bench(args: &BenchArgs, threads: usize) -> Result<()> {
     if batch == 0 || width == 0 || args.seq == Some(0) {
         return Err(Error::new("--seq, --batch and --hidden must be at least 1"));
     }
-    if args.heads == 0 || width % args.heads != 0 {
+    if args.heads == 0 || !width.is_multiple_of(args.heads) {
         return Err(Error::new(format!(
             "--heads {} for width {width}, expected a number of heads >= 1 that divides it",
             args.heads

@@ -9,11 +9,13 @@
 //! - per (batch entry, head), independent tasks on the rayon pool: its keys and values packed
 //!   as the micro-kernel streams them, then for each tile of query rows the scores against the
 //!   keys up to the tile's last row only (the causal half of the product), each row's softmax of
-//!   `scores / sqrt(D / heads)` over its own steps, and the tile's outputs `P V`;
+//!   `scores / sqrt(D / heads)` over its own steps, and the tile's outputs `P V`, each row's over
+//!   its own steps only (so a later step's value, even infinite or NaN, never reaches it);
 //! - `out = O W_outᵀ + b_out`: one GEMM again.
 //!
 //! Results are bit-identical at any thread count: a task's arithmetic does not depend on which
-//! thread runs it, and the GEMMs' splits keep every element's FMA chain.
+//! thread runs it, and the GEMMs' splits keep every element's FMA chain. Buffers live in the
+//! [`AttentionWorkspace`]; the tasks' scratch is allocated by the first forward and reused.
 
 use crate::aligned::Buf;
 use crate::error::{check_len, size, Error, Result};
@@ -99,7 +101,7 @@ impl<T: Float> AttentionParams<T> {
 fn check_dims(d_model: usize, heads: usize) -> Result<()> {
     match d_model >= 1 && heads >= 1 && d_model.is_multiple_of(heads) {
         true => Ok(()),
-        false => Err(Error::InvalidDesc(format!(
+        false => Err(Error::Mismatch(format!(
             "attention of width {d_model} with {heads} heads, expected a width >= 1 that the \
              heads (>= 1) divide"
         ))),
@@ -162,7 +164,7 @@ impl CausalAttention {
     }
 
     /// `out` `(T, B, D)` = the attention of `x` `(T, B, D)`, both time-major, on the current
-    /// rayon pool; `ws` must have been made for this D, T and B.
+    /// rayon pool; `ws` (made for this D) sets T and B.
     pub fn forward(&self, ws: &mut AttentionWorkspace, x: &[f32], out: &mut [f32]) -> Result<()> {
         let (t, b, d) = (ws.t, ws.b, self.d);
         if ws.d != d {
@@ -175,105 +177,187 @@ impl CausalAttention {
         check_len("input", x, rows * d)?;
         check_len("output", out, rows * d)?;
         gemm(rows, x, d, &self.w_in, &mut ws.qkv, 3 * d, false);
-        self.attend(ws);
+        self.attend(ws)?;
         gemm(rows, &ws.o, d, &self.w_out, out, d, false);
         Ok(())
     }
 
-    /// O = the causal attention of each head of Q, K, V (in `ws.qkv`), into `ws.o`.
-    fn attend(&self, ws: &mut AttentionWorkspace) {
-        let (t, b, d, heads) = (ws.t, ws.b, self.d, self.heads);
-        let dh = d / heads;
+    /// O = the causal attention of each head of Q, K, V (in `ws.qkv`), into `ws.o`: a task
+    /// per (batch entry, head), each with scratch buffers from the workspace's pool.
+    fn attend(&self, ws: &mut AttentionWorkspace) -> Result<()> {
+        let (t, b, d) = (ws.t, ws.b, self.d);
+        let dh = d / self.heads;
+        let nr = shape(self.isa).nr;
+        let g = Geometry {
+            t,
+            b,
+            d,
+            dh,
+            keys: t.div_ceil(nr) * nr,
+            vcols: dh.div_ceil(nr) * nr,
+        };
+        let need = [g.keys * dh, t * g.vcols, shape(self.isa).mr * g.keys];
+        let (qkv, o, pool) = (&ws.qkv[..], OutPtr(ws.o.as_mut_ptr()), &ws.scratch);
+        (0..b * self.heads)
+            .into_par_iter()
+            .try_for_each(|task| -> Result<()> {
+                let mut sc = Scratch::take(pool, need)?;
+                self.head(&g, qkv, o, task, &mut sc);
+                Scratch::give_back(pool, sc);
+                Ok(())
+            })
+    }
+
+    /// The outputs of task `task`'s (batch entry, head) for every step, into its block of `o`.
+    fn head(&self, g: &Geometry, qkv: &[f32], o: OutPtr, task: usize, sc: &mut Scratch) {
+        let Geometry {
+            t,
+            b,
+            d,
+            dh,
+            keys,
+            vcols,
+        } = *g;
         let sh = shape(self.isa);
         let (mr, nr) = (sh.mr, sh.nr);
-        let keys = t.div_ceil(nr) * nr; // the scores' row stride: whole panels of keys
-        let vcols = dh.div_ceil(nr) * nr;
         let scale = 1.0 / (dh as f32).sqrt();
-        let (qkv, o) = (&ws.qkv[..], OutPtr(ws.o.as_mut_ptr()));
-        let zero_bias = vec![0.0f32; nr];
-        (0..b * heads).into_par_iter().for_each_init(
-            // Per rayon job, not per task: the packed K and V of one (entry, head) and a
-            // tile's scores, reused by every task the job runs.
-            || Scratch {
-                k: Buf::zeros(keys * dh),
-                v: Buf::zeros(t * vcols),
-                s: Buf::zeros(mr * keys),
-            },
-            |sc, task| {
-                let (e, h) = (task / heads, task % heads);
-                // Row `i` of Q, K or V for this entry and head: step i's row of qkv.
-                let at = |which: usize, i: usize| (i * b + e) * 3 * d + which * d + h * dh;
-                pack_keys(qkv, &at, t, dh, nr, &mut sc.k);
-                pack_values(qkv, &at, t, dh, nr, &mut sc.v);
-                for r0 in (0..t).step_by(mr) {
-                    let rows = mr.min(t - r0);
-                    // The keys this tile needs: up to its last row's step.
-                    let width = r0 + rows;
-                    for p in 0..width.div_ceil(nr) {
-                        // SAFETY: Q's rows r0..r0+rows of this head are dh floats each at
-                        // stride B*3D inside qkv (ws sized T*B*3D); panel p of sc.k holds dh
-                        // steps of nr floats; the scores' rows hold `keys` floats, columns
-                        // p*nr..p*nr+nr < keys; the ISA was checked when packing.
-                        unsafe {
-                            microkernel::tile(
-                                self.isa,
-                                rows,
-                                dh,
-                                qkv.as_ptr().add(at(0, r0)),
-                                b * 3 * d,
-                                sc.k.as_ptr().add(p * dh * nr),
-                                nr,
-                                zero_bias.as_ptr(),
-                                sc.s.as_mut_ptr().add(p * nr),
-                                keys,
-                                nr,
-                                false,
-                            )
-                        };
-                    }
-                    for i in 0..rows {
-                        let row = &mut sc.s[i * keys..][..width];
-                        let (mine, later) = row.split_at_mut(r0 + i + 1);
-                        crate::activation::softmax(self.isa, mine, scale);
-                        // Zero weights for the steps after this row's: the tile's P V runs
-                        // over the keys of its last row.
-                        later.fill(0.0);
-                    }
-                    for q in 0..vcols / nr {
-                        // SAFETY: the scores hold `rows` rows of `width` floats at stride
-                        // `keys`; panel q of sc.v holds T >= width steps of nr floats; the
-                        // output block (rows r0..r0+rows of this entry, this head's columns
-                        // q*nr..q*nr+cols < dh) is this task's alone (tasks are distinct
-                        // (entry, head) pairs) and inside o (T*B*D floats).
-                        unsafe {
-                            let cols = nr.min(dh - q * nr);
-                            microkernel::tile(
-                                self.isa,
-                                rows,
-                                width,
-                                sc.s.as_ptr(),
-                                keys,
-                                sc.v.as_ptr().add(q * t * nr),
-                                nr,
-                                zero_bias.as_ptr(),
-                                o.at((r0 * b + e) * d + h * dh + q * nr),
-                                b * d,
-                                cols,
-                                false,
-                            )
-                        };
+        let zero_bias = [0.0f32; 32];
+        debug_assert!(nr <= zero_bias.len());
+        let (e, h) = (task / self.heads, task % self.heads);
+        // Row `i` of Q, K or V for this entry and head: step i's row of qkv.
+        let at = |which: usize, i: usize| (i * b + e) * 3 * d + which * d + h * dh;
+        let out = |i: usize| (i * b + e) * d + h * dh;
+        pack_keys(qkv, &at, t, dh, nr, &mut sc.k);
+        pack_values(qkv, &at, t, dh, nr, &mut sc.v);
+        for r0 in (0..t).step_by(mr) {
+            let rows = mr.min(t - r0);
+            // The keys this tile's scores need: up to its last row's step.
+            let width = r0 + rows;
+            for p in 0..width.div_ceil(nr) {
+                // SAFETY: Q's rows r0..r0+rows of this head are dh floats each at stride B*3D
+                // inside qkv (T*B*3D floats); panel p of sc.k holds dh steps of nr floats
+                // (p*nr < width <= keys); the scores' rows hold `keys` floats, columns
+                // p*nr..p*nr+nr <= keys; rows <= mr; the ISA was checked when packing.
+                unsafe {
+                    microkernel::tile(
+                        self.isa,
+                        rows,
+                        dh,
+                        qkv.as_ptr().add(at(0, r0)),
+                        b * 3 * d,
+                        sc.k.as_ptr().add(p * dh * nr),
+                        nr,
+                        zero_bias.as_ptr(),
+                        sc.s.as_mut_ptr().add(p * nr),
+                        keys,
+                        nr,
+                        false,
+                    )
+                };
+            }
+            for i in 0..rows {
+                crate::activation::softmax(self.isa, &mut sc.s[i * keys..][..r0 + i + 1], scale);
+            }
+            // P V over each row's own steps only, never a later one's value (a zero weight
+            // times an infinite or NaN value would still reach the row): steps 0..=r0, which
+            // every row of the tile has, for the whole tile; then row i's steps r0+1..=r0+i,
+            // added row by row.
+            for q in 0..vcols / nr {
+                let cols = nr.min(dh - q * nr);
+                let v = sc.v[q * t * nr..].as_ptr();
+                // SAFETY: the scores hold `rows` rows at stride `keys`, row i with its r0+i+1
+                // weights; panel q of sc.v holds T steps of nr floats (r0 + i < T); the output
+                // rows r0..r0+rows of this entry, this head's columns q*nr..q*nr+cols <= dh,
+                // are this task's alone (tasks are distinct (entry, head) pairs) and inside o
+                // (T*B*D floats); rows <= mr.
+                unsafe {
+                    microkernel::tile(
+                        self.isa,
+                        rows,
+                        r0 + 1,
+                        sc.s.as_ptr(),
+                        keys,
+                        v,
+                        nr,
+                        zero_bias.as_ptr(),
+                        o.at(out(r0) + q * nr),
+                        b * d,
+                        cols,
+                        false,
+                    );
+                    for i in 1..rows {
+                        microkernel::tile(
+                            self.isa,
+                            1,
+                            i,
+                            sc.s.as_ptr().add(i * keys + r0 + 1),
+                            keys,
+                            v.add((r0 + 1) * nr),
+                            nr,
+                            zero_bias.as_ptr(),
+                            o.at(out(r0 + i) + q * nr),
+                            b * d,
+                            cols,
+                            true,
+                        );
                     }
                 }
-            },
-        );
+            }
+        }
     }
 }
 
-/// One job's buffers (see `attend`).
+/// The sizes of one forward's per-head work.
+#[derive(Clone, Copy)]
+struct Geometry {
+    t: usize,
+    b: usize,
+    d: usize,
+    /// Features per head.
+    dh: usize,
+    /// The scores' row stride: T in whole panels of keys.
+    keys: usize,
+    /// A head's features in whole panels.
+    vcols: usize,
+}
+
+/// One task's buffers: its head's packed K and V and a tile's scores. The workspace keeps them
+/// in a pool, so that a forward allocates only the first time (one set per task running at
+/// once, at most one per thread).
+#[derive(Debug)]
 struct Scratch {
     k: Buf,
     v: Buf,
     s: Buf,
+}
+
+/// The workspace's pool of [`Scratch`] sets.
+type ScratchPool = std::sync::Mutex<Vec<Scratch>>;
+
+impl Scratch {
+    /// A set of the sizes `need` (K, V, scores) from `pool`, or a new one (an error where there
+    /// is no room); a set of other sizes (other weights, another ISA) is dropped.
+    fn take(pool: &ScratchPool, need: [usize; 3]) -> Result<Scratch> {
+        let mut sets = pool.lock().unwrap_or_else(|e| e.into_inner());
+        while let Some(sc) = sets.pop() {
+            if [sc.k.len(), sc.v.len(), sc.s.len()] == need {
+                return Ok(sc);
+            }
+        }
+        drop(sets);
+        let buf = |n: usize| {
+            Buf::try_zeros(n).ok_or_else(|| crate::error::no_room::<f32>("attention scratch", n))
+        };
+        Ok(Scratch {
+            k: buf(need[0])?,
+            v: buf(need[1])?,
+            s: buf(need[2])?,
+        })
+    }
+
+    fn give_back(pool: &ScratchPool, sc: Scratch) {
+        pool.lock().unwrap_or_else(|e| e.into_inner()).push(sc);
+    }
 }
 
 /// K of one head as panels of `nr` keys: panel p, step j (feature), lane l = K[p*nr + l][j];
@@ -318,8 +402,9 @@ fn pack_values(
     }
 }
 
-/// The buffers of one attention forward of `(T, B, D)`: Q, K, V of every step and the heads'
-/// outputs, made once.
+/// The buffers of attention forwards of `(T, B, D)`: Q, K, V of every step, the heads'
+/// outputs, and each running task's scratch (allocated by the first forward, reused after).
+/// The workspace sets T and B: a forward's input and output hold `T * B * D` floats.
 #[derive(Debug)]
 pub struct AttentionWorkspace {
     d: usize,
@@ -327,6 +412,7 @@ pub struct AttentionWorkspace {
     b: usize,
     qkv: Buf,
     o: Buf,
+    scratch: ScratchPool,
 }
 
 impl AttentionWorkspace {
@@ -349,6 +435,7 @@ impl AttentionWorkspace {
             b,
             qkv: buf("attention Q, K, V", qkv)?,
             o: buf("attention output", o)?,
+            scratch: ScratchPool::default(),
         })
     }
 }

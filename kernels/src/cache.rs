@@ -1,6 +1,7 @@
-//! The size of a core's L2, read once at start-up: whether a recurrent weight stays resident in
+//! A thread's share of L2, read once at start-up: whether a recurrent weight stays resident in
 //! each thread's L2 from step to step decides how a direction's steps are cut (see
-//! `forward::l2_resident`). Zen 5 has 1 MiB a core, recent Intel Xeons 2 MiB.
+//! `forward::l2_resident`). Zen 5 has 1 MiB a core, recent Intel Xeons 2 MiB; an L2 that
+//! several logical CPUs share (SMT siblings, or a cluster of small cores) is divided among them.
 
 use std::path::Path;
 use std::sync::OnceLock;
@@ -9,7 +10,8 @@ use std::sync::OnceLock;
 /// of the x86 cores this crate is tuned on, so a weight judged resident is resident there.
 const FALLBACK_L2_BYTES: usize = 1 << 20;
 
-/// Bytes of one core's L2 (cpu0's, as Linux's sysfs reports it), or 1 MiB if unknown.
+/// Bytes of L2 per logical CPU (cpu0's L2, as Linux's sysfs reports it, over the CPUs that
+/// share it), or 1 MiB if unknown.
 pub(crate) fn l2_bytes() -> usize {
     static L2: OnceLock<usize> = OnceLock::new();
     *L2.get_or_init(|| {
@@ -29,10 +31,24 @@ fn l2_from_sysfs(dir: &Path) -> Option<usize> {
         let level = read(&entry, "level")?;
         let kind = read(&entry, "type")?;
         match is_index && level.trim() == "2" && kind.trim() != "Instruction" {
-            true => parse_size(&read(&entry, "size")?),
+            true => {
+                let sharing = read(&entry, "shared_cpu_list").map_or(Some(1), |l| cpu_count(&l));
+                Some(parse_size(&read(&entry, "size")?)? / sharing?)
+            }
             false => None,
         }
     })
+}
+
+/// How many CPUs a sysfs CPU list names (`0`, `0-1`, `0,2`, `0-3,8-11`); `None` if it is not
+/// one or names none.
+fn cpu_count(list: &str) -> Option<usize> {
+    let count = list.trim().split(',').try_fold(0usize, |n, part| {
+        let (lo, hi) = part.split_once('-').unwrap_or((part, part));
+        let (lo, hi) = (lo.parse::<usize>().ok()?, hi.parse::<usize>().ok()?);
+        (lo <= hi).then(|| n + (hi - lo + 1))
+    })?;
+    (count > 0).then_some(count)
 }
 
 /// A sysfs cache size: `2048K`, `1M`, or plain bytes; `None` when it is not one (or is 0).
@@ -54,6 +70,17 @@ fn parse_size(s: &str) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cpu_lists_count_as_sysfs_writes_them() {
+        assert_eq!(cpu_count("0\n"), Some(1));
+        assert_eq!(cpu_count("0-1"), Some(2));
+        assert_eq!(cpu_count("0,2"), Some(2));
+        assert_eq!(cpu_count("0-3,8-11"), Some(8));
+        for bad in ["", "x", "3-1", "0-", "1,,2"] {
+            assert_eq!(cpu_count(bad), None, "{bad:?}");
+        }
+    }
 
     #[test]
     fn sizes_parse_as_sysfs_writes_them() {
@@ -85,6 +112,9 @@ mod tests {
             }
         }
         assert_eq!(l2_from_sysfs(&dir), Some(2 << 20));
+        // Shared by two SMT siblings: half each.
+        std::fs::write(dir.join("index3/shared_cpu_list"), "0,64\n").unwrap();
+        assert_eq!(l2_from_sysfs(&dir), Some(1 << 20));
         std::fs::remove_dir_all(dir.join("index3")).unwrap();
         assert_eq!(l2_from_sysfs(&dir), None);
         std::fs::remove_dir_all(&dir).unwrap();

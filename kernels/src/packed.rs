@@ -280,8 +280,8 @@ fn panel_cols(isa: Isa, n: usize) -> usize {
 /// Lets tasks write disjoint blocks of one C.
 #[derive(Clone, Copy)]
 pub(crate) struct OutPtr(pub(crate) *mut f32);
-// SAFETY: used only by the GEMM drivers (here and gemm_tn.rs), whose tasks write pairwise
-// disjoint blocks of C.
+// SAFETY: used only by the GEMM drivers (here and gemm_tn.rs) and the attention's heads
+// (attention.rs), whose tasks write pairwise disjoint blocks of C.
 unsafe impl Send for OutPtr {}
 // SAFETY: as above.
 unsafe impl Sync for OutPtr {}

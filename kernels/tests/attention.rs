@@ -73,31 +73,41 @@ fn bit_identical_at_1_2_3_threads() {
     }
 }
 
-/// Changing the input at steps after t leaves every output up to t as it was, bit for bit.
+/// Changing the input at steps after t, even to infinities and NaNs, leaves every output up to
+/// t as it was, bit for bit, on every path (the cuts fall at the first, a middle and the last
+/// row of a tile of query rows).
 #[test]
 fn later_steps_never_reach_earlier_outputs() {
-    let (d, heads, t, b) = (24, 2, 20, 2);
+    let (d, heads, t, b) = (24, 2, 30, 2);
     let p = AttentionParams::<f32>::random(d, heads, 5).unwrap();
-    let att = CausalAttention::new(&p).unwrap();
     let x = input(t, b, d, 6);
-    let base = run(&att, d, t, b, &x);
-    for cut in [0, 7, 18] {
-        let mut y = x.clone();
-        y[(cut + 1) * b * d..]
-            .iter_mut()
-            .for_each(|v| *v = -*v * 3.0 + 0.5);
-        let out = run(&att, d, t, b, &y);
-        let keep = (cut + 1) * b * d;
-        assert_eq!(
-            out[..keep],
-            base[..keep],
-            "outputs up to step {cut} changed"
-        );
-        assert_ne!(
-            out[keep..],
-            base[keep..],
-            "outputs after step {cut} did not change"
-        );
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>();
+    for isa in Isa::available() {
+        let att = CausalAttention::with_isa(&p, isa).unwrap();
+        let base = run(&att, d, t, b, &x);
+        for (cut, poison) in [
+            (0, None),
+            (7, Some(f32::NAN)),
+            (12, Some(f32::INFINITY)),
+            (28, None),
+        ] {
+            let mut y = x.clone();
+            for v in &mut y[(cut + 1) * b * d..] {
+                *v = poison.unwrap_or(-*v * 3.0 + 0.5);
+            }
+            let out = run(&att, d, t, b, &y);
+            let keep = (cut + 1) * b * d;
+            assert_eq!(
+                bits(&out[..keep]),
+                bits(&base[..keep]),
+                "{isa:?}: outputs to step {cut} changed"
+            );
+            assert_ne!(
+                bits(&out[keep..]),
+                bits(&base[keep..]),
+                "{isa:?}: outputs after step {cut} did not change"
+            );
+        }
     }
 }
 

@@ -378,15 +378,18 @@ mod tests {
         }
     }
 
-    /// Rows of every length to 70 (tails of each vector width), with the largest value in the
-    /// body or in the tail and scores far apart (weights underflowing to 0), against f64.
+    /// Rows of every length to 70 (tails of each vector width), the largest value placed first,
+    /// last (in the tail) and in the middle, with scores close together and far apart (a gap
+    /// past the exp's clamp of 87, whose weights are ~0), against f64; a NaN anywhere makes
+    /// the whole row NaN, on every path.
     #[test]
     fn softmax_matches_f64_at_every_length() {
         let mut rng = crate::params::SplitMix64(17);
         for isa in Isa::available() {
             for n in 1..=70 {
-                for spread in [1.0, 30.0] {
-                    let x: Vec<f32> = (0..n).map(|_| (rng.uniform(spread)) as f32).collect();
+                for (spread, at) in [(1.0, 0), (30.0, n - 1), (400.0, n / 2), (400.0, n - 1)] {
+                    let mut x: Vec<f32> = (0..n).map(|_| rng.uniform(spread) as f32).collect();
+                    x[at] = spread as f32 * 1.5;
                     let scale = 0.35f32;
                     let s: Vec<f64> = x.iter().map(|&v| (scale * v) as f64).collect();
                     let m = s.iter().fold(f64::NEG_INFINITY, |m, &v| m.max(v));
@@ -400,6 +403,10 @@ mod tests {
                             "{isa:?} n={n} [{i}]: {a}, expected {want}"
                         );
                     }
+                    let mut y = x.clone();
+                    y[(at + n / 3) % n] = f32::NAN;
+                    softmax(isa, &mut y, scale);
+                    assert!(y.iter().all(|v| v.is_nan()), "{isa:?} n={n}: {y:?}");
                 }
             }
         }

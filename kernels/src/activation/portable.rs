@@ -134,7 +134,11 @@ impl Lanes for Portable {
     }
     #[inline(always)]
     fn exp(self, x: f32x8) -> f32x8 {
-        exp8(x.min(f32x8::splat(EXP_CLAMP)).max(f32x8::splat(-EXP_CLAMP)))
+        // wide's min / max drop a NaN: put it back, as the x86 paths keep it.
+        keep_nan(
+            x,
+            exp8(x.min(f32x8::splat(EXP_CLAMP)).max(f32x8::splat(-EXP_CLAMP))),
+        )
     }
     #[inline(always)]
     fn sum(self, v: f32x8) -> f32 {
