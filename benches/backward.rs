@@ -6,8 +6,9 @@
 //! Each case is `recur bench`'s own ([`recur::bench::Prepared`]): weights, workspace and
 //! gradient buffers made once outside the timed closure.
 
+mod common;
+
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use pprof::criterion::{Output, PProfProfiler};
 use recur::bench::{reference_cases, BenchMode, Prepared};
 
 fn train(c: &mut Criterion) {
@@ -29,15 +30,9 @@ fn train(c: &mut Criterion) {
     }
 }
 
-/// With `-- --profile-time SECONDS`, pprof samples each bench and writes a flamegraph to
-/// target/criterion/<group>/<case>/profile/flamegraph.svg (see profiles/README.md).
-fn config() -> Criterion {
-    Criterion::default().with_profiler(PProfProfiler::new(250, Output::Flamegraph(None)))
-}
-
 criterion_group! {
     name = benches;
-    config = config();
+    config = common::config();
     targets = train
 }
 criterion_main!(benches);

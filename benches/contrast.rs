@@ -3,8 +3,9 @@
 //! batch 8, at T = 64, 256 and 1024. Threads: RAYON_NUM_THREADS (default: all cores); kernels:
 //! RECUR_ISA (default: the best available). Throughput is in FLOPs.
 
+mod common;
+
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use pprof::criterion::{Output, PProfProfiler};
 use recur::bench::{BenchCase, BenchMode, Prepared};
 use recur::contrast::PreparedAttention;
 use recur_kernels::{CellKind, RnnDesc};
@@ -37,14 +38,9 @@ fn rnn_vs_attention(c: &mut Criterion) {
     group.finish();
 }
 
-/// With `-- --profile-time SECONDS`, pprof writes a flamegraph per bench (profiles/README.md).
-fn config() -> Criterion {
-    Criterion::default().with_profiler(PProfProfiler::new(250, Output::Flamegraph(None)))
-}
-
 criterion_group! {
     name = benches;
-    config = config();
+    config = common::config();
     targets = rnn_vs_attention
 }
 criterion_main!(benches);

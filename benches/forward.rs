@@ -6,8 +6,9 @@
 //! are `recur bench`'s own, [`Prepared`]). Threads:
 //! RAYON_NUM_THREADS (default: all cores). Kernels: RECUR_ISA (default: the best available).
 
+mod common;
+
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use pprof::criterion::{Output, PProfProfiler};
 use recur::bench::{reference_cases, BenchCase, BenchMode, Prepared};
 use recur_kernels::{Isa, SplitMix64, WeightGemm};
 
@@ -96,15 +97,9 @@ fn sequence(c: &mut Criterion) {
     forward_with(c, "forward_inference", None);
 }
 
-/// With `-- --profile-time SECONDS`, pprof samples each bench and writes a flamegraph to
-/// target/criterion/<group>/<case>/profile/flamegraph.svg (see profiles/README.md).
-fn config() -> Criterion {
-    Criterion::default().with_profiler(PProfProfiler::new(250, Output::Flamegraph(None)))
-}
-
 criterion_group! {
     name = benches;
-    config = config();
+    config = common::config();
     targets = gemms, one_step, sequence, stacked
 }
 criterion_main!(benches);
