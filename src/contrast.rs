@@ -148,7 +148,7 @@ impl ContrastResult {
             "{{\"contrast\":true,\"cell\":\"{}\",\"seq\":{},\"batch\":{},\"width\":{},\"heads\":{},\
              \"threads\":{},\"isa\":\"{}\",\"cpu\":{},\"rnn_ms\":{:.4},\"rnn_gflops\":{:.2},\
              \"attention_ms\":{:.4},\"attention_gflops\":{:.2}}}",
-            c.cell.name(),
+            c.cell.name().trim_end_matches("_tanh"),
             c.seq,
             c.batch,
             c.width,

@@ -573,7 +573,7 @@ fn bench_contrast_json_lines() {
             "bench",
             "--contrast",
             "--cell",
-            "gru",
+            "rnn",
             "--seq",
             "5",
             "--batch",
@@ -594,7 +594,7 @@ fn bench_contrast_json_lines() {
     for (line, threads) in lines.iter().zip(["\"threads\":1,", "\"threads\":2,"]) {
         for key in [
             "\"contrast\":true",
-            "\"cell\":\"gru\"",
+            "\"cell\":\"rnn\"",
             "\"seq\":5,",
             "\"width\":12,",
             "\"heads\":3,",
