@@ -119,11 +119,11 @@ pub fn attention_flops(d_model: usize, t: usize, b: usize) -> f64 {
 /// Causal self-attention with its weights packed once for one ISA.
 #[derive(Debug, Clone)]
 pub struct CausalAttention {
-    isa: Isa,
-    d: usize,
-    heads: usize,
-    w_in: PackedB,
-    w_out: PackedB,
+    pub(crate) isa: Isa,
+    pub(crate) d: usize,
+    pub(crate) heads: usize,
+    pub(crate) w_in: PackedB,
+    pub(crate) w_out: PackedB,
 }
 
 impl CausalAttention {

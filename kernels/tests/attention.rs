@@ -1,8 +1,11 @@
 //! Causal self-attention against the scalar reference on every ISA path, bit-identical at any
-//! thread count, causal, and refusing bad input with an error.
+//! thread count, causal, decoded step by step with a KV cache to the same bits, and refusing
+//! bad input with an error.
 
 use recur_kernels::reference::causal_attention;
-use recur_kernels::{AttentionParams, AttentionWorkspace, CausalAttention, Error, Isa, SplitMix64};
+use recur_kernels::{
+    AttentionParams, AttentionWorkspace, CausalAttention, Error, Isa, KvCache, SplitMix64,
+};
 
 fn input(t: usize, b: usize, d: usize, seed: u64) -> Vec<f32> {
     let mut x = vec![0.0f32; t * b * d];
@@ -137,4 +140,60 @@ fn bad_input_is_an_error_naming_it() {
     assert!(msg(e).contains("width 16, expected the weights' width 8"));
     att.forward(&mut ws, &x, &mut out).unwrap();
     assert!(out.iter().all(|v| v.is_finite()));
+}
+
+/// Decoding step by step with a KV cache gives the forward's outputs over the whole sequence,
+/// bit for bit, on every path; after a truncate, decoding again gives the same steps again.
+#[test]
+fn decoding_step_by_step_matches_the_forward() {
+    for (n, &(d, heads, t, b)) in [(40, 2, 41, 3), (64, 1, 35, 2), (12, 3, 17, 1)]
+        .iter()
+        .enumerate()
+    {
+        let p = AttentionParams::<f32>::random(d, heads, 20 + n as u64).unwrap();
+        let x = input(t, b, d, 30 + n as u64);
+        for isa in Isa::available() {
+            let att = CausalAttention::with_isa(&p, isa).unwrap();
+            let whole = run(&att, d, t, b, &x);
+            let mut cache = KvCache::new(&att, b, t).unwrap();
+            let mut step = vec![0.0f32; b * d];
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>();
+            for i in 0..t {
+                let rows = i * b * d..(i + 1) * b * d;
+                att.decode(&mut cache, &x[rows.clone()], &mut step).unwrap();
+                assert_eq!(
+                    bits(&step),
+                    bits(&whole[rows]),
+                    "{isa:?} D {d} heads {heads}: step {i}"
+                );
+            }
+            assert_eq!(cache.len(), t);
+            let e = att.decode(&mut cache, &x[..b * d], &mut step).unwrap_err();
+            assert!(e.to_string().contains(&format!("full at {t} steps")), "{e}");
+            cache.truncate(t / 2);
+            let rows = t / 2 * b * d..(t / 2 + 1) * b * d;
+            att.decode(&mut cache, &x[rows.clone()], &mut step).unwrap();
+            assert_eq!(bits(&step), bits(&whole[rows]), "{isa:?}: after truncate");
+        }
+    }
+}
+
+#[test]
+fn a_cache_of_other_attention_or_bad_sizes_is_an_error() {
+    let p = AttentionParams::<f32>::random(8, 2, 1).unwrap();
+    let att = CausalAttention::new(&p).unwrap();
+    assert!(KvCache::new(&att, 0, 4).is_err());
+    assert!(KvCache::new(&att, 2, 0).is_err());
+    let other = CausalAttention::new(&AttentionParams::<f32>::random(8, 4, 1).unwrap()).unwrap();
+    let mut cache = KvCache::new(&other, 2, 4).unwrap();
+    let (x, mut out) = (vec![0.5f32; 16], vec![0.0f32; 16]);
+    let e = att.decode(&mut cache, &x, &mut out).unwrap_err();
+    assert!(e.to_string().contains("4 heads"), "{e}");
+    let mut cache = KvCache::new(&att, 2, 4).unwrap();
+    let e = att.decode(&mut cache, &x[..15], &mut out).unwrap_err();
+    assert!(
+        e.to_string().contains("input has 15 elements, expected 16"),
+        "{e}"
+    );
+    assert!(cache.is_empty(), "a refused step left the cache as it was");
 }
