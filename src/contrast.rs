@@ -6,13 +6,16 @@
 //! that waits for the one before, so neither long sequences nor more cores shorten its chain.
 //! Attention does `O(T D² + T² D)` work with no dependence between steps: two large GEMMs over
 //! all T * B rows and (batch entry, head) tasks that all run at once. The table shows where
-//! each wins as T grows, and how each uses a second core.
+//! each wins as T grows, and how each uses a second core. Generating one step at a time turns
+//! it round: the RNN's step costs the same at any length, attention's step T (with a
+//! [`KvCache`] of the T - 1 before it) reads every cached key and value.
 
 use crate::bench::{cpu_name, median_secs, BenchCase, BenchMode, Prepared};
 use crate::error::Result;
 use recur_kernels::{
-    attention_flops, AttentionParams, AttentionWorkspace, CausalAttention, CellKind, Isa, RnnDesc,
-    SplitMix64,
+    attention_flops, forward_inference, AttentionParams, AttentionWorkspace, CausalAttention,
+    CellKind, Isa, KvCache, Mode, Outputs, PackedWeights, Packing, Params, RnnDesc, SeqBatch,
+    SplitMix64, Workspace,
 };
 use std::time::Duration;
 
@@ -78,6 +81,100 @@ impl PreparedAttention {
     }
 }
 
+/// One generated step of an RNN layer: T = 1 from the state the last step left.
+pub struct PreparedRnnStep {
+    desc: RnnDesc,
+    batch: usize,
+    weights: PackedWeights,
+    ws: Workspace,
+    x: Vec<f32>,
+    h: Vec<f32>,
+    c: Vec<f32>,
+    out: Outputs<f32>,
+}
+
+impl PreparedRnnStep {
+    /// Random weights, input and state for a layer of width `width` over `batch` sequences.
+    pub fn new(cell: CellKind, width: usize, batch: usize) -> Result<Self> {
+        let desc = RnnDesc::new(cell, width, width);
+        let ws = Workspace::new(&desc, 1, batch, Mode::Inference)?;
+        let params = Params::<f32>::try_random(&desc, 1)?;
+        let weights = PackedWeights::with_options(&params, Isa::detect()?, Packing::Inference)?;
+        let mut rng = SplitMix64(3);
+        let mut x = vec![0.0f32; batch * width]; // fits: the workspace holds more
+        rng.fill_uniform(&mut x, 1.0);
+        let state = |rng: &mut SplitMix64| {
+            let mut v = vec![0.0f32; batch * width];
+            rng.fill_uniform(&mut v, 0.5);
+            v
+        };
+        let (h, c) = (state(&mut rng), state(&mut rng));
+        Ok(PreparedRnnStep {
+            desc,
+            batch,
+            weights,
+            ws,
+            x,
+            h,
+            c,
+            out: Outputs::try_zeros(&desc, 1, batch)?,
+        })
+    }
+
+    /// One step; its state becomes the next step's.
+    pub fn run(&mut self) -> Result<()> {
+        let mut input = SeqBatch::new(1, self.batch, &self.x).with_h0(&self.h);
+        if self.desc.cell == CellKind::Lstm {
+            input = input.with_c0(&self.c);
+        }
+        forward_inference(&self.weights, &mut self.ws, &input, &mut self.out)?;
+        self.h.copy_from_slice(&self.out.h_n);
+        if self.desc.cell == CellKind::Lstm {
+            self.c.copy_from_slice(&self.out.c_n);
+        }
+        Ok(())
+    }
+}
+
+/// Step `seq` - 1 of causal attention decoded over a [`KvCache`] of the steps before it.
+pub struct PreparedDecode {
+    att: CausalAttention,
+    cache: KvCache,
+    before: usize,
+    x: Vec<f32>,
+    out: Vec<f32>,
+}
+
+impl PreparedDecode {
+    /// Random weights, and a cache filled with `seq - 1` decoded steps of random input.
+    pub fn new(width: usize, heads: usize, seq: usize, batch: usize) -> Result<Self> {
+        let params = AttentionParams::<f32>::random(width, heads, 1)?;
+        let att = CausalAttention::new(&params)?;
+        let mut cache = KvCache::new(&att, batch, seq)?;
+        let mut rng = SplitMix64(4);
+        let mut x = vec![0.0f32; batch * width]; // fits: the cache holds more
+        let mut out = vec![0.0f32; batch * width];
+        for _ in 1..seq {
+            rng.fill_uniform(&mut x, 1.0);
+            att.decode(&mut cache, &x, &mut out)?;
+        }
+        rng.fill_uniform(&mut x, 1.0);
+        Ok(PreparedDecode {
+            att,
+            cache,
+            before: seq - 1,
+            x,
+            out,
+        })
+    }
+
+    /// Step `seq` - 1 again: the cache cut back to the steps before it, then the step.
+    pub fn run(&mut self) -> Result<()> {
+        self.cache.truncate(self.before);
+        Ok(self.att.decode(&mut self.cache, &self.x, &mut self.out)?)
+    }
+}
+
 /// The timings of one [`ContrastCase`] on one thread count.
 #[derive(Debug, Clone)]
 pub struct ContrastResult {
@@ -97,13 +194,17 @@ pub struct ContrastResult {
     pub attention_ms: f64,
     /// Its GFLOP/s.
     pub attention_gflops: f64,
+    /// Median us of one generated step of the RNN (any step: they all cost the same).
+    pub rnn_token_us: f64,
+    /// Median us of generating step T of the attention, over a cache of the T - 1 before it.
+    pub attention_token_us: f64,
 }
 
 impl ContrastResult {
     /// The header of [`ContrastResult::table_row`]'s table.
     pub fn table_header() -> String {
         format!(
-            "{:<6} {:>5} {:>4} {:>5} {:>5} {:>3} {:>10} {:>9} {:>10} {:>9} {:>9} {:>11}",
+            "{:<6} {:>5} {:>4} {:>5} {:>5} {:>3} {:>10} {:>9} {:>10} {:>9} {:>9} {:>11} {:>11} {:>12}",
             "rnn",
             "T",
             "B",
@@ -115,16 +216,19 @@ impl ContrastResult {
             "attn ms",
             "GFLOP/s",
             "attn/rnn",
-            "rnn us/step"
+            "rnn us/step",
+            "gen rnn us",
+            "gen attn us"
         )
     }
 
-    /// One line: both times, their rates, attention's time over the RNN's, and the RNN's time
-    /// per dependent step.
+    /// One line: both times, their rates, attention's time over the RNN's, the RNN's time per
+    /// dependent step, and the time of generating one step (the RNN's any step, attention's
+    /// step T).
     pub fn table_row(&self) -> String {
         let c = &self.case;
         format!(
-            "{:<6} {:>5} {:>4} {:>5} {:>5} {:>3} {:>10.3} {:>9.1} {:>10.3} {:>9.1} {:>8.2}x {:>11.1}",
+            "{:<6} {:>5} {:>4} {:>5} {:>5} {:>3} {:>10.3} {:>9.1} {:>10.3} {:>9.1} {:>8.2}x {:>11.1} {:>11.1} {:>12.1}",
             c.cell.name().trim_end_matches("_tanh"),
             c.seq,
             c.batch,
@@ -136,18 +240,22 @@ impl ContrastResult {
             self.attention_ms,
             self.attention_gflops,
             self.attention_ms / self.rnn_ms,
-            self.rnn_ms * 1e3 / c.seq as f64
+            self.rnn_ms * 1e3 / c.seq as f64,
+            self.rnn_token_us,
+            self.attention_token_us
         )
     }
 
     /// One JSON line: {"contrast","cell","seq","batch","width","heads","threads","isa","cpu",
-    /// "rnn_ms","rnn_gflops","attention_ms","attention_gflops"}.
+    /// "rnn_ms","rnn_gflops","attention_ms","attention_gflops","rnn_token_us",
+    /// "attention_token_us"}.
     pub fn json(&self) -> String {
         let c = &self.case;
         format!(
             "{{\"contrast\":true,\"cell\":\"{}\",\"seq\":{},\"batch\":{},\"width\":{},\"heads\":{},\
              \"threads\":{},\"isa\":\"{}\",\"cpu\":{},\"rnn_ms\":{:.4},\"rnn_gflops\":{:.2},\
-             \"attention_ms\":{:.4},\"attention_gflops\":{:.2}}}",
+             \"attention_ms\":{:.4},\"attention_gflops\":{:.2},\"rnn_token_us\":{:.2},\
+             \"attention_token_us\":{:.2}}}",
             c.cell.name().trim_end_matches("_tanh"),
             c.seq,
             c.batch,
@@ -159,13 +267,15 @@ impl ContrastResult {
             self.rnn_ms,
             self.rnn_gflops,
             self.attention_ms,
-            self.attention_gflops
+            self.attention_gflops,
+            self.rnn_token_us,
+            self.attention_token_us
         )
     }
 }
 
-/// Times `case`'s RNN inference and its attention forward on `threads`, each for `budget`
-/// (median of at least `min_runs`), the RNN first.
+/// Times `case`'s RNN inference and its attention forward on `threads`, then one generated
+/// step of each, each for `budget` (median of at least `min_runs`), the RNN first.
 pub fn run_contrast(
     case: ContrastCase,
     threads: usize,
@@ -183,14 +293,23 @@ pub fn run_contrast(
     drop(prepared);
     let mut att = PreparedAttention::new(case.width, case.heads, case.seq, case.batch)?;
     let att_s = median_secs(threads, budget, min_runs, || att.run())?;
+    let (att_flops, isa) = (att.flops(), att.isa());
+    drop(att);
+    let mut step = PreparedRnnStep::new(case.cell, case.width, case.batch)?;
+    let step_s = median_secs(threads, budget, min_runs, || step.run())?;
+    drop(step);
+    let mut gen = PreparedDecode::new(case.width, case.heads, case.seq, case.batch)?;
+    let gen_s = median_secs(threads, budget, min_runs, || gen.run())?;
     Ok(ContrastResult {
         case,
         threads,
-        isa: att.isa(),
+        isa,
         cpu: cpu_name(),
         rnn_ms: rnn_s * 1e3,
         rnn_gflops: rnn_flops / rnn_s / 1e9,
         attention_ms: att_s * 1e3,
-        attention_gflops: att.flops() / att_s / 1e9,
+        attention_gflops: att_flops / att_s / 1e9,
+        rnn_token_us: step_s * 1e6,
+        attention_token_us: gen_s * 1e6,
     })
 }

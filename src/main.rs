@@ -136,7 +136,8 @@ struct BenchArgs {
     seconds: f64,
     /// Time the RNN (--cell, default lstm; width --hidden, default 512; --batch, default 8)
     /// beside causal self-attention of that width over the same steps (--seq, default 16, 64,
-    /// 256, 1024 and 4096), inference, at 1 thread and at --threads.
+    /// 256, 1024 and 4096), inference, at 1 thread and at --threads: whole sequences, and one
+    /// generated step (attention's step T over a KV cache of the steps before).
     #[arg(long)]
     contrast: bool,
     /// Attention heads for --contrast (dividing the width).

@@ -602,6 +602,8 @@ fn bench_contrast_json_lines() {
             "\"rnn_ms\":",
             "\"attention_ms\":",
             "\"attention_gflops\":",
+            "\"rnn_token_us\":",
+            "\"attention_token_us\":",
         ] {
             assert!(line.contains(key), "{key} missing in {line}");
         }
