@@ -2,7 +2,7 @@
 //! forward beside causal self-attention of the same width (512, 8 heads) over the same steps,
 //! batch 8, at T = 64, 256 and 1024, and one generated step of each (attention's over a KV
 //! cache of the steps before). Threads: RAYON_NUM_THREADS (default: all cores); kernels:
-//! RECUR_ISA (default: the best available). Throughput is in FLOPs.
+//! RECUR_ISA (default: the best available). The whole sequences' throughput is in FLOPs.
 
 mod common;
 

@@ -95,11 +95,7 @@ impl BenchResult {
     /// "threads","isa","cpu","ms","gflops"}.
     pub fn json(&self) -> String {
         let d = &self.case.desc;
-        let cell = match d.cell {
-            CellKind::RnnTanh | CellKind::RnnRelu => "rnn",
-            CellKind::Lstm => "lstm",
-            CellKind::Gru => "gru",
-        };
+        let cell = cell_label(d.cell);
         format!(
             "{{\"cell\":\"{cell}\",\"mode\":\"{}\",\"seq\":{},\"batch\":{},\"input\":{},\"hidden\":{},\
              \"layers\":{},\"bidirectional\":{},\"threads\":{},\"isa\":\"{}\",\"cpu\":{},\"ms\":{:.4},\
@@ -137,7 +133,7 @@ impl BenchResult {
         let d = &self.case.desc;
         format!(
             "{:<6} {:<9} {:>5} {:>5} {:>6} {:>6} {:>3} {:>3} {:>3} {:>10.3} {:>9.1}",
-            d.cell.name().trim_end_matches("_tanh"),
+            cell_label(d.cell),
             self.mode.name(),
             self.case.seq,
             self.case.batch,
@@ -231,7 +227,7 @@ impl Prepared {
 
 /// `len` values uniform in [-1, 1), or an error where there is no room for them (a shape
 /// too large for this machine is an error, not an abort).
-fn random_values(what: &str, len: usize, rng: &mut SplitMix64) -> Result<Vec<f32>> {
+pub(crate) fn random_values(what: &str, len: usize, rng: &mut SplitMix64) -> Result<Vec<f32>> {
     let mut v = Vec::new();
     if v.try_reserve_exact(len).is_err() {
         bail!(
@@ -292,6 +288,15 @@ pub fn median_secs(
     })?;
     times.sort();
     Ok(times[times.len() / 2].as_secs_f64())
+}
+
+/// A cell as `--cell` names it (`rnn`, `lstm`, `gru`): the bench's tables and JSON lines.
+pub fn cell_label(cell: CellKind) -> &'static str {
+    match cell {
+        CellKind::RnnTanh | CellKind::RnnRelu => "rnn",
+        CellKind::Lstm => "lstm",
+        CellKind::Gru => "gru",
+    }
 }
 
 /// The CPU's name as the OS gives it (`model name` in /proc/cpuinfo on Linux), or "unknown CPU";

@@ -10,7 +10,9 @@
 //! it round: the RNN's step costs the same at any length, attention's step T (with a
 //! [`KvCache`] of the T - 1 before it) reads every cached key and value.
 
-use crate::bench::{cpu_name, median_secs, BenchCase, BenchMode, Prepared};
+use crate::bench::{
+    cell_label, cpu_name, median_secs, random_values, BenchCase, BenchMode, Prepared,
+};
 use crate::error::Result;
 use recur_kernels::{
     attention_flops, forward_inference, AttentionParams, AttentionWorkspace, CausalAttention,
@@ -101,14 +103,12 @@ impl PreparedRnnStep {
         let params = Params::<f32>::try_random(&desc, 1)?;
         let weights = PackedWeights::with_options(&params, Isa::detect()?, Packing::Inference)?;
         let mut rng = SplitMix64(3);
-        let mut x = vec![0.0f32; batch * width]; // fits: the workspace holds more
-        rng.fill_uniform(&mut x, 1.0);
-        let state = |rng: &mut SplitMix64| {
-            let mut v = vec![0.0f32; batch * width];
-            rng.fill_uniform(&mut v, 0.5);
-            v
-        };
-        let (h, c) = (state(&mut rng), state(&mut rng));
+        let n = batch * width; // fits: the workspace holds more
+        let x = random_values("input", n, &mut rng)?;
+        let (h, c) = (
+            random_values("h", n, &mut rng)?,
+            random_values("c", n, &mut rng)?,
+        );
         Ok(PreparedRnnStep {
             desc,
             batch,
@@ -123,13 +123,14 @@ impl PreparedRnnStep {
 
     /// One step; its state becomes the next step's.
     pub fn run(&mut self) -> Result<()> {
+        let lstm = self.desc.cell.has_cell_state();
         let mut input = SeqBatch::new(1, self.batch, &self.x).with_h0(&self.h);
-        if self.desc.cell == CellKind::Lstm {
+        if lstm {
             input = input.with_c0(&self.c);
         }
         forward_inference(&self.weights, &mut self.ws, &input, &mut self.out)?;
         self.h.copy_from_slice(&self.out.h_n);
-        if self.desc.cell == CellKind::Lstm {
+        if lstm {
             self.c.copy_from_slice(&self.out.c_n);
         }
         Ok(())
@@ -229,7 +230,7 @@ impl ContrastResult {
         let c = &self.case;
         format!(
             "{:<6} {:>5} {:>4} {:>5} {:>5} {:>3} {:>10.3} {:>9.1} {:>10.3} {:>9.1} {:>8.2}x {:>11.1} {:>11.1} {:>12.1}",
-            c.cell.name().trim_end_matches("_tanh"),
+            cell_label(c.cell),
             c.seq,
             c.batch,
             c.width,
@@ -256,7 +257,7 @@ impl ContrastResult {
              \"threads\":{},\"isa\":\"{}\",\"cpu\":{},\"rnn_ms\":{:.4},\"rnn_gflops\":{:.2},\
              \"attention_ms\":{:.4},\"attention_gflops\":{:.2},\"rnn_token_us\":{:.2},\
              \"attention_token_us\":{:.2}}}",
-            c.cell.name().trim_end_matches("_tanh"),
+            cell_label(c.cell),
             c.seq,
             c.batch,
             c.width,

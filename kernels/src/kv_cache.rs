@@ -46,13 +46,15 @@ impl KvCache {
         }
         let (d, heads, nr) = (att.d, att.heads, shape(att.isa).nr);
         let dh = d / heads;
-        let tasks = batch * heads;
-        let keys = capacity.div_ceil(nr) * nr;
+        let tasks = size("KV cache tasks", &[batch, heads])?;
         let vcols = dh.div_ceil(nr) * nr;
         let buf = |what: &str, dims: &[usize]| -> Result<Buf> {
             let n = size(what, dims)?;
             Buf::try_zeros(n).ok_or_else(|| crate::error::no_room::<f32>(what, n))
         };
+        // Checked first: the key panels' length in whole panels, which `keys` then is.
+        let k = buf("KV cache keys", &[tasks, capacity.div_ceil(nr), nr, dh])?;
+        let keys = capacity.div_ceil(nr) * nr;
         Ok(KvCache {
             d,
             heads,
@@ -60,7 +62,7 @@ impl KvCache {
             batch,
             capacity,
             len: 0,
-            k: buf("KV cache keys", &[tasks, keys, dh])?,
+            k,
             v: buf("KV cache values", &[tasks, capacity, vcols])?,
             s: buf("KV cache scores", &[tasks, keys])?,
             qkv: buf("KV cache Q, K, V", &[batch, 3, d])?,
@@ -113,6 +115,7 @@ impl CausalAttention {
         let scale = 1.0 / (dh as f32).sqrt();
         let (qkv, o) = (&cache.qkv[..], OutPtr(cache.o.as_mut_ptr()));
         let zero_bias = [0.0f32; 32];
+        debug_assert!(nr <= zero_bias.len());
         cache
             .k
             .par_chunks_exact_mut(keys * dh)

@@ -281,7 +281,7 @@ fn panel_cols(isa: Isa, n: usize) -> usize {
 #[derive(Clone, Copy)]
 pub(crate) struct OutPtr(pub(crate) *mut f32);
 // SAFETY: used only by the GEMM drivers (here and gemm_tn.rs) and the attention's heads
-// (attention.rs), whose tasks write pairwise disjoint blocks of C.
+// (attention.rs, kv_cache.rs), whose tasks write pairwise disjoint blocks of C.
 unsafe impl Send for OutPtr {}
 // SAFETY: as above.
 unsafe impl Sync for OutPtr {}

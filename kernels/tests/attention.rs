@@ -170,8 +170,18 @@ fn decoding_step_by_step_matches_the_forward() {
             assert_eq!(cache.len(), t);
             let e = att.decode(&mut cache, &x[..b * d], &mut step).unwrap_err();
             assert!(e.to_string().contains(&format!("full at {t} steps")), "{e}");
-            cache.truncate(t / 2);
-            let rows = t / 2 * b * d..(t / 2 + 1) * b * d;
+            assert_eq!(cache.len(), t, "a refused step left the cache as it was");
+            // A step of NaNs, cut off again: the stale keys and values it leaves past the
+            // cache's length never reach a later step.
+            let (half, nan) = (t / 2, vec![f32::NAN; b * d]);
+            cache.truncate(half);
+            att.decode(&mut cache, &nan, &mut step).unwrap();
+            assert!(
+                step.iter().all(|v| v.is_nan()),
+                "{isa:?}: a NaN step's own output"
+            );
+            cache.truncate(half);
+            let rows = half * b * d..(half + 1) * b * d;
             att.decode(&mut cache, &x[rows.clone()], &mut step).unwrap();
             assert_eq!(bits(&step), bits(&whole[rows]), "{isa:?}: after truncate");
         }
