@@ -12,7 +12,8 @@
 //! - [`forward_inference`], [`forward_training`] and [`backward`] run on the current rayon pool:
 //!   pick the thread count with `pool.install(..)`. Results are bit-identical at any count.
 //! - [`CausalAttention`] is a causal self-attention forward (PyTorch's `nn.MultiheadAttention`
-//!   with a causal mask), the parallel baseline the benchmark sets beside the recurrences.
+//!   with a causal mask), the parallel baseline the benchmark sets beside the recurrences;
+//!   with a [`KvCache`], [`CausalAttention::decode`] generates one step at a time.
 //! - [`tbptt`] runs truncated BPTT in windows; [`clip_grad_norm`] / [`clip_grad_value`] clip
 //!   gradients as PyTorch does; [`WeightGemm`] is the packed input projection on its own.
 //! - Kernels are chosen at run time ([`Isa`]; `RECUR_ISA` or [`PackedWeights::with_isa`]
