@@ -211,18 +211,11 @@ impl CausalAttention {
     /// The outputs of task `task`'s (batch entry, head) for every step, into its block of `o`.
     fn head(&self, g: &Geometry, qkv: &[f32], o: OutPtr, task: usize, sc: &mut Scratch) {
         let Geometry {
-            t,
-            b,
-            d,
-            dh,
-            keys,
-            vcols,
+            t, b, d, dh, keys, ..
         } = *g;
         let sh = shape(self.isa);
         let (mr, nr) = (sh.mr, sh.nr);
         let scale = 1.0 / (dh as f32).sqrt();
-        let zero_bias = [0.0f32; 32];
-        debug_assert!(nr <= zero_bias.len());
         let (e, h) = (task / self.heads, task % self.heads);
         // Row `i` of Q, K or V for this entry and head: step i's row of qkv.
         let at = |which: usize, i: usize| (i * b + e) * 3 * d + which * d + h * dh;
@@ -231,77 +224,169 @@ impl CausalAttention {
         pack_values(qkv, &at, t, dh, nr, &mut sc.v);
         for r0 in (0..t).step_by(mr) {
             let rows = mr.min(t - r0);
-            // The keys this tile's scores need: up to its last row's step.
-            let width = r0 + rows;
-            for p in 0..width.div_ceil(nr) {
-                // SAFETY: Q's rows r0..r0+rows of this head are dh floats each at stride B*3D
-                // inside qkv (T*B*3D floats); panel p of sc.k holds dh steps of nr floats
-                // (p*nr < width <= keys); the scores' rows hold `keys` floats, columns
-                // p*nr..p*nr+nr <= keys; rows <= mr; the ISA was checked when packing.
-                unsafe {
-                    microkernel::tile(
+            // SAFETY (both): rows <= mr; the ISA was checked when the weights were packed; the
+            // output rows r0..r0+rows of this entry, this head's dh columns, are this task's
+            // alone (tasks are distinct (entry, head) pairs) and inside o (T*B*D floats).
+            unsafe {
+                // The keys this tile's scores need: up to its last row's step.
+                scores(
+                    self.isa,
+                    rows,
+                    &qkv[at(0, r0)..],
+                    b * 3 * d,
+                    dh,
+                    &sc.k,
+                    r0 + rows,
+                    &mut sc.s,
+                    keys,
+                );
+                for i in 0..rows {
+                    crate::activation::softmax(
                         self.isa,
-                        rows,
-                        dh,
-                        qkv.as_ptr().add(at(0, r0)),
-                        b * 3 * d,
-                        sc.k.as_ptr().add(p * dh * nr),
-                        nr,
-                        zero_bias.as_ptr(),
-                        sc.s.as_mut_ptr().add(p * nr),
-                        keys,
-                        nr,
-                        false,
-                    )
-                };
-            }
-            for i in 0..rows {
-                crate::activation::softmax(self.isa, &mut sc.s[i * keys..][..r0 + i + 1], scale);
-            }
-            // P V over each row's own steps only, never a later one's value (a zero weight
-            // times an infinite or NaN value would still reach the row): steps 0..=r0, which
-            // every row of the tile has, for the whole tile; then row i's steps r0+1..=r0+i,
-            // added row by row.
-            for q in 0..vcols / nr {
-                let cols = nr.min(dh - q * nr);
-                let v = sc.v[q * t * nr..].as_ptr();
-                // SAFETY: the scores hold `rows` rows at stride `keys`, row i with its r0+i+1
-                // weights; panel q of sc.v holds T steps of nr floats (r0 + i < T); the output
-                // rows r0..r0+rows of this entry, this head's columns q*nr..q*nr+cols <= dh,
-                // are this task's alone (tasks are distinct (entry, head) pairs) and inside o
-                // (T*B*D floats); rows <= mr.
-                unsafe {
-                    microkernel::tile(
-                        self.isa,
-                        rows,
-                        r0 + 1,
-                        sc.s.as_ptr(),
-                        keys,
-                        v,
-                        nr,
-                        zero_bias.as_ptr(),
-                        o.at(out(r0) + q * nr),
-                        b * d,
-                        cols,
-                        false,
+                        &mut sc.s[i * keys..][..r0 + i + 1],
+                        scale,
                     );
-                    for i in 1..rows {
-                        microkernel::tile(
-                            self.isa,
-                            1,
-                            i,
-                            sc.s.as_ptr().add(i * keys + r0 + 1),
-                            keys,
-                            v.add((r0 + 1) * nr),
-                            nr,
-                            zero_bias.as_ptr(),
-                            o.at(out(r0 + i) + q * nr),
-                            b * d,
-                            cols,
-                            true,
-                        );
-                    }
                 }
+                weighted_values(
+                    self.isa,
+                    rows,
+                    r0,
+                    &sc.s,
+                    keys,
+                    &sc.v,
+                    t * nr,
+                    dh,
+                    OutPtr(o.at(out(r0))),
+                    b * d,
+                );
+            }
+        }
+    }
+}
+
+/// Zeros for the tiles' bias: scores and P V start from 0.
+const ZERO_BIAS: [f32; microkernel::MAX_NR] = [0.0; microkernel::MAX_NR];
+
+/// The scores of `rows` query rows (`dh` features each, rows `ldq` apart in `q`) against keys
+/// `0..width` of the packed `k` (panels of `nr` keys, `dh` steps each, see [`pack_keys`]), into
+/// `s` (`rows` rows `lds` apart, whole panels of keys written). Shared by the forward's tiles
+/// of query rows and the decoder's one row (`kv_cache.rs`).
+///
+/// # Safety
+/// `rows <= mr` and the CPU has `isa`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn scores(
+    isa: Isa,
+    rows: usize,
+    q: &[f32],
+    ldq: usize,
+    dh: usize,
+    k: &[f32],
+    width: usize,
+    s: &mut [f32],
+    lds: usize,
+) {
+    let nr = shape(isa).nr;
+    let panels = width.div_ceil(nr);
+    assert!(
+        crate::error::holds(q.len(), rows, ldq, dh)
+            && k.len() >= panels * dh * nr
+            && lds >= panels * nr
+            && crate::error::holds(s.len(), rows, lds, panels * nr),
+        "attention scores: a buffer too short"
+    );
+    for p in 0..panels {
+        // SAFETY: Q's `rows` rows of dh floats at stride ldq, panel p's dh steps of nr floats
+        // and the scores' columns p*nr..p*nr+nr of `rows` rows at stride lds are inside their
+        // buffers (asserted); rows and the ISA are the caller's.
+        unsafe {
+            microkernel::tile(
+                isa,
+                rows,
+                dh,
+                q.as_ptr(),
+                ldq,
+                k.as_ptr().add(p * dh * nr),
+                nr,
+                ZERO_BIAS.as_ptr(),
+                s.as_mut_ptr().add(p * nr),
+                lds,
+                nr,
+                false,
+            )
+        };
+    }
+}
+
+/// Rows `r0..r0 + rows` of a head's output (from `o`, `ldo` apart, `dh` columns) = their
+/// weights in `s` (row i: steps `0..=r0 + i`, rows `lds` apart) times the packed values `v`
+/// (panels of `nr` features, `ldv` floats apart, a step of `nr` floats per key, see
+/// [`pack_values`]). Each row over its own steps only, never a later one's value (a zero
+/// weight times an infinite or NaN value would still reach the row): steps `0..=r0`, which
+/// every row has, for all the rows; then row i's `r0 + 1..=r0 + i`, added row by row.
+///
+/// # Safety
+/// `rows <= mr`, the CPU has `isa`, and `o.at(i * ldo + c)` is the caller's to write for
+/// `i < rows`, `c < dh`, written by nobody else meanwhile.
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn weighted_values(
+    isa: Isa,
+    rows: usize,
+    r0: usize,
+    s: &[f32],
+    lds: usize,
+    v: &[f32],
+    ldv: usize,
+    dh: usize,
+    o: OutPtr,
+    ldo: usize,
+) {
+    let nr = shape(isa).nr;
+    let panels = dh.div_ceil(nr);
+    let steps = r0 + rows;
+    assert!(
+        rows >= 1
+            && crate::error::holds(s.len(), rows, lds, steps)
+            && ldv >= steps * nr
+            && crate::error::holds(v.len(), panels, ldv, steps * nr),
+        "attention P V: a buffer too short"
+    );
+    for q in 0..panels {
+        let cols = nr.min(dh - q * nr);
+        // SAFETY: row i's r0+i+1 weights at stride lds and panel q's steps 0..r0+rows of nr
+        // floats are inside their buffers (asserted); the output columns q*nr..q*nr+cols < dh
+        // of the rows, rows and the ISA are the caller's.
+        unsafe {
+            let v = v.as_ptr().add(q * ldv);
+            microkernel::tile(
+                isa,
+                rows,
+                r0 + 1,
+                s.as_ptr(),
+                lds,
+                v,
+                nr,
+                ZERO_BIAS.as_ptr(),
+                o.at(q * nr),
+                ldo,
+                cols,
+                false,
+            );
+            for i in 1..rows {
+                microkernel::tile(
+                    isa,
+                    1,
+                    i,
+                    s.as_ptr().add(i * lds + r0 + 1),
+                    lds,
+                    v.add((r0 + 1) * nr),
+                    nr,
+                    ZERO_BIAS.as_ptr(),
+                    o.at(i * ldo + q * nr),
+                    ldo,
+                    cols,
+                    true,
+                );
             }
         }
     }

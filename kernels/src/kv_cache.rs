@@ -9,9 +9,9 @@
 //! scores, softmax and P V chains (the forward's per-row remainder continues the same chain).
 
 use crate::aligned::Buf;
-use crate::attention::CausalAttention;
+use crate::attention::{scores, weighted_values, CausalAttention};
 use crate::error::{check_len, size, Error, Result};
-use crate::microkernel::{self, shape};
+use crate::microkernel::shape;
 use crate::packed::{gemm, OutPtr};
 use rayon::prelude::*;
 
@@ -107,15 +107,12 @@ impl CausalAttention {
         check_len("input", x, b * d)?;
         check_len("output", out, b * d)?;
         gemm(b, x, d, &self.w_in, &mut cache.qkv, 3 * d, false);
-        let (mr_nr, cap, j) = (shape(self.isa), cache.capacity, cache.len);
-        let nr = mr_nr.nr;
+        let (nr, cap, j) = (shape(self.isa).nr, cache.capacity, cache.len);
         let dh = d / heads;
         let keys = cap.div_ceil(nr) * nr;
         let vcols = dh.div_ceil(nr) * nr;
         let scale = 1.0 / (dh as f32).sqrt();
         let (qkv, o) = (&cache.qkv[..], OutPtr(cache.o.as_mut_ptr()));
-        let zero_bias = [0.0f32; 32];
-        debug_assert!(nr <= zero_bias.len());
         cache
             .k
             .par_chunks_exact_mut(keys * dh)
@@ -139,49 +136,24 @@ impl CausalAttention {
                 for (c, &vf) in new_v.iter().enumerate() {
                     v[c / nr * cap * nr + j * nr + c % nr] = vf;
                 }
-                for p in 0..=j / nr {
-                    // SAFETY: q holds dh floats; key panel p (p <= j / nr < keys / nr) holds dh
-                    // steps of nr floats; the scores row holds `keys` >= (p + 1) * nr floats;
-                    // the ISA was checked when the weights were packed.
-                    unsafe {
-                        microkernel::tile(
-                            self.isa,
-                            1,
-                            dh,
-                            q.as_ptr(),
-                            dh,
-                            k.as_ptr().add(p * dh * nr),
-                            nr,
-                            zero_bias.as_ptr(),
-                            s.as_mut_ptr().add(p * nr),
-                            keys,
-                            nr,
-                            false,
-                        )
-                    };
-                }
-                crate::activation::softmax(self.isa, &mut s[..j + 1], scale);
-                for qp in 0..vcols / nr {
-                    // SAFETY: the weights are j + 1 floats; value panel qp holds `cap` > j
-                    // steps of nr floats; the output row e's columns h*dh + qp*nr.. (cols <= dh
-                    // - qp*nr) are this task's alone (tasks are distinct (entry, head) pairs)
-                    // and inside o (B*D floats).
-                    unsafe {
-                        microkernel::tile(
-                            self.isa,
-                            1,
-                            j + 1,
-                            s.as_ptr(),
-                            keys,
-                            v.as_ptr().add(qp * cap * nr),
-                            nr,
-                            zero_bias.as_ptr(),
-                            o.at(e * d + h * dh + qp * nr),
-                            d,
-                            nr.min(dh - qp * nr),
-                            false,
-                        )
-                    };
+                // SAFETY (both): one row; the ISA was checked when the weights were packed;
+                // the output row e's columns h*dh..h*dh+dh are this task's alone (tasks are
+                // distinct (entry, head) pairs) and inside o (B*D floats).
+                unsafe {
+                    scores(self.isa, 1, q, dh, dh, k, j + 1, s, keys);
+                    crate::activation::softmax(self.isa, &mut s[..j + 1], scale);
+                    weighted_values(
+                        self.isa,
+                        1,
+                        j,
+                        s,
+                        keys,
+                        v,
+                        cap * nr,
+                        dh,
+                        OutPtr(o.at(e * d + h * dh)),
+                        d,
+                    );
                 }
             });
         cache.len += 1;
