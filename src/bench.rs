@@ -117,7 +117,7 @@ impl BenchResult {
 
     /// The line above the table: the CPU and the kernels the rows ran on.
     pub fn table_title(&self) -> String {
-        format!("# {} ({} kernels)", self.cpu, self.isa.name())
+        table_title(self.cpu, self.isa)
     }
 
     /// The header line of [`BenchResult::table_row`]'s table.
@@ -288,6 +288,11 @@ pub fn median_secs(
     })?;
     times.sort();
     Ok(times[times.len() / 2].as_secs_f64())
+}
+
+/// The line above a bench table: `# CPU (ISA kernels)`.
+pub fn table_title(cpu: &str, isa: recur_kernels::Isa) -> String {
+    format!("# {cpu} ({} kernels)", isa.name())
 }
 
 /// A cell as `--cell` names it (`rnn`, `lstm`, `gru`): the bench's tables and JSON lines.

@@ -4,7 +4,7 @@
 //! leaving no output file.
 
 use clap::{Parser, Subcommand, ValueEnum};
-use recur::bench::{reference_cases, run_case, BenchCase, BenchMode, BenchResult};
+use recur::bench::{reference_cases, run_case, table_title, BenchCase, BenchMode, BenchResult};
 use recur::contrast::{run_contrast, ContrastCase, ContrastResult, CONTRAST_STEPS};
 use recur::error::{Error, Result};
 use recur::model::{thread_pool, Model};
@@ -41,6 +41,17 @@ enum CellArg {
     Lstm,
     Gru,
     Rnn,
+}
+
+impl From<CellArg> for CellKind {
+    /// The bench's cell: `rnn` is the tanh RNN.
+    fn from(c: CellArg) -> Self {
+        match c {
+            CellArg::Lstm => CellKind::Lstm,
+            CellArg::Gru => CellKind::Gru,
+            CellArg::Rnn => CellKind::RnnTanh,
+        }
+    }
 }
 
 impl From<CellArg> for CellFamily {
@@ -225,12 +236,7 @@ fn run_bench(args: &BenchArgs) -> Result<()> {
             })
             .collect(),
         (Some(cell), [Some(seq), Some(batch), Some(input), Some(hidden)]) => {
-            let kind = match cell {
-                CellArg::Lstm => CellKind::Lstm,
-                CellArg::Gru => CellKind::Gru,
-                CellArg::Rnn => CellKind::RnnTanh,
-            };
-            let desc = RnnDesc::new(kind, input, hidden)
+            let desc = RnnDesc::new(cell.into(), input, hidden)
                 .layers(args.layers)
                 .bidirectional(args.bidirectional);
             desc.validate()?;
@@ -281,11 +287,7 @@ fn run_contrast_bench(args: &BenchArgs, threads: usize) -> Result<()> {
              --input, --mode, --layers and --bidirectional do not apply",
         ));
     }
-    let cell = match args.cell {
-        None | Some(CellArg::Lstm) => CellKind::Lstm,
-        Some(CellArg::Gru) => CellKind::Gru,
-        Some(CellArg::Rnn) => CellKind::RnnTanh,
-    };
+    let cell = args.cell.unwrap_or(CellArg::Lstm).into();
     let (batch, width) = (args.batch.unwrap_or(8), args.hidden.unwrap_or(512));
     if batch == 0 || width == 0 || args.seq == Some(0) {
         return Err(Error::new("--seq, --batch and --hidden must be at least 1"));
@@ -316,7 +318,7 @@ fn run_contrast_bench(args: &BenchArgs, threads: usize) -> Result<()> {
             };
             let r = run_contrast(case, n, budget, 3)?;
             if std::mem::take(&mut header) {
-                println!("# {} ({} kernels)", r.cpu, r.isa.name());
+                println!("{}", table_title(r.cpu, r.isa));
                 println!("{}", ContrastResult::table_header());
             }
             match args.format {
