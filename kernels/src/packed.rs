@@ -318,7 +318,7 @@ pub(crate) fn gemm(
     // Checked arithmetic: these asserts are what the unsafe code below relies on.
     assert!(lda >= k && holds(a.len(), m, lda, k), "gemm: A too short");
     assert!(ldc >= n && holds(c.len(), m, ldc, n), "gemm: C too short");
-    let wide = microkernel::wide_panels(b.isa, m);
+    let wide = microkernel::wide_panels(b.isa, m, 4 * b.data.len());
     let out = OutPtr(c.as_mut_ptr());
     let task = |r0: usize, r1: usize, p0: usize, p1: usize| {
         let c0 = OutPtr(out.at(b.col_start(p0)));
@@ -433,7 +433,9 @@ pub(crate) unsafe fn gemm_block(
     let cols_of = |p: usize| b.width(p).min(width - col(p));
     let panel = |p: usize| b.data[b.col_start(p) * k..].as_ptr();
     let bias = |p: usize| b.bias[b.col_start(p)..].as_ptr();
-    let wide = microkernel::wide_panels(b.isa, rows.len());
+    // The bytes of B this call streams: its panels' (whole, for a half-width last one).
+    let streamed = 4 * k * nr * panels.len();
+    let wide = microkernel::wide_panels(b.isa, rows.len(), streamed);
     if wide > 0 {
         // With so few rows a panel is used once: no k-blocking, several panels per call (a run
         // of whole panels, each `k * nr` floats after the one before, and a half-width last
@@ -636,6 +638,10 @@ mod tests {
                 (7, 513, 17),
                 (64, 257, 67),
                 (100, 1024, 256),
+                // One row streaming 256 KiB or more of B (8 AVX-512 panels a call where it
+                // fits in L2, see `wide_panels`), with a half-width last panel.
+                (1, 1040, 100),
+                (1, 2000, 70),
                 // Row blocks of 504 rows at k = 256 (AVX-512): one of 600 (within a quarter
                 // over), two of 700.
                 (600, 40, 256),

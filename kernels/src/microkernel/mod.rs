@@ -101,9 +101,20 @@ pub(crate) struct Shape {
 /// its FMA chain (and the same kernel ran 1.8x slower in a build that changed only its
 /// callers, the spill's stack slot elsewhere); with one panel, LSTM 200,7,256 infer 1T 0.84x the
 /// time, GRU 100,7,333,128 0.88x; AVX2 LSTM 200,3,256 0.80x, GRU 100,3,333,128 0.86x.
-pub(crate) fn wide_panels(isa: Isa, rows: usize) -> usize {
+///
+/// `bytes` is how much of B the call streams (its panels). One AVX-512 row takes 8 panels a
+/// call (16 chains) where those stay in L2 from step to step and are no smaller than
+/// [`ONE_ROW_WIDE_MIN`], else 4 (`ab.sh`, 6 pairs each, Intel Xeon, 2 MiB L2, 2026-12-02: batch-1
+/// inference 1T LSTM H = 128 0.945x the time, 192 0.934x, 256 0.940-0.951x, GRU 256 0.937x,
+/// 384 0.954x, 2T GRU 384 0.960x, LSTM 512 (a 2 MiB slice a thread) 0.942-0.989x; but from L3,
+/// LSTM 512 1T 1.013x, GRU 768 1.012x, RNN 1024 1.039x, and tiny, LSTM H = 64 (64 KiB) 1.05x,
+/// GRU 100 (117 KiB) 1.017x, LSTM 96 (144 KiB) 0.993x).
+pub(crate) fn wide_panels(isa: Isa, rows: usize, bytes: usize) -> usize {
     match (isa, rows) {
-        (Isa::Avx512, 1) => 4,
+        (Isa::Avx512, 1) => match (ONE_ROW_WIDE_MIN..=crate::cache::l2_bytes()).contains(&bytes) {
+            true => 8,
+            false => 4,
+        },
         (Isa::Avx512, 2) => 6,
         (Isa::Avx512, 3) => 4,
         (Isa::Avx512, 4) => 3,
@@ -115,6 +126,9 @@ pub(crate) fn wide_panels(isa: Isa, rows: usize) -> usize {
         _ => 0,
     }
 }
+
+/// The least of B (bytes) that one AVX-512 row streams 8 panels a call (see [`wide_panels`]).
+pub(crate) const ONE_ROW_WIDE_MIN: usize = 256 << 10;
 
 /// The widest panel of any ISA; every `nr` divides it, so a buffer whose gate blocks are padded
 /// to a multiple of it fits any ISA's layout (see `packed::GateLayout`).
@@ -311,6 +325,23 @@ pub(crate) unsafe fn tile_kmajor(
 #[cfg(test)]
 mod shape_tests {
     use super::*;
+
+    #[test]
+    fn one_avx512_row_takes_eight_panels_only_from_l2() {
+        let l2 = crate::cache::l2_bytes();
+        assert_eq!(wide_panels(Isa::Avx512, 1, ONE_ROW_WIDE_MIN - 1), 4);
+        assert_eq!(wide_panels(Isa::Avx512, 1, l2 + 1), 4);
+        if l2 >= ONE_ROW_WIDE_MIN {
+            assert_eq!(wide_panels(Isa::Avx512, 1, ONE_ROW_WIDE_MIN), 8);
+            assert_eq!(wide_panels(Isa::Avx512, 1, l2), 8);
+        }
+        // More rows, other ISAs: whatever the size.
+        for bytes in [0, ONE_ROW_WIDE_MIN, l2] {
+            assert_eq!(wide_panels(Isa::Avx512, 2, bytes), 6);
+            assert_eq!(wide_panels(Isa::Avx2, 1, bytes), 6);
+            assert_eq!(wide_panels(Isa::Portable, 1, bytes), 0);
+        }
+    }
 
     #[test]
     fn every_panel_width_divides_max_nr() {
