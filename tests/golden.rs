@@ -8,6 +8,8 @@ use recur::tensors::{Data, TensorFile};
 use std::collections::BTreeMap;
 use std::path::Path;
 
+mod common;
+
 const TOL: f64 = 1e-5;
 
 struct Fixture {
@@ -74,13 +76,7 @@ fn load(path: &Path) -> Fixture {
 }
 
 fn fixtures() -> Vec<Fixture> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
-    let mut paths: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "safetensors"))
-        .collect();
-    paths.sort();
+    let (dir, paths) = common::safetensors_in("");
     assert!(
         paths.len() >= 10,
         "expected about a dozen fixtures in {dir:?}"

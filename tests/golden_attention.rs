@@ -4,17 +4,12 @@
 
 use recur::kernels::{AttentionParams, AttentionWorkspace, CausalAttention, Isa};
 use recur::tensors::TensorFile;
-use std::path::Path;
+
+mod common;
 
 #[test]
 fn matches_pytorch_multihead_attention() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/attention");
-    let mut paths: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "safetensors"))
-        .collect();
-    paths.sort();
+    let (dir, paths) = common::safetensors_in("attention");
     assert_eq!(paths.len(), 3, "the three fixtures of {dir:?}");
     for path in paths {
         let mut f = TensorFile::read(&path).unwrap();
