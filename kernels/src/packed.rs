@@ -638,8 +638,8 @@ mod tests {
                 (7, 513, 17),
                 (64, 257, 67),
                 (100, 1024, 256),
-                // One row streaming 256 KiB or more of B (8 AVX-512 panels a call where it
-                // fits in L2, see `wide_panels`), with a half-width last panel.
+                // One row streaming 256 KiB or more of B (8 AVX-512 panels a call within half
+                // of L2, see `wide_panels`), with a half-width last panel.
                 (1, 1040, 100),
                 (1, 2000, 70),
                 // Row blocks of 504 rows at k = 256 (AVX-512): one of 600 (within a quarter

@@ -103,18 +103,23 @@ pub(crate) struct Shape {
 /// time, GRU 100,7,333,128 0.88x; AVX2 LSTM 200,3,256 0.80x, GRU 100,3,333,128 0.86x.
 ///
 /// `bytes` is how much of B the call streams (its panels). One AVX-512 row takes 8 panels a
-/// call (16 chains) where those stay in L2 from step to step and are no smaller than
-/// [`ONE_ROW_WIDE_MIN`], else 4 (`ab.sh`, 6 pairs each, Intel Xeon, 2 MiB L2, 2026-12-02: batch-1
-/// inference 1T LSTM H = 128 0.945x the time, 192 0.934x, 256 0.940-0.951x, GRU 256 0.937x,
-/// 384 0.954x, 2T GRU 384 0.960x, LSTM 512 (a 2 MiB slice a thread) 0.942-0.989x; but from L3,
-/// LSTM 512 1T 1.013x, GRU 768 1.012x, RNN 1024 1.039x, and tiny, LSTM H = 64 (64 KiB) 1.05x,
-/// GRU 100 (117 KiB) 1.017x, LSTM 96 (144 KiB) 0.993x).
+/// call (16 chains) where those are at least [`ONE_ROW_WIDE_MIN`] and at most half of L2 (so
+/// that they stay there from step to step beside what else the step keeps), else 4. Measured
+/// (`ab.sh`, 6 pairs each, Intel Xeon, 2 MiB L2, 2026-12-02), batch 1: inference 1T LSTM H =
+/// 128 0.959x the time, 256 0.944x, GRU 256 0.946x; 2T GRU 384 0.978x, LSTM 512 (512 KiB a
+/// gate's call) 0.976x; training 1T LSTM 128 0.980x, 2T GRU 384 0.981x, LSTM 512 0.985x. Up to
+/// all of L2, 8 was slower where the rest of the step crowds it: LSTM 100,1,512 training 2T
+/// (its backward's 2 MiB calls) 1.116x, GRU 768 and LSTM 1024 inference 2T 1.02x (though GRU
+/// 384 1T, 1.7 MiB, 0.911x); from L3 (LSTM 512 1T 1.013x, GRU 768 1.012x, RNN 1024 1.039x) and
+/// tiny (LSTM H = 64, 64 KiB, 1.05x; GRU 100, 117 KiB, 1.017x; LSTM 96, 144 KiB, 0.993x).
 pub(crate) fn wide_panels(isa: Isa, rows: usize, bytes: usize) -> usize {
     match (isa, rows) {
-        (Isa::Avx512, 1) => match (ONE_ROW_WIDE_MIN..=crate::cache::l2_bytes()).contains(&bytes) {
-            true => 8,
-            false => 4,
-        },
+        (Isa::Avx512, 1) => {
+            match (ONE_ROW_WIDE_MIN..=crate::cache::l2_bytes() / 2).contains(&bytes) {
+                true => 8,
+                false => 4,
+            }
+        }
         (Isa::Avx512, 2) => 6,
         (Isa::Avx512, 3) => 4,
         (Isa::Avx512, 4) => 3,
@@ -327,16 +332,16 @@ mod shape_tests {
     use super::*;
 
     #[test]
-    fn one_avx512_row_takes_eight_panels_only_from_l2() {
-        let l2 = crate::cache::l2_bytes();
+    fn one_avx512_row_takes_eight_panels_only_within_half_of_l2() {
+        let half = crate::cache::l2_bytes() / 2;
         assert_eq!(wide_panels(Isa::Avx512, 1, ONE_ROW_WIDE_MIN - 1), 4);
-        assert_eq!(wide_panels(Isa::Avx512, 1, l2 + 1), 4);
-        if l2 >= ONE_ROW_WIDE_MIN {
+        assert_eq!(wide_panels(Isa::Avx512, 1, half + 1), 4);
+        if half >= ONE_ROW_WIDE_MIN {
             assert_eq!(wide_panels(Isa::Avx512, 1, ONE_ROW_WIDE_MIN), 8);
-            assert_eq!(wide_panels(Isa::Avx512, 1, l2), 8);
+            assert_eq!(wide_panels(Isa::Avx512, 1, half), 8);
         }
         // More rows, other ISAs: whatever the size.
-        for bytes in [0, ONE_ROW_WIDE_MIN, l2] {
+        for bytes in [0, ONE_ROW_WIDE_MIN, half] {
             assert_eq!(wide_panels(Isa::Avx512, 2, bytes), 6);
             assert_eq!(wide_panels(Isa::Avx2, 1, bytes), 6);
             assert_eq!(wide_panels(Isa::Portable, 1, bytes), 0);
