@@ -10,7 +10,8 @@
 #                                            # median time and the median of the speed-ups
 #                                            # taken within each round, with their range
 #
-# Each thread count runs, one after the other: the FMA peak (peak_flops.c), PyTorch
+# Each thread count runs, one after the other: the FMA peak (benches/compare/peak_flops.c: AVX-512
+# where the CPU has it, else AVX2; the anchor's peak_flops.c needs AVX-512), PyTorch
 # (torch_rnn.py), ONNX Runtime (ort_rnn.py), then `recur bench`. The machine is shared and
 # noisy: read the ratios within one run.
 #
@@ -31,7 +32,7 @@ case "$what" in reference|extra) ;; *) echo "usage: run.sh [LOG] [extra]" >&2; e
 mkdir -p "$(dirname "$log")"
 if [ "${SKIP_BUILD:-0}" != 1 ]; then
   cargo build --release --quiet
-  gcc -O2 -mavx512f -mfma -fopenmp "$anchors/peak_flops.c" -o target/peak_flops
+  gcc -O2 -fopenmp benches/compare/peak_flops.c -o target/peak_flops  # the widest ISA the CPU has
 fi
 : > "$log"
 for round in $(seq "${ROUNDS:-1}"); do

@@ -11,6 +11,7 @@ speed drifts between rounds by more than the margins measured."""
 import re, statistics, sys
 log = open(sys.argv[1]).read().split("\n")
 torch, ort, recur, peak, sec, rnd = {}, {}, {}, {}, None, 0
+peak_isa = set()  # "avx512" or "avx2": the widest the CPU has (benches/compare/peak_flops.c)
 cpus = set()  # from `recur bench`'s "# CPU (ISA kernels)" lines
 order = []
 for line in log:
@@ -20,8 +21,10 @@ for line in log:
     if m: sec = (m.group(1), int(m.group(2))); continue
     if not sec: continue
     if sec[0] == "peak":
-        m = re.search(r"avx512 peak ([\d.]+)", line)
-        if m: peak.setdefault(sec[1], {})[rnd] = float(m.group(1))
+        m = re.search(r"(avx512|avx2) peak ([\d.]+)", line)
+        if m:
+            peak_isa.add(m.group(1))
+            peak.setdefault(sec[1], {})[rnd] = float(m.group(2))
     elif sec[0] in ("torch", "ort"):
         m = re.search(r"(lstm|gru|rnn) T=(\d+) B=(\d+) I=(\d+) H=(\d+)(?: L=(\d+))?(?: D=(\d))? (fwd-infer|fwd\+bwd) ([\d.]+) ms", line)
         if m:
@@ -49,7 +52,9 @@ peak_med = {t: med(list(v.values())) for t, v in peak.items()}
 pk1, pk2 = peak_med.get(1, 0), peak_med.get(2, 0)
 what = f", the median of {len(rounds)} rounds" if many else ""
 if cpus: print(f"CPU: {'; '.join(sorted(cpus))}.\n")
-print(f"AVX-512 FMA peak measured in the same run (peak_flops.c{what}): {pk1:.0f} GFLOP/s on 1 thread, {pk2:.0f} on 2.\n")
+isa_name = {"avx512": "AVX-512", "avx2": "AVX2"}
+isa = "/".join(isa_name[i] for i in sorted(peak_isa)) or "FMA"
+print(f"{isa} FMA peak measured in the same run (benches/compare/peak_flops.c{what}): {pk1:.0f} GFLOP/s on 1 thread, {pk2:.0f} on 2.\n")
 extra = " range over the rounds |" if many else ""
 if mode_want == "infer":
     print(f"| {col} | threads | recur ms | GFLOP/s | % of peak | PyTorch ms | ONNX Runtime ms | speed-up vs faster peer |{extra}")
