@@ -584,4 +584,48 @@ mod timing {
             }
         }
     }
+
+    /// The k-major tile alone, its operands in L1 (k <= 192) or L2, one panel or eight a turn:
+    /// the ceiling `gflops` reads against (RECUR_TIMING_ISA as there).
+    #[test]
+    #[ignore = "a measurement, not a test"]
+    fn tile_alone() {
+        for isa in crate::timing::isas() {
+            let (mr, nr) = (shape(isa).mr, shape(isa).nr);
+            for &k in &[64usize, 192, 768, 1536] {
+                let (mut a, mut b) = (Buf::zeros(k * mr), Buf::zeros(8 * k * nr));
+                a.fill(0.5);
+                b.fill(0.25);
+                let mut c = vec![0.0f32; mr * nr];
+                for panels in [1usize, 8] {
+                    let reps = (2e8 / (2.0 * (mr * nr * k * panels) as f64)).max(1.0) as usize;
+                    let s = crate::timing::median_secs(reps, || {
+                        for p in 0..panels {
+                            // SAFETY: `a` holds k steps of mr floats, `b` 8 panels of k steps
+                            // of nr, `c` the mr x nr tile; `isa` is this CPU's (`isas`).
+                            unsafe {
+                                microkernel::tile_kmajor(
+                                    isa,
+                                    mr,
+                                    k,
+                                    a.as_ptr(),
+                                    mr,
+                                    b.as_ptr().add(p * k * nr),
+                                    nr,
+                                    c.as_mut_ptr(),
+                                    nr,
+                                    nr,
+                                    true,
+                                )
+                            };
+                        }
+                    });
+                    println!(
+                        "{isa:?} tile_kmajor {mr}x{nr}x{k}, {panels} panel(s): {:.1} GFLOP/s",
+                        2.0 * (mr * nr * k * panels) as f64 / s / 1e9
+                    );
+                }
+            }
+        }
+    }
 }

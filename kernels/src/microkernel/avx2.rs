@@ -13,6 +13,15 @@ const PF: usize = NR * 96;
 /// 400,8,128 13.77 -> 13.34 ms, LSTM 100,64,512 344.0 -> 340.8, medians of 5). Four and eight
 /// ran out of the 16 ymm registers: 11% and 35% slower.
 const K_UNROLL: usize = 2;
+/// How far ahead (k steps) the k-major tile prefetches its packed panel of B (a line a step)
+/// and tile of A (a line every other step: 6 rows are 24 bytes a step) into L1. `gemm_tn::
+/// timing`, 1 thread, medians of interleaved rounds: on an AMD Zen 3 (2026-12-02, 7 rounds)
+/// 1536x512x1600 50.5 -> 59.5 GFLOP/s, 2048x512x6400 59.9 -> 65.4, 4096x1024x3200 61.0 ->
+/// 65.4, 512x128x3200 56.8 -> 59.4 (32 steps 1.01-1.14x, 128 1.05-1.20x: 64 the steadiest);
+/// on an Intel Xeon's AVX2 path (2026-12-03, 5 rounds, 5 of 5 faster) 87.1 -> 88.9, 86.4 ->
+/// 89.8, 91.5 -> 96.9, 84.0 -> 91.1. Whole training moved within the noise on Zen 3 (`ab.sh`,
+/// 10 pairs: LSTM 100,64,512 0.977x the time, 50,64,1024 1.003x, GRU 100,16,512 0.961x).
+const KMAJOR_PF: usize = 64;
 
 /// # Safety
 /// See [`super::tile`]; the CPU must have AVX2 and FMA.
@@ -235,7 +244,7 @@ unsafe fn tile_kmajor_r<const R: usize, const HALF: bool>(
     (k, a, lda, b, ldb, c, ldc, cols, acc_in): KmajorArgs,
 ) {
     // SAFETY: as in the AVX-512 kernel: NR floats of B per k; masked accesses of C stay inside
-    // `cols` (<= 8 with HALF).
+    // `cols` (<= 8 with HALF); prefetches past A and B never fault.
     unsafe {
         let (k0, k1) = masks(cols);
         let zero = _mm256_setzero_ps();
@@ -249,22 +258,31 @@ unsafe fn tile_kmajor_r<const R: usize, const HALF: bool>(
                 }
             }
         }
-        for p in 0..k {
-            let (ap, bp) = (a.add(p * lda), b.add(p * ldb));
-            let w0 = _mm256_loadu_ps(bp);
-            let w1 = if HALF {
-                zero
-            } else {
-                _mm256_loadu_ps(bp.add(8))
-            };
-            for (i, acc) in acc.iter_mut().enumerate() {
-                let x = _mm256_set1_ps(*ap.add(i));
-                acc[0] = _mm256_fmadd_ps(x, w0, acc[0]);
-                if !HALF {
-                    acc[1] = _mm256_fmadd_ps(x, w1, acc[1]);
+        macro_rules! k_step {
+            ($p:expr) => {{
+                let p = $p;
+                let (ap, bp) = (a.add(p * lda), b.add(p * ldb));
+                // B's line of this step, and A's every other step, KMAJOR_PF steps ahead.
+                _mm_prefetch::<_MM_HINT_T0>(bp.wrapping_add(KMAJOR_PF * ldb).cast());
+                if p % 2 == 0 {
+                    _mm_prefetch::<_MM_HINT_T0>(ap.wrapping_add(KMAJOR_PF * lda).cast());
                 }
-            }
+                let w0 = _mm256_loadu_ps(bp);
+                let w1 = if HALF {
+                    zero
+                } else {
+                    _mm256_loadu_ps(bp.add(8))
+                };
+                for (i, acc) in acc.iter_mut().enumerate() {
+                    let x = _mm256_set1_ps(*ap.add(i));
+                    acc[0] = _mm256_fmadd_ps(x, w0, acc[0]);
+                    if !HALF {
+                        acc[1] = _mm256_fmadd_ps(x, w1, acc[1]);
+                    }
+                }
+            }};
         }
+        for_k_unrolled!(k, K_UNROLL, k_step);
         for (i, acc) in acc.iter().enumerate() {
             let ci = c.add(i * ldc);
             _mm256_maskstore_ps(ci, k0, acc[0]);

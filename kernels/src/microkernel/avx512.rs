@@ -23,6 +23,15 @@ const WIDE_PF: usize = NR * 16;
 /// 1 step 174.7 ms, 4 steps 173.0; 8 steps 175.3 and 2 steps 271 (the compiler kept every row
 /// address live and spilled): the register allocation decides, so measure after a change here.
 const K_UNROLL: usize = 4;
+/// How far ahead (k steps) the k-major tile prefetches its packed operands into L1: the panel
+/// of B (96 KiB a k-block) and the tile of A (36 KiB) both come from L2 for every tile, and the
+/// hardware prefetcher does not keep them ahead. On an Intel Xeon with AVX-512 (2026-12-03,
+/// `gemm_tn::timing`, 5 interleaved rounds, B faster in 3-5 of 5): 2048x512x6400 142.2 ->
+/// 144.4 GFLOP/s, 4096x1024x3200 138.6 -> 144.7, 1536x512x1600 141.4 -> 146.2, 512x128x3200
+/// 128.8 -> 130.3. The tile alone in L1 runs at 176 there (`tile_alone`, peak 214).
+const KMAJOR_PF: usize = 64;
+/// k steps per turn of the k-major tile's loop.
+const KMAJOR_UNROLL: usize = 2;
 
 /// # Safety
 /// See [`super::tile`]; the CPU must have AVX-512 F. A panel of `width` 16 is an operand's
@@ -339,7 +348,9 @@ unsafe fn tile_kmajor_r<const R: usize, const HALF: bool>(
 ) {
     // SAFETY: the caller guarantees k steps of R floats of A, of NR floats of B, and the
     // R x cols block of C (cols <= 16 with HALF); the masks keep every access of C inside
-    // `cols` (the second half's address, past C when masked off, formed with wrapping_add).
+    // `cols` (the second half's address, past C when masked off, formed with wrapping_add);
+    // the prefetches' addresses may lie past A and B (wrapping_add), and a prefetch never
+    // faults.
     unsafe {
         let (m0, m1) = masks(cols);
         let zero = _mm512_setzero_ps();
@@ -353,24 +364,33 @@ unsafe fn tile_kmajor_r<const R: usize, const HALF: bool>(
                 }
             }
         }
-        for p in 0..k {
-            let (ap, bp) = (a.add(p * lda), b.add(p * ldb));
-            // Plain loads (a masked one costs an FMA port slot); columns past `cols` are
-            // computed and never stored.
-            let w0 = _mm512_loadu_ps(bp);
-            let w1 = if HALF {
-                zero
-            } else {
-                _mm512_loadu_ps(bp.add(16))
-            };
-            for (i, acc) in acc.iter_mut().enumerate() {
-                let x = _mm512_set1_ps(*ap.add(i));
-                acc[0] = _mm512_fmadd_ps(x, w0, acc[0]);
-                if !HALF {
-                    acc[1] = _mm512_fmadd_ps(x, w1, acc[1]);
+        macro_rules! k_step {
+            ($p:expr) => {{
+                let p = $p;
+                let (ap, bp) = (a.add(p * lda), b.add(p * ldb));
+                // B's two lines of this step and A's, KMAJOR_PF steps ahead (see KMAJOR_PF).
+                let bf = bp.wrapping_add(KMAJOR_PF * ldb);
+                _mm_prefetch::<_MM_HINT_T0>(bf.cast());
+                _mm_prefetch::<_MM_HINT_T0>(bf.wrapping_add(16).cast());
+                _mm_prefetch::<_MM_HINT_T0>(ap.wrapping_add(KMAJOR_PF * lda).cast());
+                // Plain loads (a masked one costs an FMA port slot); columns past `cols` are
+                // computed and never stored.
+                let w0 = _mm512_loadu_ps(bp);
+                let w1 = if HALF {
+                    zero
+                } else {
+                    _mm512_loadu_ps(bp.add(16))
+                };
+                for (i, acc) in acc.iter_mut().enumerate() {
+                    let x = _mm512_set1_ps(*ap.add(i));
+                    acc[0] = _mm512_fmadd_ps(x, w0, acc[0]);
+                    if !HALF {
+                        acc[1] = _mm512_fmadd_ps(x, w1, acc[1]);
+                    }
                 }
-            }
+            }};
         }
+        for_k_unrolled!(k, KMAJOR_UNROLL, k_step);
         for (i, acc) in acc.iter().enumerate() {
             let ci = c.add(i * ldc);
             _mm512_mask_storeu_ps(ci, m0, acc[0]);
