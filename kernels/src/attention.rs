@@ -313,6 +313,7 @@ pub(crate) unsafe fn scores(
                 lds,
                 nr,
                 false,
+                std::ptr::null(),
             )
         };
     }
@@ -371,6 +372,7 @@ pub(crate) unsafe fn weighted_values(
                 ldo,
                 cols,
                 false,
+                std::ptr::null(),
             );
             for i in 1..rows {
                 microkernel::tile(
@@ -386,6 +388,7 @@ pub(crate) unsafe fn weighted_values(
                     ldo,
                     cols,
                     true,
+                    std::ptr::null(),
                 );
             }
         }

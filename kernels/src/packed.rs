@@ -511,11 +511,33 @@ pub(crate) unsafe fn gemm_block(
             false => r0 + block_rows,
         };
         let kc = k_block(k, kc_l1, (r1 - r0) / mr);
+        let tiles = row_tiles(r0..r1, mr, kc > kc_l1).count();
         for p in order.walk(panels.clone()) {
+            let after = match order {
+                PanelOrder::Forward => (p + 1 < panels.end).then_some(p + 1),
+                PanelOrder::Backward => (p > panels.start).then(|| p - 1),
+            };
             let w = b.width(p);
             for k0 in (0..k).step_by(kc) {
                 let kl = kc.min(k - k0);
-                for (i0, tile_rows) in row_tiles(r0..r1, mr, kc > kc_l1) {
+                // The block after this one in the walk (the panel's next k-block, or the next
+                // panel's first), half of which the last tile prefetches into L2 when there are
+                // two tiles or more (see `microkernel::tile`): the first tile of a block streams
+                // it from L3 (W_hh past L2) with one or a few tiles' reuse. On an Intel Xeon
+                // (2026-12-03, `ab.sh`, 6-8 pairs, B faster in all but one): LSTM 100,16,512
+                // infer 1T 0.960x the time, 2T 0.991x, train 1T 0.975x; GRU 100,16,512 0.971x;
+                // LSTM 100,64,512 0.987x, 2T 0.993x; LSTM 50,64,1024 0.987x; on its AVX2 path
+                // LSTM 100,16,512 0.982x, 100,64,512 0.993x.
+                let next = match (k0 + kl < k, after) {
+                    (true, _) => panel(p).wrapping_add((k0 + kl) * w),
+                    (false, Some(q)) => panel(q),
+                    (false, None) => std::ptr::null(),
+                };
+                for (ti, (i0, tile_rows)) in row_tiles(r0..r1, mr, kc > kc_l1).enumerate() {
+                    let far = match tiles >= 2 && ti + 1 == tiles {
+                        true => next,
+                        false => std::ptr::null(),
+                    };
                     // SAFETY: rows i0..i0+tile_rows (within r1), columns k0..k0+kl of A and
                     // the panel's columns of C are the caller's; the panel holds `kl` steps of
                     // `w` floats from step k0, its bias `w` floats; the ISA was checked when
@@ -534,6 +556,7 @@ pub(crate) unsafe fn gemm_block(
                             ldc,
                             cols_of(p),
                             accumulate || k0 > 0,
+                            far,
                         )
                     };
                 }

@@ -38,12 +38,13 @@ pub(crate) unsafe fn tile(
     ldc: usize,
     cols: usize,
     acc_in: bool,
+    far: *const f32,
 ) {
     // SAFETY: forwarded; each instance reads and writes only `R` rows.
     unsafe {
         by_rows!(
             rows,
-            tile_r(k, a, lda, b, bias, c, ldc, cols, acc_in),
+            tile_r(k, a, lda, b, bias, c, ldc, cols, acc_in, far),
             [1, 2, 3, 4, 5],
             6
         )
@@ -63,8 +64,9 @@ unsafe fn tile_r<const R: usize>(
     ldc: usize,
     cols: usize,
     acc_in: bool,
+    far: *const f32,
 ) {
-    // SAFETY: as in the AVX-512 kernel: the caller owns these ranges.
+    // SAFETY: as in the AVX-512 kernel: the caller owns these ranges; prefetches never fault.
     unsafe {
         let b0 = _mm256_loadu_ps(bias);
         let b1 = _mm256_loadu_ps(bias.add(8));
@@ -79,10 +81,15 @@ unsafe fn tile_r<const R: usize>(
         }
         // One pointer per row of A, so each broadcast is a plain base + index load.
         let rows: [*const f32; R] = std::array::from_fn(|i| a.add(i * lda));
+        let far_on = !far.is_null();
         macro_rules! k_step {
             ($p:expr) => {{
                 let p = $p;
                 let bp = b.add(p * NR);
+                // Half of the next block into L2, a line every other step (see `super::tile`).
+                if far_on && p % 2 == 0 {
+                    _mm_prefetch::<_MM_HINT_T1>(far.wrapping_add(p * NR / 2).cast());
+                }
                 // One line of the panel per k step, 96 steps ahead (see `PF`).
                 _mm_prefetch::<_MM_HINT_T0>(bp.wrapping_add(PF).cast());
                 let w0 = _mm256_loadu_ps(bp);

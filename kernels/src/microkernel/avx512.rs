@@ -51,8 +51,9 @@ pub(crate) unsafe fn tile(
     ldc: usize,
     cols: usize,
     acc_in: bool,
+    far: *const f32,
 ) {
-    let args = (k, a, lda, b, bias, c, ldc, cols, acc_in);
+    let args = (k, a, lda, b, bias, c, ldc, cols, acc_in, far);
     // SAFETY: forwarded; each instance reads and writes only `R` rows.
     unsafe {
         match width {
@@ -83,13 +84,14 @@ type TileArgs = (
     usize,
     usize,
     bool,
+    *const f32,
 );
 
 /// `R` rows by a panel of `W` zmm (16 floats each, `16 * W` floats per k step).
 #[inline]
 #[target_feature(enable = "avx512f")]
 unsafe fn tile_rw<const R: usize, const W: usize>(
-    (k, a, lda, b, bias, c, ldc, cols, acc_in): TileArgs,
+    (k, a, lda, b, bias, c, ldc, cols, acc_in, far): TileArgs,
 ) {
     // SAFETY: the caller guarantees `bias` holds 16*W floats, `b` k*16*W, each of the R rows of
     // `a` k floats, and the R x cols block of `c` is ours to write (cols <= 16*W); the masks
@@ -117,11 +119,17 @@ unsafe fn tile_rw<const R: usize, const W: usize>(
         let rows: [*const f32; R] = std::array::from_fn(|i| a.add(i * lda));
         // The prefetch distance in k steps, as for a whole panel.
         let pf = PF / NR * step;
+        // Half of the next block into L2, a line a step (see `super::tile`). Not with 9 rows or
+        // more: the pointer spilled their registers (64x2048x512 at 0.63x, 256x2048x512 0.53x).
+        let far_on = R <= 8 && !far.is_null();
         macro_rules! k_step {
             ($p:expr) => {{
                 let p = $p;
                 let bp = b.add(p * step);
-                // A hint: it cannot fault, even past the end of the panel.
+                // Hints: they cannot fault, even past the end of a panel.
+                if far_on {
+                    _mm_prefetch::<_MM_HINT_T1>(far.wrapping_add(p * 16).cast());
+                }
                 for h in 0..W {
                     _mm_prefetch::<_MM_HINT_T0>(bp.wrapping_add(pf + 16 * h).cast());
                 }

@@ -157,6 +157,11 @@ pub(crate) fn shape(isa: Isa) -> Shape {
 /// `ldc`). With `acc_in` the sums start from C's values instead of the bias: the next block of
 /// k of the same elements.
 ///
+/// `far`, unless null, is the packed block the caller runs next (see `packed::gemm_block`): the
+/// tile prefetches the first half of it into L2 while it runs (AVX-512: a line a k step, tiles of
+/// up to 8 rows only; AVX2: a line every other step), so that the next block's first tile does
+/// not stream all of it from L3 alone. A hint: any address, never dereferenced, no result changed.
+///
 /// # Safety
 /// `isa` must be available; `width` must be `NR`, or `NR / 2` on AVX-512; `a` must hold
 /// `(rows - 1) * lda + k` floats, `b` `k * width`, `bias` `width`; `c` must be valid for reads
@@ -177,15 +182,16 @@ pub(crate) unsafe fn tile(
     ldc: usize,
     cols: usize,
     acc_in: bool,
+    far: *const f32,
 ) {
     debug_assert!(width == shape(isa).nr || (isa == Isa::Avx512 && width == 16));
     // SAFETY: forwarded from this function's contract.
     unsafe {
         match isa {
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 => avx512::tile(rows, k, a, lda, b, width, bias, c, ldc, cols, acc_in),
+            Isa::Avx512 => avx512::tile(rows, k, a, lda, b, width, bias, c, ldc, cols, acc_in, far),
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => avx2::tile(rows, k, a, lda, b, bias, c, ldc, cols, acc_in),
+            Isa::Avx2 => avx2::tile(rows, k, a, lda, b, bias, c, ldc, cols, acc_in, far),
             _ => portable::tile(rows, k, a, lda, b, bias, c, ldc, cols, acc_in),
         }
     }
