@@ -521,21 +521,24 @@ pub(crate) unsafe fn gemm_block(
             for k0 in (0..k).step_by(kc) {
                 let kl = kc.min(k - k0);
                 // The block after this one in the walk (the panel's next k-block, or the next
-                // panel's first), half of which the last tile prefetches into L2 when there are
-                // two tiles or more (see `microkernel::tile`): the first tile of a block streams
-                // it from L3 (W_hh past L2) with one or a few tiles' reuse. On an Intel Xeon
-                // (2026-12-03, `ab.sh`, 6-8 pairs, B faster in all but one): LSTM 100,16,512
-                // infer 1T 0.960x the time, 2T 0.991x, train 1T 0.975x; GRU 100,16,512 0.971x;
-                // LSTM 100,64,512 0.987x, 2T 0.993x; LSTM 50,64,1024 0.987x; on its AVX2 path
-                // LSTM 100,16,512 0.982x, 100,64,512 0.993x.
+                // panel's first): with two tiles or more, the last two prefetch a half of it
+                // each into L2 (see `microkernel::tile`), where the first tile of each block
+                // streamed it from L3 alone (W_hh past L2) with one or a few tiles' reuse. On an
+                // Intel Xeon (2026-12-03, `ab.sh`, 6-8 pairs), the last tile prefetching the
+                // first half: LSTM 100,16,512 infer 1T 0.960x the time, 2T 0.991x, train 1T
+                // 0.975x; GRU 100,16,512 0.971x; LSTM 100,64,512 0.987x, 2T 0.993x; LSTM
+                // 50,64,1024 0.987x; on its AVX2 path LSTM 100,16,512 0.982x, 100,64,512
+                // 0.993x. Then the two last tiles a half each, against that: LSTM 100,16,512
+                // 0.971x (train 0.984x), GRU 100,16,512 0.982x, LSTM 50,64,1024 0.989x, B = 64
+                // 1.00x; 16x2048x512 alone 129.5 -> 138.4 GFLOP/s, 160 with W_hh in L2.
                 let next = match (k0 + kl < k, after) {
                     (true, _) => panel(p).wrapping_add((k0 + kl) * w),
                     (false, Some(q)) => panel(q),
                     (false, None) => std::ptr::null(),
                 };
                 for (ti, (i0, tile_rows)) in row_tiles(r0..r1, mr, kc > kc_l1).enumerate() {
-                    let far = match tiles >= 2 && ti + 1 == tiles {
-                        true => next,
+                    let far = match tiles >= 2 && ti + 2 >= tiles && !next.is_null() {
+                        true => next.wrapping_add((ti + 2 - tiles) * kl * w / 2),
                         false => std::ptr::null(),
                     };
                     // SAFETY: rows i0..i0+tile_rows (within r1), columns k0..k0+kl of A and
@@ -977,6 +980,8 @@ mod timing {
                 (6400, 2048, 512),
                 (256, 2048, 512),
                 (6400, 512, 2048),
+                // B = 16's step with W in L2, beside 16x2048x512 from L3.
+                (16, 512, 512),
                 (1, 128, 2048),
                 (1, 512, 256),
                 (1, 1024, 256),

@@ -157,10 +157,11 @@ pub(crate) fn shape(isa: Isa) -> Shape {
 /// `ldc`). With `acc_in` the sums start from C's values instead of the bias: the next block of
 /// k of the same elements.
 ///
-/// `far`, unless null, is the packed block the caller runs next (see `packed::gemm_block`): the
-/// tile prefetches the first half of it into L2 while it runs (AVX-512: a line a k step, tiles of
-/// up to 8 rows only; AVX2: a line every other step), so that the next block's first tile does
-/// not stream all of it from L3 alone. A hint: any address, never dereferenced, no result changed.
+/// `far`, unless null, is half of the packed block the caller runs next (see
+/// `packed::gemm_block`): the tile prefetches it into L2 while it runs (AVX-512: a line a k
+/// step, tiles of up to 8 rows only; AVX2: a line every other step), so that the next block's
+/// first tile does not stream it from L3 alone. A hint: any address, never dereferenced, no
+/// result changed.
 ///
 /// # Safety
 /// `isa` must be available; `width` must be `NR`, or `NR / 2` on AVX-512; `a` must hold
