@@ -175,11 +175,31 @@ pub(crate) fn gemm_tn(
                     mr,
                     pack_a(a_block, lda, kl, i_lo..i_hi, kc, &mut a_tiles, sums)
                 );
+                // Only where the block of A and the panels of B do not stay in L2 together.
+                let tiles = match 4 * kc * (BLOCK_TILES * mr + (p1 - p0) * nr) > L2_SHARE {
+                    true => rb1 - rb,
+                    false => 0,
+                };
                 for p in p0..p1 {
                     let (pt, q) = part_of(p);
                     let cols = nr.min(pt.n - q * nr);
                     let panel = &b_panels[(p - p0) * kc * nr..][..kc * nr];
+                    // The panel after this one (this block's next, or the next block's first),
+                    // half of which each of the last two tiles prefetches into L2: the k-block
+                    // of all the task's panels outgrows L2 on wide products (32 panels, 3 MiB,
+                    // for dW_ih and dW_hh of LSTM H = 512), and each panel's first tile then
+                    // streamed it from L3 alone.
+                    let next = match (p + 1 < p1, rb1 < r1) {
+                        (true, _) => Some(p + 1 - p0),
+                        (false, true) => Some(0),
+                        (false, false) => None,
+                    }
+                    .map_or(std::ptr::null(), |i| b_panels[i * kc * nr..].as_ptr());
                     for rt in rb..rb1 {
+                        let far = match tiles >= 2 && rt + 2 >= rb1 && !next.is_null() {
+                            true => next.wrapping_add((rt + 2 - rb1) * kl * nr / 2),
+                            false => std::ptr::null(),
+                        };
                         let i0 = rt * mr;
                         if i0 >= pt.m {
                             break;
@@ -203,6 +223,7 @@ pub(crate) fn gemm_tn(
                                 pt.ldc,
                                 cols,
                                 accumulate || k0 > 0,
+                                far,
                             )
                         };
                     }
@@ -616,6 +637,7 @@ mod timing {
                                     nr,
                                     nr,
                                     true,
+                                    std::ptr::null(),
                                 )
                             };
                         }

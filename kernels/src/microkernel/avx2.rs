@@ -211,23 +211,11 @@ unsafe fn wide_rp<const R: usize, const P: usize>(
 /// See [`super::tile_kmajor`]; the CPU must have AVX2 and FMA.
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx2,fma")]
-pub(crate) unsafe fn tile_kmajor(
-    rows: usize,
-    k: usize,
-    a: *const f32,
-    lda: usize,
-    b: *const f32,
-    ldb: usize,
-    c: *mut f32,
-    ldc: usize,
-    cols: usize,
-    acc_in: bool,
-) {
-    let args = (k, a, lda, b, ldb, c, ldc, cols, acc_in);
+pub(crate) unsafe fn tile_kmajor(rows: usize, args: KmajorArgs) {
     // SAFETY: forwarded; each instance reads and writes only `R` rows.
     unsafe {
         // A panel of 8 columns or fewer in one ymm a row, as on AVX-512.
-        match cols <= 8 {
+        match args.7 <= 8 {
             true => by_rows!(rows, tile_kmajor_r::<_, true>(args), [1, 2, 3, 4, 5], 6),
             false => by_rows!(rows, tile_kmajor_r::<_, false>(args), [1, 2, 3, 4, 5], 6),
         }
@@ -248,7 +236,7 @@ fn masks(cols: usize) -> (__m256i, __m256i) {
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn tile_kmajor_r<const R: usize, const HALF: bool>(
-    (k, a, lda, b, ldb, c, ldc, cols, acc_in): KmajorArgs,
+    (k, a, lda, b, ldb, c, ldc, cols, acc_in, far): KmajorArgs,
 ) {
     // SAFETY: as in the AVX-512 kernel: NR floats of B per k; masked accesses of C stay inside
     // `cols` (<= 8 with HALF); prefetches past A and B never fault.
@@ -265,10 +253,15 @@ unsafe fn tile_kmajor_r<const R: usize, const HALF: bool>(
                 }
             }
         }
+        let far_on = !far.is_null();
         macro_rules! k_step {
             ($p:expr) => {{
                 let p = $p;
                 let (ap, bp) = (a.add(p * lda), b.add(p * ldb));
+                // Half of the next panel block into L2, a line every other step.
+                if far_on && p % 2 == 0 {
+                    _mm_prefetch::<_MM_HINT_T1>(far.wrapping_add(p * NR / 2).cast());
+                }
                 // B's line of this step, and A's every other step, KMAJOR_PF steps ahead.
                 _mm_prefetch::<_MM_HINT_T0>(bp.wrapping_add(KMAJOR_PF * ldb).cast());
                 if p % 2 == 0 {

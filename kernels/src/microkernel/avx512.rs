@@ -314,24 +314,12 @@ fn masks(cols: usize) -> (u16, u16) {
 /// See [`super::tile_kmajor`]; the CPU must have AVX-512 F.
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx512f")]
-pub(crate) unsafe fn tile_kmajor(
-    rows: usize,
-    k: usize,
-    a: *const f32,
-    lda: usize,
-    b: *const f32,
-    ldb: usize,
-    c: *mut f32,
-    ldc: usize,
-    cols: usize,
-    acc_in: bool,
-) {
-    let args = (k, a, lda, b, ldb, c, ldc, cols, acc_in);
+pub(crate) unsafe fn tile_kmajor(rows: usize, args: KmajorArgs) {
     // SAFETY: forwarded; each instance reads and writes only `R` rows.
     unsafe {
         // A panel of 16 columns or fewer (the last of an odd n) in one zmm a row: half the
         // FMAs, 12 chains still (dW of LSTM H = 100: 3.5 panels' work, not 4).
-        match cols <= 16 {
+        match args.7 <= 16 {
             true => by_rows!(
                 rows,
                 tile_kmajor_r::<_, true>(args),
@@ -352,7 +340,7 @@ pub(crate) unsafe fn tile_kmajor(
 #[inline]
 #[target_feature(enable = "avx512f")]
 unsafe fn tile_kmajor_r<const R: usize, const HALF: bool>(
-    (k, a, lda, b, ldb, c, ldc, cols, acc_in): KmajorArgs,
+    (k, a, lda, b, ldb, c, ldc, cols, acc_in, far): KmajorArgs,
 ) {
     // SAFETY: the caller guarantees k steps of R floats of A, of NR floats of B, and the
     // R x cols block of C (cols <= 16 with HALF); the masks keep every access of C inside
@@ -372,10 +360,15 @@ unsafe fn tile_kmajor_r<const R: usize, const HALF: bool>(
                 }
             }
         }
+        let far_on = !far.is_null();
         macro_rules! k_step {
             ($p:expr) => {{
                 let p = $p;
                 let (ap, bp) = (a.add(p * lda), b.add(p * ldb));
+                // Half of the next panel block into L2, a line a step (see `super::tile`).
+                if far_on {
+                    _mm_prefetch::<_MM_HINT_T1>(far.wrapping_add(p * 16).cast());
+                }
                 // B's two lines of this step and A's, KMAJOR_PF steps ahead (see KMAJOR_PF).
                 let bf = bp.wrapping_add(KMAJOR_PF * ldb);
                 _mm_prefetch::<_MM_HINT_T0>(bf.cast());

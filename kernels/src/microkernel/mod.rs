@@ -286,7 +286,7 @@ pub(crate) type WideArgs = (
 );
 
 /// The arguments of every ISA's [`tile_kmajor`] instance past `isa` and `rows`: `(k, a, lda,
-/// b, ldb, c, ldc, cols, acc_in)`.
+/// b, ldb, c, ldc, cols, acc_in, far)`.
 pub(crate) type KmajorArgs = (
     usize,
     *const f32,
@@ -297,11 +297,13 @@ pub(crate) type KmajorArgs = (
     usize,
     usize,
     bool,
+    *const f32,
 );
 
 /// One tile of `C (+)= Aᵀ B` with both operands k-major and unpacked (the weight gradients'
 /// `dGᵀ X`): `A[p][i]` at `a + p * lda + i` for `i < rows`, `B[p][j]` at `b + p * ldb + j` for
-/// `j < cols`; `acc_in` adds to C instead of overwriting it.
+/// `j < cols`; `acc_in` adds to C instead of overwriting it. `far`, unless null, is half of the
+/// packed panel block the caller runs next, prefetched into L2 as in [`tile`].
 ///
 /// # Safety
 /// `isa` must be available; for every `p < k`, `a + p * lda` must hold `rows` floats and
@@ -321,15 +323,17 @@ pub(crate) unsafe fn tile_kmajor(
     ldc: usize,
     cols: usize,
     acc_in: bool,
+    far: *const f32,
 ) {
+    let args = (k, a, lda, b, ldb, c, ldc, cols, acc_in, far);
     // SAFETY: forwarded from this function's contract.
     unsafe {
         match isa {
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 => avx512::tile_kmajor(rows, k, a, lda, b, ldb, c, ldc, cols, acc_in),
+            Isa::Avx512 => avx512::tile_kmajor(rows, args),
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => avx2::tile_kmajor(rows, k, a, lda, b, ldb, c, ldc, cols, acc_in),
-            _ => portable::tile_kmajor(rows, k, a, lda, b, ldb, c, ldc, cols, acc_in),
+            Isa::Avx2 => avx2::tile_kmajor(rows, args),
+            _ => portable::tile_kmajor(rows, args),
         }
     }
 }

@@ -121,27 +121,14 @@ unsafe fn tile_r<const R: usize>((k, a, lda, b, bias, c, ldc, cols, acc_in): Til
 ///
 /// # Safety
 /// See [`super::tile_kmajor`].
-#[allow(clippy::too_many_arguments)]
-pub(crate) unsafe fn tile_kmajor(
-    rows: usize,
-    k: usize,
-    a: *const f32,
-    lda: usize,
-    b: *const f32,
-    ldb: usize,
-    c: *mut f32,
-    ldc: usize,
-    cols: usize,
-    acc_in: bool,
-) {
-    let args = (k, a, lda, b, ldb, c, ldc, cols, acc_in);
+pub(crate) unsafe fn tile_kmajor(rows: usize, args: KmajorArgs) {
     // SAFETY: forwarded; each instance reads and writes only its R rows.
     unsafe { by_rows!(rows, kmajor_r(args), [1], 2) }
 }
 
 /// `R` rows of `C (+)= Aᵀ B` by one panel.
 #[inline(always)]
-unsafe fn kmajor_r<const R: usize>((k, a, lda, b, ldb, c, ldc, cols, acc_in): KmajorArgs) {
+unsafe fn kmajor_r<const R: usize>((k, a, lda, b, ldb, c, ldc, cols, acc_in, _far): KmajorArgs) {
     // SAFETY: the caller guarantees step p of A holds R floats and of B a whole panel's 16
     // (read; the products past `cols` are not stored), and the R x cols block of C is ours.
     unsafe {
