@@ -176,10 +176,7 @@ pub(crate) fn gemm_tn(
                     pack_a(a_block, lda, kl, i_lo..i_hi, kc, &mut a_tiles, sums)
                 );
                 // Only where the block of A and the panels of B do not stay in L2 together.
-                let tiles = match 4 * kc * (BLOCK_TILES * mr + (p1 - p0) * nr) > L2_SHARE {
-                    true => rb1 - rb,
-                    false => 0,
-                };
+                let streams = 4 * kc * (BLOCK_TILES * mr + (p1 - p0) * nr) > L2_SHARE;
                 for p in p0..p1 {
                     let (pt, q) = part_of(p);
                     let cols = nr.min(pt.n - q * nr);
@@ -191,17 +188,15 @@ pub(crate) fn gemm_tn(
                     // streamed it from L3 alone. On an Intel Xeon (2026-12-03): 4096x1024x3200
                     // 142.6 -> 148.3 GFLOP/s (5 rounds); training (`ab.sh`, 6 pairs) LSTM
                     // 50,64,1024 1T 0.988x the time, 100,64,512 0.995x, 2T 0.983x.
-                    let next = match (p + 1 < p1, rb1 < r1) {
-                        (true, _) => Some(p + 1 - p0),
-                        (false, true) => Some(0),
-                        (false, false) => None,
+                    let next = match (streams, p + 1 < p1, rb1 < r1) {
+                        (false, _, _) => None,
+                        (true, true, _) => Some(p + 1 - p0),
+                        (true, false, true) => Some(0),
+                        (true, false, false) => None,
                     }
                     .map_or(std::ptr::null(), |i| b_panels[i * kc * nr..].as_ptr());
                     for rt in rb..rb1 {
-                        let far = match tiles >= 2 && rt + 2 >= rb1 && !next.is_null() {
-                            true => next.wrapping_add((rt + 2 - rb1) * kl * nr / 2),
-                            false => std::ptr::null(),
-                        };
+                        let far = microkernel::far_half(next, kl * nr, rt - rb, rb1 - rb);
                         let i0 = rt * mr;
                         if i0 >= pt.m {
                             break;

@@ -512,11 +512,9 @@ pub(crate) unsafe fn gemm_block(
         };
         let kc = k_block(k, kc_l1, (r1 - r0) / mr);
         let tiles = row_tiles(r0..r1, mr, kc > kc_l1).count();
-        for p in order.walk(panels.clone()) {
-            let after = match order {
-                PanelOrder::Forward => (p + 1 < panels.end).then_some(p + 1),
-                PanelOrder::Backward => (p > panels.start).then(|| p - 1),
-            };
+        let mut walk = order.walk(panels.clone()).peekable();
+        while let Some(p) = walk.next() {
+            let after = walk.peek().copied();
             let w = b.width(p);
             for k0 in (0..k).step_by(kc) {
                 let kl = kc.min(k - k0);
@@ -537,10 +535,7 @@ pub(crate) unsafe fn gemm_block(
                     (false, None) => std::ptr::null(),
                 };
                 for (ti, (i0, tile_rows)) in row_tiles(r0..r1, mr, kc > kc_l1).enumerate() {
-                    let far = match tiles >= 2 && ti + 2 >= tiles && !next.is_null() {
-                        true => next.wrapping_add((ti + 2 - tiles) * kl * w / 2),
-                        false => std::ptr::null(),
-                    };
+                    let far = microkernel::far_half(next, kl * w, ti, tiles);
                     // SAFETY: rows i0..i0+tile_rows (within r1), columns k0..k0+kl of A and
                     // the panel's columns of C are the caller's; the panel holds `kl` steps of
                     // `w` floats from step k0, its bias `w` floats; the ISA was checked when

@@ -209,13 +209,13 @@ unsafe fn wide_rp<const R: usize, const P: usize>(
 ///
 /// # Safety
 /// See [`super::tile_kmajor`]; the CPU must have AVX2 and FMA.
-#[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx2,fma")]
 pub(crate) unsafe fn tile_kmajor(rows: usize, args: KmajorArgs) {
     // SAFETY: forwarded; each instance reads and writes only `R` rows.
     unsafe {
         // A panel of 8 columns or fewer in one ymm a row, as on AVX-512.
-        match args.7 <= 8 {
+        let (.., cols, _, _) = args;
+        match cols <= 8 {
             true => by_rows!(rows, tile_kmajor_r::<_, true>(args), [1, 2, 3, 4, 5], 6),
             false => by_rows!(rows, tile_kmajor_r::<_, false>(args), [1, 2, 3, 4, 5], 6),
         }

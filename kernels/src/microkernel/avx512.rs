@@ -312,14 +312,14 @@ fn masks(cols: usize) -> (u16, u16) {
 ///
 /// # Safety
 /// See [`super::tile_kmajor`]; the CPU must have AVX-512 F.
-#[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx512f")]
 pub(crate) unsafe fn tile_kmajor(rows: usize, args: KmajorArgs) {
     // SAFETY: forwarded; each instance reads and writes only `R` rows.
     unsafe {
         // A panel of 16 columns or fewer (the last of an odd n) in one zmm a row: half the
         // FMAs, 12 chains still (dW of LSTM H = 100: 3.5 panels' work, not 4).
-        match args.7 <= 16 {
+        let (.., cols, _, _) = args;
+        match cols <= 16 {
             true => by_rows!(
                 rows,
                 tile_kmajor_r::<_, true>(args),

@@ -150,6 +150,18 @@ pub(crate) fn shape(isa: Isa) -> Shape {
     }
 }
 
+/// The part of `next` (the packed block a GEMM runs after this one, `block` floats, or null)
+/// that row tile `tile` of a block's `tiles` prefetches as its `far` (see [`tile`]): the first
+/// half for the last tile but one, the second half for the last, nothing for the others or
+/// with a single tile.
+#[inline]
+pub(crate) fn far_half(next: *const f32, block: usize, tile: usize, tiles: usize) -> *const f32 {
+    match tiles >= 2 && tile + 2 >= tiles && !next.is_null() {
+        true => next.wrapping_add((tile + 2 - tiles) * block / 2),
+        false => std::ptr::null(),
+    }
+}
+
 /// One tile: `rows` (1..=MR) rows of A from `a` (leading dimension `lda`, `k` columns), one
 /// packed panel `b` of `width` columns (`k * width` floats: `NR`, or `NR / 2` for an operand's
 /// half-width last panel on AVX-512, see [`crate::packed::GateLayout`]), `bias` (`width` floats),
