@@ -19,7 +19,7 @@ use crate::forward::{
     batch_split, chunk_steps, slots, time_of, wave_chunk_steps, wavefront_shape, UnitBlocks,
     PREFETCH_ROWS,
 };
-use crate::gemm_tn::{gemm_tn, Product};
+use crate::gemm_tn::{gemm_tn, Product, TnScratch};
 use crate::isa::Isa;
 use crate::microkernel;
 use crate::packed::{self, split, GateLayout, OutPtr, PackedB, PanelOrder};
@@ -106,6 +106,7 @@ pub fn backward(
         dh,
         dc,
         dy,
+        tn,
         ..
     } = ws;
     let lengths: &[usize] = lengths;
@@ -138,8 +139,9 @@ pub fn backward(
             .zip(dc.iter_mut())
             .zip(&mut grads.params.layers[s0..s0 + nd])
             .zip(or_empty(re_gh).zip(or_empty(re_h)).zip(or_empty(re_c)))
+            .zip(tn.iter_mut())
             .map(
-                |((((((gates, hn), dgh), dh), dc), pg), ((re_gh, re_h), re_c))| DirWork {
+                |(((((((gates, hn), dgh), dh), dc), pg), ((re_gh, re_h), re_c)), tn)| DirWork {
                     gates,
                     hn,
                     dgh,
@@ -149,6 +151,7 @@ pub fn backward(
                     re_gh,
                     re_h,
                     re_c,
+                    tn,
                 },
             );
         let init = |d: usize, w: &mut DirWork<'_>| start_carried(out_grads, s0 + d, w.dh, w.dc);
@@ -183,14 +186,16 @@ pub fn backward(
                     (0, UnitBlocks::new(&desc, isa).slices),
                     &mut w,
                 );
-                let DirWork { gates, hn, pg, .. } = w;
+                let DirWork {
+                    gates, hn, pg, tn, ..
+                } = w;
                 let all = WeightGradRows {
                     times: (0, t_len),
                     batch,
                     d,
                     accumulate: false,
                 };
-                weight_grads(isa, &desc, x_l, i_l, states, gates, hn, pg, all);
+                weight_grads(isa, &desc, x_l, i_l, states, gates, hn, pg, tn, all);
             };
             let fwd = work.next().expect("one direction at least");
             match work.next() {
@@ -245,6 +250,7 @@ fn wavefront(
         dh,
         dc,
         dy,
+        tn,
         ..
     } = ws;
     let lengths: &[usize] = lengths;
@@ -260,7 +266,8 @@ fn wavefront(
             .zip(dh.iter_mut())
             .zip(dc.iter_mut())
             .zip(grads.params.layers.iter_mut())
-            .map(|(((((gates, hn), dgh), dh), dc), pg)| {
+            .zip(tn.iter_mut())
+            .map(|((((((gates, hn), dgh), dh), dc), pg), tn)| {
                 std::sync::Mutex::new(DirWork {
                     gates,
                     hn,
@@ -271,6 +278,7 @@ fn wavefront(
                     re_gh: &mut [],
                     re_h: &mut [],
                     re_c: &mut [],
+                    tn,
                 })
             })
             .collect();
@@ -334,7 +342,8 @@ fn wavefront(
             d: 0,
             accumulate: false,
         };
-        weight_grads(isa, &desc, x_l, i_l, &states[l], &gates[l], &hn[l], pg, all);
+        let (states, gates, hn, tn) = (&states[l], &gates[l], &hn[l], &mut tn[l]);
+        weight_grads(isa, &desc, x_l, i_l, states, gates, hn, pg, tn, all);
         finish_carried(&mut grads.h0, &mut grads.c0, l, &dh[l], &dc[l]);
     }
 }
@@ -416,7 +425,7 @@ fn recompute_dir(
             d,
             accumulate: r0 > 0,
         };
-        weight_grads(isa, desc, x_l, i_l, states, w.gates, w.hn, w.pg, rows);
+        weight_grads(isa, desc, x_l, i_l, states, w.gates, w.hn, w.pg, w.tn, rows);
         let n = (tb - ta) * batch;
         let dx = &mut dx_l[ta * batch * i_l..tb * batch * i_l];
         packed::gemm(n, &w.gates[..n * g], g, &pw.back().w_ih, dx, i_l, d > 0);
@@ -582,6 +591,8 @@ struct DirWork<'a> {
     re_gh: &'a mut [f32],
     re_h: &'a mut [f32],
     re_c: &'a mut [f32],
+    /// The weight-gradient GEMMs' packed copies.
+    tn: &'a mut TnScratch,
 }
 
 /// The sequential part: steps in reverse processing order, d h carried through W_hh.
@@ -761,6 +772,7 @@ fn weight_grads(
     gates: &[f32],
     hn: &[f32],
     pg: &mut LayerParams<f32>,
+    tn: &mut TnScratch,
     WeightGradRows {
         times: (ta, tb),
         batch,
@@ -807,6 +819,7 @@ fn weight_grads(
         [Some(ih), Some(hh)],
         bias.then_some(&mut pg.b_ih[..]),
         acc,
+        tn,
     );
     if same < g {
         let n = Product {
@@ -817,7 +830,16 @@ fn weight_grads(
             c: w_n,
             ldc: h,
         };
-        gemm_tn(isa, rows, hn, h, [Some(n), None], bias.then_some(b_n), acc);
+        gemm_tn(
+            isa,
+            rows,
+            hn,
+            h,
+            [Some(n), None],
+            bias.then_some(b_n),
+            acc,
+            tn,
+        );
     }
     if bias {
         // b_hh's share of dG_in: the same sums (from the same values in the same order), so

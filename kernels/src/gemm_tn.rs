@@ -50,6 +50,9 @@ pub(crate) struct Product<'a> {
 /// With `sums` (A's `m` columns, `m` the products' largest), also `sums[i] (+)= Σ_p A[p][i]`,
 /// added in the order of p as the copies of A read them (the bias gradients, column sums of
 /// dG, without another pass over dG).
+///
+/// The packed copies go in `scratch`, grown if it is too short.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn gemm_tn(
     isa: Isa,
     k: usize,
@@ -58,6 +61,7 @@ pub(crate) fn gemm_tn(
     products: [Option<Product<'_>>; 2],
     sums: Option<&mut [f32]>,
     accumulate: bool,
+    scratch: &mut TnScratch,
 ) {
     let sh = shape(isa);
     let (mr, nr) = (sh.mr, sh.nr);
@@ -133,16 +137,26 @@ pub(crate) fn gemm_tn(
     };
     let row_tiles = m.div_ceil(mr);
     let (row_tasks, panel_tasks) = grid(mr, nr, row_tiles, panels, work);
+    // Each task's room in `scratch`: the k-block of a block of its row tiles of A, then of its
+    // panels of B, each on cache lines (the panels are whole lines: no load spans two). Sized
+    // for the longest k-block ([`k_block`] returns at most the full one) and the largest share
+    // ([`split`]'s parts differ by one at most); no longer than k (batch 1, T = 100 has k = 100).
+    let kc_max = (PANEL_BLOCK / nr).max(1).min(k);
+    let a_len = (BLOCK_TILES.min(row_tiles.div_ceil(row_tasks)) * mr * kc_max).next_multiple_of(16);
+    let stride = a_len + (panels.div_ceil(panel_tasks) * kc_max * nr).next_multiple_of(16);
+    let room = OutPtr(
+        scratch
+            .reserve(row_tasks * panel_tasks * stride)
+            .as_mut_ptr(),
+    );
     let task = |t: usize| {
         let (r0, r1) = split(row_tiles, row_tasks, t / panel_tasks);
         let (p0, p1) = split(panels, panel_tasks, t % panel_tasks);
-        // No longer than k: the buffers below are zeroed whole (batch 1, T = 100 has k = 100).
         let kc = k_block(mr, nr, p1 - p0).min(k);
-        // One allocation each per task and call (the sizes depend on the ISA, m, n and k), none
-        // inside: the k-block of the task's row tiles of A, and of its panels of B.
-        // On cache lines, as the panels of B are whole lines: no load spans two.
-        let mut a_tiles = Buf::zeros(BLOCK_TILES.min(r1 - r0) * mr * kc);
-        let mut b_panels = Buf::zeros((p1 - p0) * kc * nr);
+        // SAFETY: task t's `stride` floats at t * stride lie inside the room reserved above for
+        // all the tasks, and no other task's.
+        let mine = unsafe { std::slice::from_raw_parts_mut(room.at(t * stride), stride) };
+        let (a_tiles, b_panels) = mine.split_at_mut(a_len);
         for k0 in (0..k).step_by(kc) {
             let kl = kc.min(k - k0);
             // Panel p's k-block: kl steps of nr floats, each row of B read in one run; once per
@@ -171,10 +185,7 @@ pub(crate) fn gemm_tn(
                     let share = unsafe { std::slice::from_raw_parts_mut(v.at(i_lo + s0), s1 - s0) };
                     (share, s0)
                 });
-                by_width!(
-                    mr,
-                    pack_a(a_block, lda, kl, i_lo..i_hi, kc, &mut a_tiles, sums)
-                );
+                by_width!(mr, pack_a(a_block, lda, kl, i_lo..i_hi, kc, a_tiles, sums));
                 // Only where the block of A and the panels of B do not stay in L2 together.
                 let streams = 4 * kc * (BLOCK_TILES * mr + (p1 - p0) * nr) > L2_SHARE;
                 for p in p0..p1 {
@@ -229,6 +240,35 @@ pub(crate) fn gemm_tn(
         }
     };
     run_tasks(row_tasks * panel_tasks, task);
+}
+
+/// The per-task packed copies of [`gemm_tn`]'s operands, kept by the caller between calls
+/// (the workspace, one per direction that may run at once): allocated and zeroed in each call,
+/// the panels of B (up to 6 MiB for dW of LSTM H = 1024) were fresh pages to fault in on every
+/// training step. Grows to what a call needs, never shrinks. What a previous call left in it is
+/// harmless: the lanes of a partial tile or panel that no copy fills reach no output.
+#[derive(Debug)]
+pub(crate) struct TnScratch(Buf);
+
+impl Default for TnScratch {
+    fn default() -> Self {
+        TnScratch(Buf::zeros(0))
+    }
+}
+
+impl TnScratch {
+    /// Floats held.
+    pub(crate) fn floats(&self) -> usize {
+        self.0.len()
+    }
+
+    /// The first `len` floats, grown to them if shorter.
+    fn reserve(&mut self, len: usize) -> &mut [f32] {
+        if self.0.len() < len {
+            self.0 = Buf::zeros(len);
+        }
+        &mut self.0[..len]
+    }
 }
 
 /// Steps of a k-block for a task of `panels` panels: [`PANEL_BLOCK`]'s, unless a shorter one
@@ -395,7 +435,17 @@ fn gemm_tn_one(
         c,
         ldc,
     };
-    gemm_tn(isa, k, a, lda, [Some(product), None], None, accumulate);
+    let mut scratch = TnScratch::default();
+    gemm_tn(
+        isa,
+        k,
+        a,
+        lda,
+        [Some(product), None],
+        None,
+        accumulate,
+        &mut scratch,
+    );
 }
 
 #[cfg(test)]
@@ -524,6 +574,9 @@ mod tests {
                     }
                 }
                 assert!(wants[1].1[m2 * ldc2..].iter().all(|&v| v == 3.0), "{isa:?}");
+                // One scratch for every call, poisoned after each: what a call leaves in it
+                // must reach no output of the next (partial tiles and panels).
+                let mut scratch = TnScratch::default();
                 for threads in [1, 2, 3] {
                     let pool = rayon::ThreadPoolBuilder::new()
                         .num_threads(threads)
@@ -553,8 +606,11 @@ mod tests {
                                 c: c2,
                                 ldc: ldc2,
                             };
-                            gemm_tn(isa, k, &a, lda, [Some(p1), Some(p2)], Some(sums), acc)
+                            let products = [Some(p1), Some(p2)];
+                            gemm_tn(isa, k, &a, lda, products, Some(sums), acc, &mut scratch)
                         });
+                        let held = scratch.floats();
+                        scratch.reserve(held).fill(f32::NAN);
                         assert_eq!(
                             &got, want,
                             "{isa:?} {m},{m2},{n1},{n2},{k} x{threads}, accumulate {acc}"

@@ -3,6 +3,7 @@
 use crate::aligned::Buf;
 use crate::desc::RnnDesc;
 use crate::error::{Error, Result};
+use crate::gemm_tn::TnScratch;
 use crate::microkernel::MAX_NR;
 
 /// Whether a workspace serves inference only or the training forward plus backward.
@@ -67,6 +68,9 @@ pub struct Workspace {
     pub(crate) dc: Vec<Buf>,
     /// Backward: d loss / d output of the layer below, two alternating `(T, B, D*H)`.
     pub(crate) dy: Vec<Buf>,
+    /// Backward, per direction (per layer in a wavefront): the weight-gradient GEMMs' packed
+    /// copies, sized by the first backward (they depend on the ISA and the thread count).
+    pub(crate) tn: Vec<TnScratch>,
     /// Set by a training forward, which the backward needs first: the stamp of the weights it
     /// ran with (the backward must be given the same values).
     pub(crate) saved: Option<u64>,
@@ -173,6 +177,9 @@ impl Workspace {
                 if training { below.min(2) } else { 0 },
                 t * b * desc.output_size(),
             )?,
+            tn: (0..if training { step_slots.max(d) } else { 0 })
+                .map(|_| TnScratch::default())
+                .collect(),
             saved: None,
         })
     }
@@ -197,7 +204,8 @@ impl Workspace {
         self.mode
     }
 
-    /// Bytes held by the workspace's buffers.
+    /// Bytes held by the workspace's buffers (the weight-gradient scratch once a backward has
+    /// sized it).
     pub fn bytes(&self) -> usize {
         let all = [
             &self.inter,
@@ -214,7 +222,12 @@ impl Workspace {
             &self.dc,
             &self.dy,
         ];
-        let floats: usize = all.iter().flat_map(|v| v.iter()).map(|b| b.len()).sum();
+        let floats: usize = all
+            .iter()
+            .flat_map(|v| v.iter())
+            .map(|b| b.len())
+            .sum::<usize>()
+            + self.tn.iter().map(TnScratch::floats).sum::<usize>();
         floats * std::mem::size_of::<f32>()
     }
 
