@@ -517,7 +517,7 @@ fn recompute_gates(
                 PanelOrder::Forward,
             );
             for r in i0..i1 {
-                lay.spread_tail(scratch.at(r * tc), out.at(r * g));
+                lay.spread_tail(scratch.at(r * tc), out.at(r * g + lay.hw), h);
             }
         }
     });

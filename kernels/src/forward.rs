@@ -417,6 +417,9 @@ struct DirStep<'a> {
     lay: GateLayout,
     /// Steps per chunk of the input projection.
     chunk: usize,
+    /// Whether each slice keeps its units' gates in a region of `gates` of its own (see
+    /// [`GatePlace`]).
+    sliced_gates: bool,
     /// State slots in `states` (and `cells`): T + 1 in a training workspace, else 2 in turn.
     ring: usize,
 }
@@ -463,6 +466,9 @@ impl<'a> DirStep<'a> {
             cut,
             lay: GateLayout::new(isa, desc.gates(), desc.hidden_size),
             chunk,
+            // Kept for the backward, the gates stay in its layout; cut by rows (or one slice),
+            // every slice's cells read whole rows.
+            sliced_gates: !keep_gates && slices > 1 && !batch_split(desc, batch, slices),
             ring,
         }
     }
@@ -484,6 +490,27 @@ impl<'a> DirStep<'a> {
         match self.keep_gates {
             true => t,
             false => t - self.chunk_times(step).0,
+        }
+    }
+
+    /// Where the gates of a slice whose units are `j0..j0 + n` sit in `gates` (see
+    /// [`GatePlace`]).
+    fn gate_place(&self, j0: usize, n: usize) -> GatePlace {
+        let g = self.desc.gates() * self.desc.hidden_size;
+        if !self.sliced_gates {
+            return GatePlace {
+                base: 0,
+                row: g,
+                gate: self.desc.hidden_size,
+                origin: 0,
+            };
+        }
+        let gate_count = self.desc.gates();
+        GatePlace {
+            base: self.bufs.gates.len() / g * gate_count * j0,
+            row: gate_count * n,
+            gate: n,
+            origin: j0,
         }
     }
 
@@ -520,7 +547,6 @@ impl<'a> DirStep<'a> {
     fn project(&self, step: usize, units: std::ops::Range<usize>, (part, parts): (usize, usize)) {
         let desc = &self.desc;
         let (h, gate_count, batch, i_l) = (desc.hidden_size, desc.gates(), self.batch, self.i_l);
-        let g = gate_count * h;
         let (t0, t1) = self.chunk_times(step);
         let all_rows = (t1 - t0) * batch;
         let mr = microkernel::shape(self.isa).mr;
@@ -536,21 +562,25 @@ impl<'a> DirStep<'a> {
         // in the wavefront) and nothing writes meanwhile.
         let x = unsafe { self.io.x.part(t0_row * i_l, rows * i_l) };
         let (lay, gates) = (self.lay, self.bufs.gates);
+        let u0 = units.start * lay.nr;
+        let place = self.gate_place(u0, (units.end * lay.nr).min(h).saturating_sub(u0));
+        let (base, ldo) = (place.base + row0 * place.row, place.row);
         for k in 0..gate_count {
             let (panels, j0, n) = lay.whole_panels(k, &units);
             if n == 0 {
                 continue;
             }
             // SAFETY: X holds these rows of I floats (above); this slice writes its units'
-            // columns of gate k in its `rows` rows of the gates buffer, which no other slice
-            // touches (other units, or other rows) and nothing reads meanwhile.
+            // columns of gate k in its `rows` rows of the gates buffer (of its own region, where
+            // `place` gives each slice one), which no other slice touches (other units, other
+            // rows, or another region) and nothing reads meanwhile.
             unsafe {
                 packed::gemm_block(
                     &self.pw.w_ih,
                     x.as_ptr(),
                     i_l,
-                    gates.out_block(row0 * g + k * h + j0, rows, g, n),
-                    g,
+                    gates.out_block(base + place.unit(k, j0), rows, ldo, n),
+                    ldo,
                     false,
                     0..rows,
                     panels,
@@ -569,7 +599,7 @@ impl<'a> DirStep<'a> {
         // SAFETY: as above; the scratch holds a chunk's rows of `tail_cols` floats and this
         // slice alone writes and reads its rows r0..r1 of it (the only slice with the tail's
         // units, or the one with these rows), the gate blocks' last `rem` units likewise (in
-        // `rows` rows of G*H floats, bounded by `out_block`).
+        // `rows` rows of `place.row` floats, bounded by `out_block`).
         unsafe {
             packed::gemm_block(
                 &self.pw.w_ih,
@@ -584,9 +614,13 @@ impl<'a> DirStep<'a> {
                 PanelOrder::Forward,
             );
             let scratch = self.bufs.tail.part(r0 * tc, rows * tc);
-            let dst = gates.out_block(row0 * g, rows, g, g);
+            let dst = gates.out_block(base, rows, ldo, ldo);
             for (r, src) in scratch.chunks_exact(tc).enumerate() {
-                lay.spread_tail(src.as_ptr(), dst.at(r * g));
+                lay.spread_tail(
+                    src.as_ptr(),
+                    dst.at(r * ldo + place.unit(0, lay.hw)),
+                    place.gate,
+                );
             }
         }
     }
@@ -658,19 +692,21 @@ impl<'a> DirStep<'a> {
         // The cells of the units in whole blocks, then of the tail's: their gates in `gh` are
         // `hw` or `rem` columns apart.
         let whole = n.min(lay.hw.saturating_sub(j0));
+        let place = self.gate_place(j0, n);
         if whole > 0 {
-            let rows_of_step = self.step_rows(step, t, (p, q), (j0, whole), (j0, lay.hw));
+            let rows_of_step = self.step_rows(step, t, (p, q), (j0, whole), (j0, lay.hw), place);
             cell::forward_rows(desc.cell, self.isa, rows.clone(), rows_of_step);
         }
         if whole < n {
             let tail = (lay.tail_col(), lay.rem);
-            let rows_of_step = self.step_rows(step, t, (p, q), (lay.hw, lay.rem), tail);
+            let rows_of_step = self.step_rows(step, t, (p, q), (lay.hw, lay.rem), tail, place);
             cell::forward_rows(desc.cell, self.isa, rows, rows_of_step);
         }
     }
 
     /// The cells' view of step `step` (time `t`, state slots `p` before and `q` after) for
-    /// units `j0..j0 + n`, whose gate `k` sits in `gh` at column `gh_at + k * gh_stride`.
+    /// units `j0..j0 + n`, whose gate `k` sits in `gh` at column `gh_at + k * gh_stride`, and in
+    /// `gates` as `place` puts it.
     fn step_rows(
         &self,
         step: usize,
@@ -678,17 +714,18 @@ impl<'a> DirStep<'a> {
         (p, q): (usize, usize),
         (j0, n): (usize, usize),
         (gh_at, gh_stride): (usize, usize),
+        place: GatePlace,
     ) -> StepRows<'_, 'a> {
         let desc = &self.desc;
         let (h, gate_count, batch) = (desc.hidden_size, desc.gates(), self.batch);
-        let g = gate_count * h;
         let (bh, dh) = (batch * h, desc.output_size());
         StepRows {
             b_hh: std::array::from_fn(|k| match k < gate_count {
                 true => &self.pw.b_hh[k * h + j0..][..n],
                 false => &[],
             }),
-            gate_at: self.gate_row(t, step) * batch * g + j0,
+            gate_at: place.base + self.gate_row(t, step) * batch * place.row + place.unit(0, j0),
+            gate_rows: (place.row, place.gate),
             hn_at: if self.keep_gates { t * bh } else { 0 } + j0,
             y_at: t * batch * dh + self.d * h + j0,
             step: self,
@@ -712,6 +749,8 @@ struct StepRows<'s, 'a> {
     /// Where row 0's units start: in `gates`, in `hn`, in the output, in the state slots
     /// before and after the step, in `gh`.
     gate_at: usize,
+    /// `gates`' row width and the floats between one gate's units and the next's there.
+    gate_rows: (usize, usize),
     hn_at: usize,
     y_at: usize,
     slots: (usize, usize),
@@ -722,13 +761,35 @@ struct StepRows<'s, 'a> {
     n: usize,
 }
 
+/// Where a slice's gates sit in the `gates` buffer: unit `j` of gate `k` in row `r` at `base +
+/// r * row + k * gate + j - origin`. Kept for the backward, or read by whole rows, they are in
+/// the backward's layout (`(rows, G, H)`: base 0, row G*H, gate H, origin 0). Otherwise each
+/// slice of a team cut by units has a region of its own, its rows `G * n` floats of its `n`
+/// units (the regions tile the buffer, slice after slice): with the slices' units interleaved
+/// in every row, each core's reads of its own runs slowed the other's (the cells of LSTM
+/// 100,1,256 at 2 threads took 1450 cycles a step for 128 units against 750 in regions).
+#[derive(Clone, Copy)]
+struct GatePlace {
+    base: usize,
+    row: usize,
+    gate: usize,
+    origin: usize,
+}
+
+impl GatePlace {
+    /// The offset of gate `k`'s unit `j` in a row.
+    fn unit(&self, k: usize, j: usize) -> usize {
+        k * self.gate + j - self.origin
+    }
+}
+
 impl<'a> cell::Rows<FwdUnits<'a>> for StepRows<'_, 'a> {
     /// Inlined into the ISA's row loop, so that the slices stay in registers.
     #[inline(always)]
     fn units(&mut self, b: usize) -> Option<FwdUnits<'a>> {
         let s = self.step;
         let (h, gate_count) = (s.desc.hidden_size, s.desc.gates());
-        let (g, dh) = (gate_count * h, s.desc.output_size());
+        let dh = s.desc.output_size();
         let (n, at) = (self.n, b * h);
         let DirBufs {
             gates,
@@ -745,7 +806,12 @@ impl<'a> cell::Rows<FwdUnits<'a>> for StepRows<'_, 'a> {
         let u = unsafe {
             FwdUnits {
                 isa: s.isa,
-                gates: gates.gates_mut(self.gate_at + b * g, h, gate_count, n),
+                gates: gates.gates_mut(
+                    self.gate_at + b * self.gate_rows.0,
+                    self.gate_rows.1,
+                    gate_count,
+                    n,
+                ),
                 gh: gh.gates(self.gh_at + b * self.ldg, self.gh_stride, gate_count, n),
                 b_hh: self.b_hh,
                 h_prev: states.part(self.slots.0 + at, n),

@@ -107,21 +107,18 @@ impl GateLayout {
     }
 
     /// Copies one row of the tail's columns, `src` (from the tail's first), to each gate's
-    /// last `rem` units in an unpadded row of gate blocks at `dst` (gate `q`'s units at
-    /// `dst + q * h`): the tail's part of the input projection, computed into scratch.
+    /// last `rem` units, gate `q`'s at `dst + q * stride` (in an unpadded row of gate blocks,
+    /// `dst` is the row's unit `hw` and `stride` is H): the tail's part of the input
+    /// projection, computed into scratch.
     ///
     /// # Safety
-    /// `src` must hold `gates * rem` floats; `dst + q * h + hw..+ rem` must be the caller's
-    /// to write, for every gate `q`, and apart from `src`.
-    pub(crate) unsafe fn spread_tail(&self, src: *const f32, dst: *mut f32) {
+    /// `src` must hold `gates * rem` floats; `dst + q * stride..+ rem` must be the caller's to
+    /// write, for every gate `q`, and apart from `src`.
+    pub(crate) unsafe fn spread_tail(&self, src: *const f32, dst: *mut f32, stride: usize) {
         for q in 0..self.gates {
             // SAFETY: within `src`'s and the caller's parts of `dst` (this function's contract).
             unsafe {
-                std::ptr::copy_nonoverlapping(
-                    src.add(q * self.rem),
-                    dst.add(q * self.h + self.hw),
-                    self.rem,
-                )
+                std::ptr::copy_nonoverlapping(src.add(q * self.rem), dst.add(q * stride), self.rem)
             };
         }
     }
