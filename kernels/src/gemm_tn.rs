@@ -411,7 +411,8 @@ fn copy_short(dst: &mut [f32], src: &[f32]) {
     dst[..src.len()].copy_from_slice(src);
 }
 
-/// `C (+)= Aᵀ B` as a [`gemm_tn`] of one product (the tests' and timings' shorthand).
+/// `C (+)= Aᵀ B` as a [`gemm_tn`] of one product (the tests' and timings' shorthand), its
+/// packed copies in `scratch`.
 #[cfg(test)]
 #[allow(clippy::too_many_arguments)]
 fn gemm_tn_one(
@@ -426,6 +427,7 @@ fn gemm_tn_one(
     c: &mut [f32],
     ldc: usize,
     accumulate: bool,
+    scratch: &mut TnScratch,
 ) {
     let product = Product {
         m,
@@ -435,7 +437,6 @@ fn gemm_tn_one(
         c,
         ldc,
     };
-    let mut scratch = TnScratch::default();
     gemm_tn(
         isa,
         k,
@@ -444,7 +445,7 @@ fn gemm_tn_one(
         [Some(product), None],
         None,
         accumulate,
-        &mut scratch,
+        scratch,
     );
 }
 
@@ -478,8 +479,9 @@ mod tests {
                         .num_threads(threads)
                         .build()
                         .unwrap();
+                    let fresh = &mut TnScratch::default();
                     pool.install(|| {
-                        gemm_tn_one(isa, m, n, k, &a, lda, &b, ldb, &mut c, ldc, false)
+                        gemm_tn_one(isa, m, n, k, &a, lda, &b, ldb, &mut c, ldc, false, fresh)
                     });
                     c
                 };
@@ -539,8 +541,11 @@ mod tests {
                 );
                 let mut wants = Vec::new();
                 for acc in [false, true] {
-                    gemm_tn_one(isa, m, n1, k, &a, lda, &b1, n1, &mut want.0, n1, acc);
-                    gemm_tn_one(isa, m2, n2, k, &a, lda, &b2, n2 + 2, &mut want.1, ldc2, acc);
+                    // Each call with a fresh scratch: the oracle shares nothing.
+                    let (s1, s2) = (&mut TnScratch::default(), &mut TnScratch::default());
+                    gemm_tn_one(isa, m, n1, k, &a, lda, &b1, n1, &mut want.0, n1, acc, s1);
+                    let (b2, want2) = (&b2, &mut want.1);
+                    gemm_tn_one(isa, m2, n2, k, &a, lda, b2, n2 + 2, want2, ldc2, acc, s2);
                     if !acc {
                         want.2.fill(0.0);
                     }
@@ -647,9 +652,11 @@ mod timing {
                 a.fill(0.5);
                 b.fill(0.25);
                 let mut c = vec![0.0f32; m * n];
+                // Kept from call to call, as the workspace keeps the backward's.
+                let mut scratch = TnScratch::default();
                 let reps = (4e9 / (2.0 * (m * n * k) as f64)).max(1.0) as usize;
                 let s = crate::timing::median_secs(reps, || {
-                    gemm_tn_one(isa, m, n, k, &a, m, &b, n, &mut c, n, false)
+                    gemm_tn_one(isa, m, n, k, &a, m, &b, n, &mut c, n, false, &mut scratch)
                 });
                 println!(
                     "{isa:?} gemm_tn {m}x{n}x{k}: {:.1} GFLOP/s",
