@@ -11,8 +11,9 @@
 use crate::aligned::Buf;
 use crate::error::holds;
 use crate::isa::Isa;
-use crate::microkernel::{self, shape};
+use crate::microkernel::{self, shape, A_STRIDE};
 use rayon::prelude::*;
+use std::cell::RefCell;
 
 /// `Wᵀ` packed for one ISA's micro-kernel, with an optional bias packed alongside.
 #[derive(Debug, Clone)]
@@ -496,7 +497,11 @@ pub(crate) unsafe fn gemm_block(
     }
     let mr = shape(b.isa).mr;
     let kc_l1 = (PANEL_BLOCK_BYTES / (4 * nr)).max(1);
-    let block_rows = mr * (ROW_BLOCK_BYTES / (4 * mr * k)).max(1);
+    let mut block_rows = mr * (ROW_BLOCK_BYTES / (4 * mr * k)).max(1);
+    let copy = ACopy::new(b.isa, (k, lda, width), kc_l1, mr);
+    if let Some(copy) = &copy {
+        block_rows = block_rows.min(copy.max_rows);
+    }
     let mut r1 = rows.start;
     while r1 < rows.end {
         let r0 = r1;
@@ -508,6 +513,10 @@ pub(crate) unsafe fn gemm_block(
             false => r0 + block_rows,
         };
         let kc = k_block(k, kc_l1, (r1 - r0) / mr);
+        // SAFETY: rows r0..r1 of A, k floats each, are the caller's.
+        let copied = copy
+            .as_ref()
+            .and_then(|copy| unsafe { copy.fill(a, lda, r0..r1, k, kc) });
         let tiles = row_tiles(r0..r1, mr, kc > kc_l1).count();
         let mut walk = order.walk(panels.clone()).peekable();
         while let Some(p) = walk.next() {
@@ -533,17 +542,24 @@ pub(crate) unsafe fn gemm_block(
                 };
                 for (ti, (i0, tile_rows)) in row_tiles(r0..r1, mr, kc > kc_l1).enumerate() {
                     let far = microkernel::far_half(next, kl * w, ti, tiles);
-                    // SAFETY: rows i0..i0+tile_rows (within r1), columns k0..k0+kl of A and
-                    // the panel's columns of C are the caller's; the panel holds `kl` steps of
-                    // `w` floats from step k0, its bias `w` floats; the ISA was checked when
-                    // the weights were packed.
+                    let (a_tile, lda_tile) = match copied {
+                        Some(at) => (
+                            at.wrapping_add(at_copy(r1 - r0, k0 / kc, i0 - r0)),
+                            A_STRIDE,
+                        ),
+                        None => (a.wrapping_add(i0 * lda + k0), lda),
+                    };
+                    // SAFETY: rows i0..i0+tile_rows (within r1), columns k0..k0+kl of A (or
+                    // of its copy, `A_STRIDE` floats a row) and the panel's columns of C are
+                    // the caller's; the panel holds `kl` steps of `w` floats from step k0, its
+                    // bias `w` floats; the ISA was checked when the weights were packed.
                     unsafe {
                         microkernel::tile(
                             b.isa,
                             tile_rows,
                             kl,
-                            a.add(i0 * lda + k0),
-                            lda,
+                            a_tile,
+                            lda_tile,
                             panel(p).add(k0 * w),
                             w,
                             bias(p),
@@ -558,6 +574,127 @@ pub(crate) unsafe fn gemm_block(
             }
         }
     }
+}
+
+/// Floats of each thread's copy of A (see [`ACopy`]): 1 MiB, 442 rows of one k-block.
+const A_COPY_FLOATS: usize = 1 << 18;
+
+thread_local! {
+    /// This thread's copy of a row block of A (see [`ACopy`]): allocated by the thread's first
+    /// GEMM that copies, then reused by every one after it, never grown (a block that would
+    /// not fit is read in place). One per thread, as `gemm` (faer) keeps its packing buffers:
+    /// the GEMMs run on whichever pool thread rayon picks, so a workspace cannot hand them one.
+    static A_COPY: RefCell<Option<Buf>> = const { RefCell::new(None) };
+}
+
+/// A row block of A copied, before a GEMM's tiles read it, into a buffer whose rows are
+/// [`A_STRIDE`] floats apart, a stride the AVX-512 tile knows at compile time: each broadcast
+/// is then one base register plus a constant, where at `lda` the 12-row tile spent a register
+/// or an add per row, and the register it frees lets every row tile prefetch the next block
+/// of B into L2 (only the tiles of 8 rows or fewer could: the row blocks of H = 1024's
+/// projection are 10 tiles of 12 rows, of its dx two). The tile at a compile-time stride
+/// reading A in place (a scratch build) gained as much: the addressing and the prefetch pay,
+/// not where the copy's rows fall. The copy's rows: `[k-block][row]`,
+/// each k-block's `kc` (at most `A_STRIDE`) floats of each row. Read by whole panels and k-blocks
+/// of every tile, it costs one pass over the block (a memcpy from L2) against `n` columns of
+/// FMAs; the same FMAs in the same order, so the same results.
+///
+/// Where it pays, end to end, is H = 1024: `ab.sh` on an Intel Xeon (2026-12-04, time with it / without, 6 pairs): LSTM 50,64,1024 inference
+/// 0.940x at 1 thread, 0.984x at 2; training 0.968x and 0.965x. At H = 512, the same within
+/// the noise (10 pairs): LSTM 100,64,512 inference 1.002x, training 0.991x; GRU 100,64,512
+/// 0.999x (6 pairs).
+///
+/// The buffer is refilled only by the next block's `fill` on the same thread: a GEMM's tiles
+/// make no call that could run other work on this thread (no rayon join) in between.
+struct ACopy {
+    /// Rows of a block whose copy fits the buffer.
+    max_rows: usize,
+}
+
+impl ACopy {
+    /// The copy's plan for a GEMM of depth `k` on `isa`, A's rows `lda` apart, `width`
+    /// columns of C, or `None` where its tile takes A in place: other ISAs (their tiles keep
+    /// few rows), k-blocks past the stride, or too few columns to pay for the copy.
+    ///
+    /// The copy pays where 1024 columns or more read it, or 512 where A's rows are a multiple
+    /// of 4 KiB apart (H = 1024's state, the backward's dG); alone (`packed::timing`,
+    /// 3 rounds, 2026-12-04, GFLOP/s without and with it): 64x4096x1024 175-199 / 201-209,
+    /// 64x2048x512 194-213 / 204-220, 64x1536x512 183-211 / 198-212, 64x512x1024 199-203 /
+    /// 201-206; not at 512 columns otherwise (64x512x2048, the backward's step at H = 512:
+    /// 192-210 / 190-206) nor at 256 (64x256x512, a gate of H = 512 cut in two: 214-225 /
+    /// 209-219).
+    fn new(
+        isa: Isa,
+        (k, lda, width): (usize, usize, usize),
+        kc_l1: usize,
+        mr: usize,
+    ) -> Option<Self> {
+        let one_set = (4 * lda).is_multiple_of(4096);
+        if isa != Isa::Avx512 || k == 0 || !(width >= 1024 || (one_set && width >= 512)) {
+            return None;
+        }
+        // The k-blocks of a block of two tiles or more (see `k_block`); a block with fewer
+        // tiles takes all of k at once, copied only where that is within the stride too.
+        let kc = k.min(3 * kc_l1);
+        if kc > A_STRIDE {
+            return None;
+        }
+        // Blocks up to a quarter over `max_rows` are taken whole (see `gemm_block`).
+        let rows = A_COPY_FLOATS / (k.div_ceil(kc) * A_STRIDE) * 4 / 5 / mr * mr;
+        (rows >= mr).then_some(ACopy { max_rows: rows })
+    }
+
+    /// Copies rows `rows` of A (`lda` floats apart, `k` each) in k-blocks of `kc` into this
+    /// thread's buffer, and gives its start; `None` (nothing copied) where the block does not
+    /// fit, its k-blocks are past the stride, or the buffer is busy or cannot be allocated.
+    ///
+    /// # Safety
+    /// A must hold `k` floats from `a + r * lda` for every `r` in `rows`.
+    unsafe fn fill(
+        &self,
+        a: *const f32,
+        lda: usize,
+        rows: std::ops::Range<usize>,
+        k: usize,
+        kc: usize,
+    ) -> Option<*const f32> {
+        let blocks = k.div_ceil(kc);
+        if kc > A_STRIDE || blocks * rows.len() * A_STRIDE > A_COPY_FLOATS {
+            return None;
+        }
+        A_COPY.with(|cell| {
+            let mut slot = cell.try_borrow_mut().ok()?;
+            if slot.is_none() {
+                *slot = Some(Buf::try_zeros(A_COPY_FLOATS)?);
+            }
+            let buf = slot.as_mut()?;
+            let dst = buf.as_mut_ptr();
+            for (kb, k0) in (0..k).step_by(kc).enumerate() {
+                let kl = kc.min(k - k0);
+                for (i, r) in rows.clone().enumerate() {
+                    // SAFETY: the source is A's row r from k0, `kl` floats within its `k`
+                    // (the caller's contract); the destination is row i of k-block kb,
+                    // within the buffer (checked above: `blocks * rows * A_STRIDE` floats at
+                    // most) and `kl <= A_STRIDE`; a thread-local buffer, not A.
+                    unsafe {
+                        std::ptr::copy_nonoverlapping(
+                            a.add(r * lda + k0),
+                            dst.add(at_copy(rows.len(), kb, i)),
+                            kl,
+                        )
+                    };
+                }
+            }
+            // The buffer outlives the GEMM (a thread-local that is never replaced), and no
+            // other code of this thread writes it until the next block's `fill`.
+            Some(dst.cast_const())
+        })
+    }
+}
+
+/// Where row `i` of k-block `kb` starts in the copy of a block of `rows` rows.
+fn at_copy(rows: usize, kb: usize, i: usize) -> usize {
+    (kb * rows + i) * A_STRIDE
 }
 
 /// The row tiles of `rows`, `(first row, rows)`: whole tiles of `mr` and the remainder; with
@@ -636,6 +773,80 @@ pub(crate) fn split(len: usize, parts: usize, i: usize) -> (usize, usize) {
 mod tests {
     use super::*;
     use crate::params::SplitMix64;
+
+    /// The AVX-512 tile's copy of A (`ACopy`) changes no bit: each GEMM below, which copies
+    /// (1024 columns or more, or 512 with rows a multiple of 4 KiB apart), against the same
+    /// columns computed 256 at a time (too few to copy, so A read in place), over row blocks
+    /// (k = 2048: 84 rows a block), k-blocks (576 and a remainder), partial tiles and a
+    /// half-width last panel; and against a naive sum.
+    #[test]
+    fn a_copy_changes_no_bits() {
+        if !Isa::Avx512.is_available() {
+            return;
+        }
+        let isa = Isa::Avx512;
+        let mut rng = SplitMix64(11);
+        for &(m, n, k, lda) in &[
+            (64, 1024, 512, 512),
+            (29, 1040, 1000, 1003),
+            (130, 1056, 2048, 2048),
+            (13, 512, 1024, 1024),
+            (97, 520, 600, 2048),
+            (8, 1024, 577, 577),
+            (12, 2000, 100, 100),
+        ] {
+            let mut a = vec![0.0f32; (m - 1) * lda + k];
+            let mut w = vec![0.0f32; n * k];
+            let mut bias = vec![0.0f32; n];
+            for v in [&mut a, &mut w, &mut bias] {
+                rng.fill_uniform(v, 1.0);
+            }
+            let pb = PackedB::from_weight(isa, &w, n, k, Some(&bias));
+            assert!(
+                ACopy::new(isa, (k, lda, n), 192, 12).is_some(),
+                "{m}x{n}x{k}"
+            );
+            let mut copied = vec![7.0f32; m * n];
+            let mut in_place = vec![7.0f32; m * n];
+            for (c, step) in [(&mut copied, pb.panels()), (&mut in_place, 256 / pb.nr)] {
+                let out = OutPtr(c.as_mut_ptr());
+                for p0 in (0..pb.panels()).step_by(step) {
+                    let p1 = (p0 + step).min(pb.panels());
+                    let width = n - pb.col_start(p0);
+                    // SAFETY: A holds m rows of k floats lda apart, C m rows of n; these
+                    // panels' columns of C, from column col_start(p0), within n.
+                    unsafe {
+                        gemm_block(
+                            &pb,
+                            a.as_ptr(),
+                            lda,
+                            OutPtr(out.at(pb.col_start(p0))),
+                            n,
+                            false,
+                            0..m,
+                            p0..p1,
+                            width,
+                            PanelOrder::Forward,
+                        )
+                    };
+                }
+            }
+            assert_eq!(copied, in_place, "{m}x{n}x{k}, lda {lda}");
+            for i in 0..m {
+                for j in 0..n {
+                    let want: f64 = bias[j] as f64
+                        + (0..k)
+                            .map(|p| a[i * lda + p] as f64 * w[j * k + p] as f64)
+                            .sum::<f64>();
+                    let got = copied[i * n + j] as f64;
+                    assert!(
+                        (got - want).abs() < 1e-4 * (1.0 + want.abs()),
+                        "{m}x{n}x{k}"
+                    );
+                }
+            }
+        }
+    }
 
     #[test]
     fn matches_naive_on_edge_shapes_every_isa_and_split() {
@@ -967,6 +1178,12 @@ mod timing {
                 (8, 32, 512),
                 (12, 32, 512),
                 (64, 4096, 1024),
+                (256, 4096, 1024),
+                // Where A's copy pays and where not (see `ACopy::new`).
+                (64, 1536, 512),
+                (64, 512, 2048),
+                (64, 512, 1024),
+                (64, 256, 512),
                 (3200, 4096, 1024),
                 (64, 2048, 512),
                 (6400, 2048, 512),

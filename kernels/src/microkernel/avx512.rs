@@ -2,7 +2,7 @@
 //! k step 2 loads of B and 12 broadcasts feed 24 FMAs (an 8-row tile's 16 chains ran the
 //! in-cache tile at 85% of peak, 12 rows at 92%).
 
-use super::{by_panels, by_rows, for_k_unrolled, KmajorArgs, WideArgs};
+use super::{by_panels, by_rows, for_k_unrolled, KmajorArgs, WideArgs, A_STRIDE};
 use std::arch::x86_64::*;
 
 const NR: usize = 32;
@@ -57,15 +57,27 @@ pub(crate) unsafe fn tile(
     // SAFETY: forwarded; each instance reads and writes only `R` rows.
     unsafe {
         match width {
+            16 if lda == A_STRIDE => by_rows!(
+                rows,
+                tile_rw::<_, 1, A_STRIDE>(args),
+                [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11],
+                12
+            ),
             16 => by_rows!(
                 rows,
-                tile_rw::<_, 1>(args),
+                tile_rw::<_, 1, 0>(args),
+                [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11],
+                12
+            ),
+            _ if lda == A_STRIDE => by_rows!(
+                rows,
+                tile_rw::<_, 2, A_STRIDE>(args),
                 [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11],
                 12
             ),
             _ => by_rows!(
                 rows,
-                tile_rw::<_, 2>(args),
+                tile_rw::<_, 2, 0>(args),
                 [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11],
                 12
             ),
@@ -87,10 +99,16 @@ type TileArgs = (
     *const f32,
 );
 
-/// `R` rows by a panel of `W` zmm (16 floats each, `16 * W` floats per k step).
+/// `R` rows by a panel of `W` zmm (16 floats each, `16 * W` floats per k step), A's rows `S`
+/// floats apart when `S > 0` (a copy at [`A_STRIDE`]), else `lda` apart.
+///
+/// With `S` known, every broadcast is one base register plus a constant: with `lda` known only
+/// at run time the 12-row tile kept a register per row (or an add per row a turn), which left no
+/// register for the prefetch of the next block (spilled, 64x2048x512 at 0.63x) and cost issue
+/// slots (see `packed::ACopy`).
 #[inline]
 #[target_feature(enable = "avx512f")]
-unsafe fn tile_rw<const R: usize, const W: usize>(
+unsafe fn tile_rw<const R: usize, const W: usize, const S: usize>(
     (k, a, lda, b, bias, c, ldc, cols, acc_in, far): TileArgs,
 ) {
     // SAFETY: the caller guarantees `bias` holds 16*W floats, `b` k*16*W, each of the R rows of
@@ -115,13 +133,16 @@ unsafe fn tile_rw<const R: usize, const W: usize>(
                 }
             }
         }
-        // One pointer per row of A, so each broadcast is a plain base + index load.
-        let rows: [*const f32; R] = std::array::from_fn(|i| a.add(i * lda));
+        // One pointer per row of A, so each broadcast is a plain base + index load (unused,
+        // and dropped by the compiler, at a known stride).
+        let stride = if S > 0 { S } else { lda };
+        let rows: [*const f32; R] = std::array::from_fn(|i| a.wrapping_add(i * stride));
         // The prefetch distance in k steps, as for a whole panel.
         let pf = PF / NR * step;
         // Half of the next block into L2, a line a step (see `super::tile`). Not with 9 rows or
-        // more: the pointer spilled their registers (64x2048x512 at 0.63x, 256x2048x512 0.53x).
-        let far_on = R <= 8 && !far.is_null();
+        // more at a run-time stride: the pointer spilled their registers (64x2048x512 at 0.63x,
+        // 256x2048x512 0.53x).
+        let far_on = (S > 0 || R <= 8) && !far.is_null();
         macro_rules! k_step {
             ($p:expr) => {{
                 let p = $p;
@@ -138,7 +159,10 @@ unsafe fn tile_rw<const R: usize, const W: usize>(
                     *v = _mm512_loadu_ps(bp.add(16 * h));
                 }
                 for (i, acc) in acc.iter_mut().enumerate() {
-                    let x = _mm512_set1_ps(*rows[i].add(p));
+                    let x = match S {
+                        0 => _mm512_set1_ps(*rows[i].add(p)),
+                        _ => _mm512_set1_ps(*a.add(i * S + p)),
+                    };
                     for h in 0..W {
                         acc[h] = _mm512_fmadd_ps(x, w[h], acc[h]);
                     }

@@ -18,6 +18,14 @@ use crate::isa::Isa;
 /// per row count, so the accumulators of a partial tile stay in registers too. Any other count
 /// (0, or past a tile) is a broken caller: a panic, not a kernel touching rows it was not given.
 macro_rules! by_rows {
+    // `f::<_, W, S>(args)`: the row count first, then two fixed parameters.
+    ($rows:expr, $f:ident::<_, $w:tt, $s:tt> $args:tt, [$($r:literal),*], $max:literal) => {
+        match $rows {
+            $($r => $f::<$r, $w, $s> $args,)*
+            $max => $f::<$max, $w, $s> $args,
+            r => panic!("a tile of {r} rows, expected 1..={}", $max),
+        }
+    };
     // `f::<_, W>(args)`: the row count first, then a fixed second parameter.
     ($rows:expr, $f:ident::<_, $w:literal> $args:tt, [$($r:literal),*], $max:literal) => {
         match $rows {
@@ -135,6 +143,11 @@ pub(crate) fn wide_panels(isa: Isa, rows: usize, bytes: usize) -> usize {
 /// The least of B (bytes) that one AVX-512 row streams 8 panels a call (see [`wide_panels`]).
 pub(crate) const ONE_ROW_WIDE_MIN: usize = 256 << 10;
 
+/// The row stride of A that the AVX-512 tile knows at compile time (see `packed::ACopy`): a
+/// k-block's 576 steps and 16 floats more, so that rows fall 2368 bytes apart (not on the
+/// same L1 sets, as rows a multiple of 4 KiB apart do). Any A at this stride takes that tile.
+pub(crate) const A_STRIDE: usize = 592;
+
 /// The widest panel of any ISA; every `nr` divides it, so a buffer whose gate blocks are padded
 /// to a multiple of it fits any ISA's layout (see `packed::GateLayout`).
 pub(crate) const MAX_NR: usize = 32;
@@ -171,7 +184,7 @@ pub(crate) fn far_half(next: *const f32, block: usize, tile: usize, tiles: usize
 ///
 /// `far`, unless null, is half of the packed block the caller runs next (see
 /// `packed::gemm_block`): the tile prefetches it into L2 while it runs (AVX-512: a line a k
-/// step, tiles of up to 8 rows only; AVX2: a line every other step), so that the next block's
+/// step, tiles of up to 8 rows, or any at `A_STRIDE`; AVX2: a line every other step), so that the next block's
 /// first tile does not stream it from L3 alone. A hint: any address, never dereferenced, no
 /// result changed.
 ///
