@@ -124,3 +124,23 @@ fn projection_in_chunks_with_a_partial_last_chunk() {
         }
     }
 }
+
+#[test]
+fn gate_gemms_wide_enough_to_copy_a() {
+    // The AVX-512 GEMMs of 1024 columns or more, or of 512 whose A rows are a multiple of 4 KiB
+    // apart, read a copy of A (`packed::ACopy`): LSTM H = 260 has 1040 gate columns (the
+    // projection and the step, with a partial unit block), GRU H = 350 1050; LSTM H = 512 with
+    // I = 16 also copies the backward's dG (rows of 2048 floats) for its 512-column step GEMM.
+    // Batch 13: a row tile and a remainder.
+    for isa in Isa::available() {
+        for (cell, i, h) in [
+            (CellKind::Lstm, 300, 260),
+            (CellKind::Gru, 100, 350),
+            (CellKind::Lstm, 16, 512),
+        ] {
+            let desc = RnnDesc::new(cell, i, h);
+            let case = Case::new(desc, 3, 13, 300 + h as u64, true, true, true);
+            compare_all(&case, isa, 1e-4).unwrap_or_else(|e| panic!("{isa:?} {cell:?} H {h}: {e}"));
+        }
+    }
+}
