@@ -256,7 +256,7 @@ fn run(
     let Outputs { output, h_n, c_n } = out;
     let (output, h_n, c_n) = (Shared::new(output), Shared::new(h_n), Shared::new(c_n));
     // Layer l, direction d: its input, its output and its buffers.
-    let make = |l: usize, d: usize, slices: usize, chunk: usize| {
+    let make = |l: usize, d: usize, slices: (usize, StepCut), chunk: usize| {
         let x = match l {
             0 => SharedRead::new(input.x),
             _ => inter[inter_index(l - 1)].read(),
@@ -321,8 +321,12 @@ fn run(
                     cut.inference(&desc, batch)
                 };
                 let chunk = chunk_steps(t_len, batch);
-                let run = make(l, d, cut.slices, chunk);
-                if !batch_split(&desc, batch, cut.slices) {
+                let by = match batch_split(&desc, batch, cut.slices) {
+                    true => StepCut::Rows,
+                    false => StepCut::Units,
+                };
+                let run = make(l, d, (cut.slices, by), chunk);
+                if by == StepCut::Units {
                     return team::rounds(t_len, cut.slices, &|step, i| run.step(step, i));
                 }
                 // Round 2c: chunk c's projection, by units where that cuts it evenly (each
@@ -374,11 +378,13 @@ fn wavefront<'a>(
     desc: &RnnDesc,
     t_len: usize,
     batch: usize,
-    make: &(dyn Fn(usize, usize, usize, usize) -> DirStep<'a> + Sync),
+    make: &(dyn Fn(usize, usize, (usize, StepCut), usize) -> DirStep<'a> + Sync),
 ) {
     let layers = desc.num_layers;
     let chunk = wave_chunk_steps(t_len, batch, layers);
-    let runs: Vec<DirStep<'a>> = (0..layers).map(|l| make(l, 0, 1, chunk)).collect();
+    let runs: Vec<DirStep<'a>> = (0..layers)
+        .map(|l| make(l, 0, (1, StepCut::Units), chunk))
+        .collect();
     let chunks = t_len.div_ceil(chunk);
     team::rounds(chunks + layers - 1, layers, &|w, l| {
         if let Some(c) = w.checked_sub(l).filter(|&c| c < chunks) {
@@ -387,6 +393,16 @@ fn wavefront<'a>(
             }
         }
     });
+}
+
+/// How a team of `slices` cuts a direction's steps: by blocks of hidden units, one round a step
+/// (`DirStep::step`), or by batch rows, a chunk of steps a round (see [`batch_split`]). Chosen
+/// once in `run`, which runs the rounds, and handed to `DirStep::new`, which lays the gates out
+/// for it (see [`GatePlace`]).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum StepCut {
+    Units,
+    Rows,
 }
 
 /// A direction's input and output rows and the sequences' lengths.
@@ -436,7 +452,7 @@ impl<'a> DirStep<'a> {
         bufs: DirBufs<'a>,
         keep_gates: bool,
         (t_len, batch): (usize, usize),
-        (slices, chunk): (usize, usize),
+        ((slices, by), chunk): ((usize, StepCut), usize),
     ) -> Self {
         let isa = weights.isa();
         let mut cut = UnitBlocks::new(desc, isa);
@@ -468,7 +484,7 @@ impl<'a> DirStep<'a> {
             chunk,
             // Kept for the backward, the gates stay in its layout; cut by rows (or one slice),
             // every slice's cells read whole rows.
-            sliced_gates: !keep_gates && slices > 1 && !batch_split(desc, batch, slices),
+            sliced_gates: !keep_gates && slices > 1 && by == StepCut::Units,
             ring,
         }
     }
