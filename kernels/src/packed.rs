@@ -594,15 +594,15 @@ thread_local! {
 /// of B into L2 (only the tiles of 8 rows or fewer could: the row blocks of H = 1024's
 /// projection are 10 tiles of 12 rows, of its dx two). The tile at a compile-time stride
 /// reading A in place (a scratch build) gained as much: the addressing and the prefetch pay,
-/// not where the copy's rows fall. The copy's rows: `[k-block][row]`,
-/// each k-block's `kc` (at most `A_STRIDE`) floats of each row. Read by whole panels and k-blocks
-/// of every tile, it costs one pass over the block (a memcpy from L2) against `n` columns of
-/// FMAs; the same FMAs in the same order, so the same results.
+/// not where the copy's rows fall. The copy's rows: `[k-block][row]`, each k-block's `kc` (at
+/// most `A_STRIDE`) floats of each row. Read by whole panels and k-blocks of every tile, it
+/// costs one pass over the block (a memcpy from L2) against `n` columns of FMAs; the same FMAs
+/// in the same order, so the same results.
 ///
-/// Where it pays, end to end, is H = 1024: `ab.sh` on an Intel Xeon (2026-12-04, time with it / without, 6 pairs): LSTM 50,64,1024 inference
-/// 0.940x at 1 thread, 0.984x at 2; training 0.968x and 0.965x. At H = 512, the same within
-/// the noise (10 pairs): LSTM 100,64,512 inference 1.002x, training 0.991x; GRU 100,64,512
-/// 0.999x (6 pairs).
+/// Where it pays, end to end, is H = 1024: `ab.sh` on an Intel Xeon (2026-12-04, time with it
+/// over without, 6 pairs): LSTM 50,64,1024 inference 0.940x at 1 thread, 0.984x at 2; training
+/// 0.968x and 0.965x. At H = 512, the same within the noise (10 pairs): LSTM 100,64,512
+/// inference 1.002x, training 0.991x; GRU 100,64,512 0.999x (6 pairs).
 ///
 /// The buffer is refilled only by the next block's `fill` on the same thread: a GEMM's tiles
 /// make no call that could run other work on this thread (no rayon join) in between.
@@ -629,8 +629,8 @@ impl ACopy {
         kc_l1: usize,
         mr: usize,
     ) -> Option<Self> {
-        let one_set = (4 * lda).is_multiple_of(4096);
-        if isa != Isa::Avx512 || k == 0 || !(width >= 1024 || (one_set && width >= 512)) {
+        let rows_4k_apart = (4 * lda).is_multiple_of(4096);
+        if isa != Isa::Avx512 || k == 0 || !(width >= 1024 || (rows_4k_apart && width >= 512)) {
             return None;
         }
         // The k-blocks of a block of two tiles or more (see `k_block`); a block with fewer

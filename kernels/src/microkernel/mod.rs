@@ -184,9 +184,9 @@ pub(crate) fn far_half(next: *const f32, block: usize, tile: usize, tiles: usize
 ///
 /// `far`, unless null, is half of the packed block the caller runs next (see
 /// `packed::gemm_block`): the tile prefetches it into L2 while it runs (AVX-512: a line a k
-/// step, tiles of up to 8 rows, or any at `A_STRIDE`; AVX2: a line every other step), so that the next block's
-/// first tile does not stream it from L3 alone. A hint: any address, never dereferenced, no
-/// result changed.
+/// step, tiles of up to 8 rows, or of any at `A_STRIDE`; AVX2: a line every other step), so
+/// that the next block's first tile does not stream it from L3 alone. A hint: any address,
+/// never dereferenced, no result changed.
 ///
 /// # Safety
 /// `isa` must be available; `width` must be `NR`, or `NR / 2` on AVX-512; `a` must hold
