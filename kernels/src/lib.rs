@@ -6,9 +6,10 @@
 //! - [`RnnDesc`] says what network runs; [`Params`] holds its weights in PyTorch's layout.
 //! - [`PackedWeights`] prepares them once (for training, or with
 //!   [`PackedWeights::for_inference`] for the forward only, half the packed memory); a
-//!   [`Workspace`] holds every buffer for one (T, B, mode), so calls allocate nothing in the
-//!   time loop (the weight gradients' GEMM takes its copy buffers once a call, or once a chunk
-//!   when recomputing).
+//!   [`Workspace`] holds every buffer for one (T, B, mode), the weight gradients' packed copies
+//!   among them, so calls allocate nothing in the time loop; apart from it, each thread that
+//!   runs a wide AVX-512 GEMM keeps one 1 MiB buffer for its copies of A, allocated by its
+//!   first such GEMM and reused for the thread's life.
 //! - [`forward_inference`], [`forward_training`] and [`backward`] run on the current rayon pool:
 //!   pick the thread count with `pool.install(..)`. Results are bit-identical at any count.
 //! - [`CausalAttention`] is a causal self-attention forward (PyTorch's `nn.MultiheadAttention`
