@@ -107,8 +107,14 @@ impl UnitBlocks {
     /// Slice `i`'s blocks and its units: the first and how many.
     pub(crate) fn slice(&self, i: usize) -> (std::ops::Range<usize>, usize, usize) {
         let (u0, u1) = split(self.blocks, self.slices, i);
-        let j0 = u0 * self.nr;
-        (u0..u1, j0, (u1 * self.nr).min(self.h) - j0)
+        let (j0, n) = self.units(&(u0..u1));
+        (u0..u1, j0, n)
+    }
+
+    /// The units of `blocks`: the first and how many.
+    pub(crate) fn units(&self, blocks: &std::ops::Range<usize>) -> (usize, usize) {
+        let j0 = blocks.start * self.nr;
+        (j0, (blocks.end * self.nr).min(self.h).saturating_sub(j0))
     }
 
     pub(crate) fn blocks(&self) -> usize {
@@ -562,7 +568,7 @@ impl<'a> DirStep<'a> {
     /// 37,5,300,200: 3 blocks and 3.5 blocks' worth of columns at 2 threads).
     fn project(&self, step: usize, units: std::ops::Range<usize>, (part, parts): (usize, usize)) {
         let desc = &self.desc;
-        let (h, gate_count, batch, i_l) = (desc.hidden_size, desc.gates(), self.batch, self.i_l);
+        let (gate_count, batch, i_l) = (desc.gates(), self.batch, self.i_l);
         let (t0, t1) = self.chunk_times(step);
         let all_rows = (t1 - t0) * batch;
         let mr = microkernel::shape(self.isa).mr;
@@ -578,8 +584,8 @@ impl<'a> DirStep<'a> {
         // in the wavefront) and nothing writes meanwhile.
         let x = unsafe { self.io.x.part(t0_row * i_l, rows * i_l) };
         let (lay, gates) = (self.lay, self.bufs.gates);
-        let u0 = units.start * lay.nr;
-        let place = self.gate_place(u0, (units.end * lay.nr).min(h).saturating_sub(u0));
+        let (u0, n_units) = self.cut.units(&units);
+        let place = self.gate_place(u0, n_units);
         let (base, ldo) = (place.base + row0 * place.row, place.row);
         for k in 0..gate_count {
             let (panels, j0, n) = lay.whole_panels(k, &units);

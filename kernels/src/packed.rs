@@ -633,9 +633,9 @@ impl ACopy {
         if isa != Isa::Avx512 || k == 0 || !(width >= 1024 || (rows_4k_apart && width >= 512)) {
             return None;
         }
-        // The k-blocks of a block of two tiles or more (see `k_block`); a block with fewer
-        // tiles takes all of k at once, copied only where that is within the stride too.
-        let kc = k.min(3 * kc_l1);
+        // The k-blocks of a block of two tiles or more; a block with fewer tiles takes all of
+        // k at once, copied only where that is within the stride too (see `fill`).
+        let kc = k_block(k, kc_l1, 2);
         if kc > A_STRIDE {
             return None;
         }

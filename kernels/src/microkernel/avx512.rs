@@ -135,8 +135,7 @@ unsafe fn tile_rw<const R: usize, const W: usize, const S: usize>(
         }
         // One pointer per row of A, so each broadcast is a plain base + index load (unused,
         // and dropped by the compiler, at a known stride).
-        let stride = if S > 0 { S } else { lda };
-        let rows: [*const f32; R] = std::array::from_fn(|i| a.wrapping_add(i * stride));
+        let rows: [*const f32; R] = std::array::from_fn(|i| a.add(i * lda));
         // The prefetch distance in k steps, as for a whole panel.
         let pf = PF / NR * step;
         // Half of the next block into L2, a line a step (see `super::tile`). Not with 9 rows or
