@@ -291,17 +291,33 @@ pub fn compare_with(
             ));
         }
     }
-    let mut pairs: Vec<(String, &[f32], &[f64])> = vec![
-        ("output (inference)".into(), &infer.output, &r_out.output),
-        ("h_n (inference)".into(), &infer.h_n, &r_out.h_n),
-        ("c_n (inference)".into(), &infer.c_n, &r_out.c_n),
-        ("output (training)".into(), &train.output, &r_out.output),
-        ("h_n (training)".into(), &train.h_n, &r_out.h_n),
-        ("c_n (training)".into(), &train.c_n, &r_out.c_n),
-        ("grad input".into(), &grads.input, &r_grad.input),
-        ("grad h0".into(), &grads.h0, &r_grad.h0),
-        ("grad c0".into(), &grads.c0, &r_grad.c0),
+    let mut pairs: Vec<(String, &[f32], &[f64], f64)> = vec![
+        (
+            "output (inference)".into(),
+            &infer.output,
+            &r_out.output,
+            tol,
+        ),
+        ("h_n (inference)".into(), &infer.h_n, &r_out.h_n, tol),
+        ("c_n (inference)".into(), &infer.c_n, &r_out.c_n, tol),
+        (
+            "output (training)".into(),
+            &train.output,
+            &r_out.output,
+            tol,
+        ),
+        ("h_n (training)".into(), &train.h_n, &r_out.h_n, tol),
+        ("c_n (training)".into(), &train.c_n, &r_out.c_n, tol),
+        ("grad input".into(), &grads.input, &r_grad.input, tol),
+        ("grad h0".into(), &grads.h0, &r_grad.h0, tol),
+        ("grad c0".into(), &grads.c0, &r_grad.c0, tol),
     ];
+    // A weight gradient is a sum over all T*B rows, one f32 chain per element: its rounding
+    // error grows as the square root of the rows (Higham, 4.2), so its bound does beyond 1024
+    // rows. Seen: 9.3e-5 at 4,900 rows (RnnTanh T 70, B 70, the worst of 1,500 cases), which a
+    // dropped or doubled row would exceed by orders of magnitude.
+    let rows = (case.seq_len * case.batch) as f64;
+    let tol_w = tol * (rows / 1024.0).sqrt().max(1.0);
     // The weight gradients of both training modes against the reference's.
     for (mode, got) in [("", &grads), ("recompute ", &re_grads)] {
         for (k, (a, b)) in got
@@ -311,19 +327,19 @@ pub fn compare_with(
             .zip(&r_grad.params.layers)
             .enumerate()
         {
-            pairs.push((format!("{mode}grad w_ih[{k}]"), &a.w_ih, &b.w_ih));
-            pairs.push((format!("{mode}grad w_hh[{k}]"), &a.w_hh, &b.w_hh));
-            pairs.push((format!("{mode}grad b_ih[{k}]"), &a.b_ih, &b.b_ih));
-            pairs.push((format!("{mode}grad b_hh[{k}]"), &a.b_hh, &b.b_hh));
+            pairs.push((format!("{mode}grad w_ih[{k}]"), &a.w_ih, &b.w_ih, tol_w));
+            pairs.push((format!("{mode}grad w_hh[{k}]"), &a.w_hh, &b.w_hh, tol_w));
+            pairs.push((format!("{mode}grad b_ih[{k}]"), &a.b_ih, &b.b_ih, tol_w));
+            pairs.push((format!("{mode}grad b_hh[{k}]"), &a.b_hh, &b.b_hh, tol_w));
         }
     }
-    for (name, a, b) in pairs {
+    for (name, a, b, tol) in pairs {
         if a.len() != b.len() {
             return Err(format!("{name}: {} values, reference {}", a.len(), b.len()));
         }
         let e = rel_err(a, b);
         if e > tol {
-            return Err(format!("{name}: relative error {e:.3e} > {tol:.0e}"));
+            return Err(format!("{name}: relative error {e:.3e} > {tol:.2e}"));
         }
     }
     Ok(())
