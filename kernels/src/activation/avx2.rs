@@ -241,6 +241,17 @@ pub(super) unsafe fn lstm_inline(u: FwdUnits<'_>) {
     fused::lstm_forward(unsafe { Avx2::new() }, u)
 }
 
+/// The Elman RNN cell's forward (see [`super::rnn_forward_avx2`]), to inline as
+/// [`lstm_inline`].
+///
+/// # Safety
+/// The CPU must have AVX2 and FMA; every slice must hold `h.len()` floats.
+#[inline(always)]
+pub(super) unsafe fn rnn_inline<const RELU: bool>(u: FwdUnits<'_>) {
+    // SAFETY: the caller's CPU has AVX2 and FMA.
+    fused::rnn_forward::<_, RELU>(unsafe { Avx2::new() }, u)
+}
+
 /// [`gru_forward`]'s body, to inline as [`lstm_inline`].
 ///
 /// # Safety

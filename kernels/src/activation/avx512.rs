@@ -226,6 +226,17 @@ pub(super) unsafe fn lstm_inline(u: FwdUnits<'_>) {
     fused::lstm_forward(unsafe { Avx512::new() }, u)
 }
 
+/// The Elman RNN cell's forward (see [`super::rnn_forward_avx512`]), to inline as
+/// [`lstm_inline`].
+///
+/// # Safety
+/// The CPU must have AVX-512 F; every slice must hold `h.len()` floats.
+#[inline(always)]
+pub(super) unsafe fn rnn_inline<const RELU: bool>(u: FwdUnits<'_>) {
+    // SAFETY: the caller's CPU has AVX-512 F.
+    fused::rnn_forward::<_, RELU>(unsafe { Avx512::new() }, u)
+}
+
 /// [`gru_forward`]'s body, to inline as [`lstm_inline`].
 ///
 /// # Safety

@@ -246,6 +246,38 @@ pub(super) fn lstm_forward<L: Lanes>(l: L, u: FwdUnits<'_>) {
     }
 }
 
+/// One Elman RNN step's elementwise forward for `u`'s units, in one pass: act(x W_ihᵀ + b_ih +
+/// (h W_hhᵀ + b_hh)) written over the gate (kept for the backward), to the new state and to the
+/// output. Done as four passes over the row (the sum, the activation, two copies), the cells
+/// of RnnTanh 100, 64, 512 training took 5.7% of its samples and the copies' `memmove` 2.2%.
+/// `relu(NaN)` is NaN and `relu(-0)` -0, as the scalar form has them: `max(0, x)` returns `x`
+/// where either is NaN or both are zero, on both x86 paths (the only ones that run this).
+#[inline(always)]
+pub(super) fn rnn_forward<L: Lanes, const RELU: bool>(l: L, u: FwdUnits<'_>) {
+    let FwdUnits {
+        gates: [g, ..],
+        gh,
+        b_hh,
+        h,
+        y,
+        ..
+    } = u;
+    let out = !y.is_empty();
+    let zero = l.splat(0.0);
+    for k in Blocks::new(l, h.len()) {
+        // SAFETY: every slice holds the row's units (the caller).
+        unsafe {
+            // Summed as the scalar form sums it.
+            let pre = k.pre(g, gh[0], b_hh[0]);
+            let v = if RELU { l.max(zero, pre) } else { l.tanh(pre) };
+            k.st(h, v);
+            if out {
+                k.st(y, v);
+            }
+        }
+    }
+}
+
 /// One GRU step's elementwise forward for `u`'s units (see [`super::gru_forward`]). Every
 /// slice of `u` it reads must hold `u.h.len()` floats (asserted by the caller).
 #[inline(always)]

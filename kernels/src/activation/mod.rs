@@ -169,6 +169,31 @@ pub(crate) unsafe fn gru_forward_avx512(u: FwdUnits<'_>) {
     unsafe { avx512::gru_inline(u) }
 }
 
+/// The Elman RNN cell's forward on AVX-512, fused in one pass (`fused::rnn_forward`; the
+/// portable path keeps the scalar form, `cell::rnn`), inlined as [`lstm_forward_avx512`].
+///
+/// # Safety
+/// The CPU must have AVX-512 F.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub(crate) unsafe fn rnn_forward_avx512<const RELU: bool>(u: FwdUnits<'_>) {
+    check_rnn(&u);
+    // SAFETY: the caller's CPU has AVX-512 F; the slices' lengths are checked above.
+    unsafe { avx512::rnn_inline::<RELU>(u) }
+}
+
+/// [`rnn_forward_avx512`] on AVX2.
+///
+/// # Safety
+/// The CPU must have AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub(crate) unsafe fn rnn_forward_avx2<const RELU: bool>(u: FwdUnits<'_>) {
+    check_rnn(&u);
+    // SAFETY: the caller's CPU has AVX2 and FMA; the slices' lengths are checked above.
+    unsafe { avx2::rnn_inline::<RELU>(u) }
+}
+
 /// [`lstm_forward`] on AVX2, inlined as [`lstm_forward_avx512`].
 ///
 /// # Safety
@@ -204,6 +229,20 @@ fn check_lstm(u: &FwdUnits<'_>) {
             && u.c.len() == n
             && (u.y.is_empty() || u.y.len() == n),
         "lstm_forward: every slice holds the units"
+    );
+}
+
+/// What the fused RNN cell's unchecked loads and stores rely on.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn check_rnn(u: &FwdUnits<'_>) {
+    let n = u.h.len();
+    assert!(
+        u.gates[0].len() == n
+            && u.gh[0].len() == n
+            && u.b_hh[0].len() == n
+            && (u.y.is_empty() || u.y.len() == n),
+        "rnn_forward: every slice holds the units"
     );
 }
 

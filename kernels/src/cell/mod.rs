@@ -242,7 +242,14 @@ unsafe fn forward_rows_avx512<'a>(
         CellKind::Gru => each_row!(rows, row, |u| unsafe {
             crate::activation::gru_forward_avx512(u)
         }),
-        _ => each_row!(rows, row, |u| forward_any(cell, u)),
+        // SAFETY: as above.
+        CellKind::RnnTanh => each_row!(rows, row, |u| unsafe {
+            crate::activation::rnn_forward_avx512::<false>(u)
+        }),
+        // SAFETY: as above.
+        CellKind::RnnRelu => each_row!(rows, row, |u| unsafe {
+            crate::activation::rnn_forward_avx512::<true>(u)
+        }),
     }
 }
 
@@ -266,7 +273,14 @@ unsafe fn forward_rows_avx2<'a>(
         CellKind::Gru => each_row!(rows, row, |u| unsafe {
             crate::activation::gru_forward_avx2(u)
         }),
-        _ => each_row!(rows, row, |u| forward_any(cell, u)),
+        // SAFETY: as above.
+        CellKind::RnnTanh => each_row!(rows, row, |u| unsafe {
+            crate::activation::rnn_forward_avx2::<false>(u)
+        }),
+        // SAFETY: as above.
+        CellKind::RnnRelu => each_row!(rows, row, |u| unsafe {
+            crate::activation::rnn_forward_avx2::<true>(u)
+        }),
     }
 }
 
