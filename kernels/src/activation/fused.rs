@@ -270,6 +270,7 @@ pub(super) fn rnn_forward<L: Lanes, const RELU: bool>(l: L, u: FwdUnits<'_>) {
             // Summed as the scalar form sums it.
             let pre = k.pre(g, gh[0], b_hh[0]);
             let v = if RELU { l.max(zero, pre) } else { l.tanh(pre) };
+            k.st(g, v);
             k.st(h, v);
             if out {
                 k.st(y, v);
