@@ -2,7 +2,7 @@
 
 use super::fused::{self, Lanes};
 use super::*;
-use crate::cell::FwdUnits;
+use crate::cell::{BwdUnits, FwdUnits};
 use std::arch::x86_64::*;
 
 /// exp(x) for x in [-87, 87]; `scalef` applies 2^n without integer tricks.
@@ -235,6 +235,17 @@ pub(super) unsafe fn lstm_inline(u: FwdUnits<'_>) {
 pub(super) unsafe fn rnn_inline<const RELU: bool>(u: FwdUnits<'_>) {
     // SAFETY: the caller's CPU has AVX-512 F.
     fused::rnn_forward::<_, RELU>(unsafe { Avx512::new() }, u)
+}
+
+/// The LSTM cell's backward (see [`super::lstm_backward_avx512`]), to inline as
+/// [`lstm_inline`].
+///
+/// # Safety
+/// The CPU must have AVX-512 F; every slice must hold `dh.len()` floats.
+#[inline(always)]
+pub(super) unsafe fn lstm_backward_inline(u: BwdUnits<'_>) {
+    // SAFETY: the caller's CPU has AVX-512 F.
+    fused::lstm_backward(unsafe { Avx512::new() }, u)
 }
 
 /// [`gru_forward`]'s body, to inline as [`lstm_inline`].

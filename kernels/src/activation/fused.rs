@@ -3,7 +3,7 @@
 //! its masked loads and stores and its sigmoid and tanh; the bodies are the same operations in
 //! the same order on every path, which differ only in how their activations round.
 
-use crate::cell::FwdUnits;
+use crate::cell::{BwdUnits, FwdUnits};
 
 /// One ISA's vector of f32 lanes. A value of an implementing type is a token: it is made only
 /// where its ISA is available (its constructor is `unsafe`), which is what lets its methods
@@ -275,6 +275,44 @@ pub(super) fn rnn_forward<L: Lanes, const RELU: bool>(l: L, u: FwdUnits<'_>) {
             if out {
                 k.st(y, v);
             }
+        }
+    }
+}
+
+/// One LSTM step's elementwise backward for `u`'s units, in one pass with tanh(c') in
+/// registers: the scalar form (`cell::lstm::backward`, the portable path's) copies c' to a
+/// scratch row, takes its tanh in a second pass and reads it back in a third. The same
+/// operations in the same order as that form, so the same bits.
+#[inline(always)]
+pub(super) fn lstm_backward<L: Lanes>(l: L, u: BwdUnits<'_>) {
+    let BwdUnits {
+        gates: [i, f, g, o],
+        dh,
+        dc,
+        dy,
+        c_prev,
+        c,
+        ..
+    } = u;
+    let one = l.splat(1.0);
+    let zero = l.splat(0.0);
+    for k in Blocks::new(l, dh.len()) {
+        // SAFETY: every slice holds the row's units (the caller); each unit's activations are
+        // read before its gradients are written over them.
+        unsafe {
+            let (ai, af, ag, ao) = (k.ld(i), k.ld(f), k.ld(g), k.ld(o));
+            let dhj = l.add(k.ld(dh), k.ld(dy));
+            let tc = l.tanh(k.ld(c));
+            let dcj = l.add(k.ld(dc), l.mul(l.mul(dhj, ao), l.sub(one, l.mul(tc, tc))));
+            k.st(i, l.mul(l.mul(l.mul(dcj, ag), ai), l.sub(one, ai)));
+            k.st(
+                f,
+                l.mul(l.mul(l.mul(dcj, k.ld(c_prev)), af), l.sub(one, af)),
+            );
+            k.st(g, l.mul(l.mul(dcj, ai), l.sub(one, l.mul(ag, ag))));
+            k.st(o, l.mul(l.mul(l.mul(dhj, tc), ao), l.sub(one, ao)));
+            k.st(dc, l.mul(dcj, af));
+            k.st(dh, zero);
         }
     }
 }

@@ -30,7 +30,7 @@ mod avx512;
 mod fused;
 mod portable;
 
-use crate::cell::FwdUnits;
+use crate::cell::{BwdUnits, FwdUnits};
 use crate::isa::Isa;
 
 /// Largest |approx - exact| over all f32 inputs the tests sweep, for both functions.
@@ -194,6 +194,31 @@ pub(crate) unsafe fn rnn_forward_avx2<const RELU: bool>(u: FwdUnits<'_>) {
     unsafe { avx2::rnn_inline::<RELU>(u) }
 }
 
+/// The LSTM cell's backward on AVX-512, fused in one pass (`fused::lstm_backward`; the
+/// portable path keeps the scalar form, `cell::lstm`), inlined as [`lstm_forward_avx512`].
+///
+/// # Safety
+/// The CPU must have AVX-512 F.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub(crate) unsafe fn lstm_backward_avx512(u: BwdUnits<'_>) {
+    check_lstm_backward(&u);
+    // SAFETY: the caller's CPU has AVX-512 F; the slices' lengths are checked above.
+    unsafe { avx512::lstm_backward_inline(u) }
+}
+
+/// [`lstm_backward_avx512`] on AVX2.
+///
+/// # Safety
+/// The CPU must have AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub(crate) unsafe fn lstm_backward_avx2(u: BwdUnits<'_>) {
+    check_lstm_backward(&u);
+    // SAFETY: the caller's CPU has AVX2 and FMA; the slices' lengths are checked above.
+    unsafe { avx2::lstm_backward_inline(u) }
+}
+
 /// [`lstm_forward`] on AVX2, inlined as [`lstm_forward_avx512`].
 ///
 /// # Safety
@@ -243,6 +268,19 @@ fn check_rnn(u: &FwdUnits<'_>) {
             && u.b_hh[0].len() == n
             && (u.y.is_empty() || u.y.len() == n),
         "rnn_forward: every slice holds the units"
+    );
+}
+
+/// What the fused LSTM backward's unchecked loads and stores rely on.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn check_lstm_backward(u: &BwdUnits<'_>) {
+    let n = u.dh.len();
+    assert!(
+        u.gates.iter().all(|v| v.len() == n)
+            && [u.dc, u.c].iter().all(|v| v.len() == n)
+            && [u.dy, u.c_prev].iter().all(|v| v.len() == n),
+        "lstm_backward: every slice holds the units"
     );
 }
 

@@ -291,9 +291,16 @@ unsafe fn forward_rows_avx2<'a>(
 unsafe fn backward_rows_avx512<'a>(
     cell: CellKind,
     rows: std::ops::Range<usize>,
-    row: impl Rows<BwdUnits<'a>>,
+    mut row: impl Rows<BwdUnits<'a>>,
 ) {
-    backward_rows_any(cell, rows, row)
+    match cell {
+        // SAFETY: this CPU has the ISA (the caller), and this function is compiled for it, so
+        // the cell's intrinsics inline.
+        CellKind::Lstm => each_row!(rows, row, |u| unsafe {
+            crate::activation::lstm_backward_avx512(u)
+        }),
+        _ => backward_rows_any(cell, rows, row),
+    }
 }
 
 /// # Safety
@@ -303,9 +310,16 @@ unsafe fn backward_rows_avx512<'a>(
 unsafe fn backward_rows_avx2<'a>(
     cell: CellKind,
     rows: std::ops::Range<usize>,
-    row: impl Rows<BwdUnits<'a>>,
+    mut row: impl Rows<BwdUnits<'a>>,
 ) {
-    backward_rows_any(cell, rows, row)
+    match cell {
+        // SAFETY: this CPU has the ISA (the caller), and this function is compiled for it, so
+        // the cell's intrinsics inline.
+        CellKind::Lstm => each_row!(rows, row, |u| unsafe {
+            crate::activation::lstm_backward_avx2(u)
+        }),
+        _ => backward_rows_any(cell, rows, row),
+    }
 }
 
 /// The second copy of a new state, where one is asked for (see [`FwdUnits::y`]).
