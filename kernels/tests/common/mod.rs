@@ -318,20 +318,8 @@ pub fn compare_with(
     // dropped or doubled row would exceed by orders of magnitude.
     let rows = (case.seq_len * case.batch) as f64;
     let tol_w = tol * (rows / 1024.0).sqrt().max(1.0);
-    // The weight gradients of both training modes against the reference's.
-    for (mode, got) in [("", &grads), ("recompute ", &re_grads)] {
-        for (k, (a, b)) in got
-            .params
-            .layers
-            .iter()
-            .zip(&r_grad.params.layers)
-            .enumerate()
-        {
-            pairs.push((format!("{mode}grad w_ih[{k}]"), &a.w_ih, &b.w_ih, tol_w));
-            pairs.push((format!("{mode}grad w_hh[{k}]"), &a.w_hh, &b.w_hh, tol_w));
-            pairs.push((format!("{mode}grad b_ih[{k}]"), &a.b_ih, &b.b_ih, tol_w));
-            pairs.push((format!("{mode}grad b_hh[{k}]"), &a.b_hh, &b.b_hh, tol_w));
-        }
+    for (name, _, a, b) in weight_grad_pairs(&grads, &re_grads, r_grad) {
+        pairs.push((name, a, b, tol_w));
     }
     for (name, a, b, tol) in pairs {
         if a.len() != b.len() {
@@ -343,4 +331,49 @@ pub fn compare_with(
         }
     }
     Ok(())
+}
+
+/// The weight gradients of both training modes (saving, then recomputing) beside the
+/// reference's, each named as a failure reports it and marked when it is a bias.
+pub fn weight_grad_pairs<'a>(
+    grads: &'a Gradients<f32>,
+    re_grads: &'a Gradients<f32>,
+    want: &'a Gradients<f64>,
+) -> Vec<(String, bool, &'a [f32], &'a [f64])> {
+    let mut pairs = Vec::new();
+    for (mode, got) in [("", grads), ("recompute ", re_grads)] {
+        for (k, (a, b)) in got
+            .params
+            .layers
+            .iter()
+            .zip(&want.params.layers)
+            .enumerate()
+        {
+            pairs.push((
+                format!("{mode}grad w_ih[{k}]"),
+                false,
+                &a.w_ih[..],
+                &b.w_ih[..],
+            ));
+            pairs.push((
+                format!("{mode}grad w_hh[{k}]"),
+                false,
+                &a.w_hh[..],
+                &b.w_hh[..],
+            ));
+            pairs.push((
+                format!("{mode}grad b_ih[{k}]"),
+                true,
+                &a.b_ih[..],
+                &b.b_ih[..],
+            ));
+            pairs.push((
+                format!("{mode}grad b_hh[{k}]"),
+                true,
+                &a.b_hh[..],
+                &b.b_hh[..],
+            ));
+        }
+    }
+    pairs
 }
