@@ -278,8 +278,10 @@ fn check_lstm_backward(u: &BwdUnits<'_>) {
     let n = u.dh.len();
     assert!(
         u.gates.iter().all(|v| v.len() == n)
-            && [u.dc, u.c].iter().all(|v| v.len() == n)
-            && [u.dy, u.c_prev].iter().all(|v| v.len() == n),
+            && u.dc.len() == n
+            && u.dy.len() == n
+            && u.c_prev.len() == n
+            && u.c.len() == n,
         "lstm_backward: every slice holds the units"
     );
 }
