@@ -12,8 +12,10 @@
 #
 # Each thread count runs, one after the other: the FMA peak (benches/compare/peak_flops.c: AVX-512
 # where the CPU has it, else AVX2; the anchor's peak_flops.c needs AVX-512), PyTorch
-# (torch_rnn.py), ONNX Runtime (ort_rnn.py), then `recur bench`. The machine is shared and
-# noisy: read the ratios within one run.
+# (torch_rnn.py), ONNX Runtime (ort_rnn.py), then `recur bench`; the reference run also times
+# each core's read of its share of the batch-1 case's W_hh from its L2 (benches/compare/l2_read.c),
+# the bound table.py sets that case against. The machine is shared and noisy: read the ratios
+# within one run.
 #
 # With `extra`, PyTorch and ONNX Runtime come from peers.py (same timing method as the anchors)
 # and `recur bench` runs once per case (--seconds 1), on peers.py's extra cases: odd sizes,
@@ -33,13 +35,17 @@ mkdir -p "$(dirname "$log")"
 if [ "${SKIP_BUILD:-0}" != 1 ]; then
   cargo build --release --quiet
   gcc -O2 -fopenmp benches/compare/peak_flops.c -o target/peak_flops  # the widest ISA the CPU has
+  gcc -O2 -fopenmp benches/compare/l2_read.c -o target/l2_read
 fi
+# W_hh of the batch-1 reference case (LSTM 100, 1, 256: 4 * 256 * 256 floats), in KiB.
+whh_kib=1024
 : > "$log"
 for round in $(seq "${ROUNDS:-1}"); do
   [ "${ROUNDS:-1}" = 1 ] || echo "== round $round" >> "$log"
   for th in ${THREADS:-1 2}; do
     { echo "== peak $th"; OMP_NUM_THREADS=$th target/peak_flops; } >> "$log"
     if [ "$what" = reference ]; then
+      { echo "== l2 $th"; OMP_NUM_THREADS=$th target/l2_read $((whh_kib / th)); } >> "$log"
       { echo "== torch $th"; "$py" "$anchors/torch_rnn.py" "$th" | grep -v -e sdpa -e sgemm; } >> "$log"
       { echo "== ort $th"; "$py" "$anchors/ort_rnn.py" "$th"; } >> "$log"
       { echo "== recur $th"; target/release/recur bench --threads "$th" --seconds 1.5; } >> "$log"

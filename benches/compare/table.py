@@ -11,13 +11,14 @@ speed drifts between rounds by more than the margins measured."""
 import re, statistics, sys
 log = open(sys.argv[1]).read().split("\n")
 torch, ort, recur, peak, sec, rnd = {}, {}, {}, {}, None, 0
+l2 = {}  # threads -> {round: (GB/s per core, KiB each)}: benches/compare/l2_read.c
 peak_isa = set()  # "avx512" or "avx2": the widest the CPU has (benches/compare/peak_flops.c)
 cpus = set()  # from `recur bench`'s "# CPU (ISA kernels)" lines
 order = []
 for line in log:
     m = re.match(r"== round (\d+)", line)
     if m: rnd = int(m.group(1)); sec = None; continue
-    m = re.match(r"== (torch|recur|ort|peak) (\d)", line)
+    m = re.match(r"== (torch|recur|ort|peak|l2) (\d)", line)
     if m: sec = (m.group(1), int(m.group(2))); continue
     if not sec: continue
     if sec[0] == "peak":
@@ -25,6 +26,9 @@ for line in log:
         if m:
             peak_isa.add(m.group(1))
             peak.setdefault(sec[1], {})[rnd] = float(m.group(2))
+    elif sec[0] == "l2":
+        m = re.search(r"l2 read ([\d.]+) GB/s per core \(\d+ threads, (\d+) KiB each", line)
+        if m: l2.setdefault(sec[1], {})[rnd] = (float(m.group(1)), int(m.group(2)))
     elif sec[0] in ("torch", "ort"):
         m = re.search(r"(lstm|gru|rnn) T=(\d+) B=(\d+) I=(\d+) H=(\d+)(?: L=(\d+))?(?: D=(\d))? (fwd-infer|fwd\+bwd) ([\d.]+) ms", line)
         if m:
@@ -84,3 +88,26 @@ for k in order:
         print(f"| {name} {shape} | {th} | {ms:.2f} | {gf:.0f} | {pk:.0f}% | {t_ms} | {o_ms} | {up} |{span}")
     else:
         print(f"| {name} {shape} | {th} | {ms:.2f} | {gf:.0f} | {pk:.0f}% | {t_ms} | {up} |{span}")
+
+# Batch 1 against its bound: each step streams the thread's share of W_hh (G*H*H floats) from
+# its L2 at the read bandwidth measured in the same round (l2_read.c, at that share's size),
+# and the input projection (2*T*I*G*H FLOPs) runs at the FMA peak of that round.
+gates = {"lstm": 4, "gru": 3, "rnn": 1}
+lines = []
+for k in order:
+    cell, T, B, I, H, L, D, mode, th = k
+    if mode != mode_want or mode != "infer" or B != 1 or L != 1 or D != 1: continue
+    G, ratios, bounds, bws = gates[cell], [], [], []
+    for r, (r_ms, _) in recur[k].items():
+        bw, kib = l2.get(th, {}).get(r, (None, None))
+        pk = peak.get(th, {}).get(r)
+        if bw is None or pk is None or kib * 1024 != G * H * H * 4 // th: continue
+        bound = T * kib * 1024 / (bw * 1e9) * 1e3 + 2 * T * I * G * H / (pk * 1e9) * 1e3
+        ratios.append(r_ms / bound); bounds.append(bound); bws.append(bw)
+    if ratios:
+        lines.append(f"{ {'lstm': 'LSTM', 'gru': 'GRU', 'rnn': 'RNN tanh'}[cell]} {T}, 1, {H} at {th} thread{'s' if th > 1 else ''}: "
+                     f"bound {med(bounds):.2f} ms (W_hh's {G * H * H * 4 // th >> 10} KiB a core from L2 at {med(bws):.0f} GB/s), "
+                     f"recur {med(ratios):.2f}x it" + (f" ({min(ratios):.2f}-{max(ratios):.2f}x)" if many else ""))
+if lines:
+    print("\nBatch 1 beside its bound, measured in the same run" + (" (medians of the rounds)" if many else "") + ":")
+    for l in lines: print(f"- {l}.")
