@@ -1,7 +1,9 @@
-//! A thread's share of L2, read once at start-up: whether a recurrent weight stays resident in
-//! each thread's L2 from step to step decides how a direction's steps are cut (see
-//! `forward::l2_resident`). Zen 5 has 1 MiB a core, recent Intel Xeons 2 MiB; an L2 that
-//! several logical CPUs share (SMT siblings, or a cluster of small cores) is divided among them.
+//! What decides how a direction's steps are cut (see `forward::batch_split`), read once at
+//! start-up: a thread's share of L2, since a recurrent weight that stays resident in each
+//! thread's L2 from step to step lets the threads take rows of the batch each (Zen 4 and Zen 5
+//! have 1 MiB a core, recent Intel Xeons 2 MiB; an L2 that several logical CPUs share, SMT
+//! siblings or a cluster of small cores, is divided among them); and, past L2, how many rows
+//! a thread needs for rows to pay all the same, which differs from one core to the next.
 
 use std::path::Path;
 use std::sync::OnceLock;
@@ -17,6 +19,38 @@ pub(crate) fn l2_bytes() -> usize {
     *L2.get_or_init(|| {
         l2_from_sysfs(Path::new("/sys/devices/system/cpu/cpu0/cache")).unwrap_or(FALLBACK_L2_BYTES)
     })
+}
+
+/// Rows of the batch a thread needs for a step cut by rows to beat one cut by units when the
+/// recurrent weight is past L2 (each thread then streams all of it from L3 each step, not its
+/// part), or `None` where the unit cut is kept. 8 on Zen 4, whose 512-bit FMAs take two
+/// 256-bit halves, so a step's GEMM takes twice the time per byte of W_hh that it takes on
+/// Zen 5 or the Intel Xeon: there the rows cut took 0.90-0.92x the training time of LSTM
+/// 100, 16 to 64, 512 and GRU 100, 64, 512 at 2 threads, 0.94-0.99x their inference, 8 rows
+/// a thread about even with H = 1024 (inference 1.02x at B = 16, 0.97x at 64), 2 rows a
+/// thread 1.13x (`ab.sh`, 4 pairs each, 2026-12-04). `None` elsewhere: on Zen 5, B = 64's
+/// steps by rows took 1.009x the training time (21 pairs, 2026-12-01); not measured on Intel.
+pub(crate) fn rows_past_l2() -> Option<usize> {
+    static ROWS: OnceLock<Option<usize>> = OnceLock::new();
+    *ROWS.get_or_init(|| is_zen4().then_some(8))
+}
+
+/// AMD family 19h (Zen 3 and Zen 4) with AVX-512, which Zen 3 lacks.
+#[cfg(target_arch = "x86_64")]
+fn is_zen4() -> bool {
+    use std::arch::x86_64::__cpuid;
+    let vendor = __cpuid(0);
+    // "AuthenticAMD", as cpuid leaf 0 spells it in ebx, edx, ecx.
+    let amd = (vendor.ebx, vendor.edx, vendor.ecx) == (0x6874_7541, 0x6974_6e65, 0x444d_4163);
+    let eax = __cpuid(1).eax;
+    let base = (eax >> 8) & 0xf;
+    let family = base + if base == 0xf { (eax >> 20) & 0xff } else { 0 };
+    amd && family == 0x19 && std::arch::is_x86_feature_detected!("avx512f")
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn is_zen4() -> bool {
+    false
 }
 
 /// The size of the level-2 data or unified cache among `dir`'s `index*` entries.

@@ -195,11 +195,28 @@ fn l2_resident(desc: &RnnDesc) -> bool {
 /// Whether a direction's steps are cut by rows of the batch rather than by units: with W_hh
 /// resident in each thread's L2, a thread that owns some rows runs them through a whole chunk
 /// of steps with no wait (rows never interact), where cut by units every step waits for every
-/// unit of the new state (20% of LSTM 400,8,128's time at 2 threads). The input projection of
+/// unit of the new state (20% of LSTM 400,8,128's time at 2 threads); past L2, where the CPU is
+/// one on which that still pays with enough rows a thread (see `cache::rows_past_l2`), each
+/// thread streams all of W_hh each step instead of its part. The input projection of
 /// each chunk has a round of its own before the chunk's steps (cut by units, or by rows where
 /// the units do not cut evenly).
 pub(crate) fn batch_split(desc: &RnnDesc, batch: usize, slices: usize) -> bool {
-    slices > 1 && batch >= 2 * slices && l2_resident(desc)
+    rows_cut(
+        batch,
+        slices,
+        l2_resident(desc),
+        crate::cache::rows_past_l2(),
+    )
+}
+
+/// [`batch_split`]'s rule: two rows a slice or more where W_hh is resident in L2, `past_l2`
+/// rows a slice where it is not (if this CPU has such a number, see `cache::rows_past_l2`).
+fn rows_cut(batch: usize, slices: usize, resident: bool, past_l2: Option<usize>) -> bool {
+    let need = match resident {
+        true => Some(2),
+        false => past_l2,
+    };
+    slices > 1 && need.is_some_and(|rows| batch >= rows.max(2) * slices)
 }
 
 /// Steps per chunk in the wavefront: the chunk of the input projection, but short enough that
@@ -891,5 +908,24 @@ impl<'a> cell::Rows<FwdUnits<'a>> for StepRows<'_, 'a> {
         u.c.copy_from_slice(u.c_prev);
         u.y.fill(0.0);
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rows_cut;
+
+    /// Two rows a slice where W_hh stays in L2, the CPU's number past it (none: never), and
+    /// never with one slice.
+    #[test]
+    fn rows_cut_needs_rows_a_slice() {
+        assert!(rows_cut(4, 2, true, None));
+        assert!(!rows_cut(3, 2, true, None));
+        assert!(rows_cut(4, 2, true, Some(8)));
+        assert!(!rows_cut(64, 1, true, Some(8)));
+        assert!(!rows_cut(64, 2, false, None));
+        assert!(rows_cut(16, 2, false, Some(8)));
+        assert!(!rows_cut(15, 2, false, Some(8)));
+        assert!(rows_cut(24, 3, false, Some(8)));
     }
 }
