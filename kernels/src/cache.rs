@@ -105,6 +105,27 @@ fn parse_size(s: &str) -> Option<usize> {
 mod tests {
     use super::*;
 
+    /// The CPUID reading agrees with the kernel's: Zen 4 where /proc/cpuinfo names an AMD CPU
+    /// of family 25 with AVX-512 F (the only CPU given a number of rows past L2).
+    #[test]
+    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    fn zen4_as_the_kernel_sees_it() {
+        let Ok(info) = std::fs::read_to_string("/proc/cpuinfo") else {
+            return;
+        };
+        let field = |name: &str| {
+            info.lines()
+                .find(|l| l.split(':').next().is_some_and(|k| k.trim() == name))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+        };
+        let zen4 = field("vendor_id").as_deref() == Some("AuthenticAMD")
+            && field("cpu family").as_deref() == Some("25")
+            && field("flags").is_some_and(|f| f.split(' ').any(|x| x == "avx512f"));
+        assert_eq!(is_zen4(), zen4, "{:?}", field("model name"));
+        assert_eq!(rows_past_l2(), zen4.then_some(8));
+    }
+
     #[test]
     fn cpu_lists_count_as_sysfs_writes_them() {
         assert_eq!(cpu_count("0\n"), Some(1));
