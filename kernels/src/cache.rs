@@ -24,9 +24,9 @@ pub(crate) fn l2_bytes() -> usize {
 /// Rows of the batch a thread needs for a step cut by rows to beat one cut by units when the
 /// recurrent weight is past L2 (each thread then streams all of it from L3 each step, not its
 /// part), in training (its forward and backward) or in inference, or `None` where the unit cut
-/// is kept. On Zen 4, whose 512-bit FMAs take two 256-bit halves, so that a step's GEMM takes
-/// twice the time per byte of W_hh that it takes on Zen 5 or the Intel Xeon, 8 in inference
-/// and 4 in training (`ab.sh`, 2 threads, 4-6 pairs each, 2026-12-04): with 8 rows or more the
+/// is kept. On Zen 4 (likely because its 512-bit FMAs take two 256-bit halves, so that a step's
+/// GEMM takes twice the time per byte of W_hh that it takes on Zen 5 or the Intel Xeon, which
+/// hides the longer stream; not measured apart), 8 in inference and 4 in training (`ab.sh`, 2 threads, 4-6 pairs each, 2026-12-04): with 8 rows or more the
 /// rows cut took 0.90-0.93x the training time of LSTM 100, 16 to 64, 512 and GRU 100, 64, 512
 /// and 0.92-0.99x their inference time; with 4 to 7, 0.94-0.99x the training time of every
 /// case measured (H = 512 to 1024), but 1.28x the inference time of LSTM 100, 8, 256, 1024
