@@ -733,7 +733,7 @@ fn recurrence(
         });
     };
     let all_rounds = rounds.len() + 1;
-    if batch_split(desc, batch, cut.slices, true) {
+    if batch_split(desc, batch, cut.slices) {
         // Rows never interact: each slice runs its rows through every round, with no wait.
         let all = (0..cut.blocks(), 0, h);
         team::rounds(1, cut.slices, &|_, i| {

@@ -23,20 +23,22 @@ pub(crate) fn l2_bytes() -> usize {
 
 /// Rows of the batch a thread needs for a step cut by rows to beat one cut by units when the
 /// recurrent weight is past L2 (each thread then streams all of it from L3 each step, not its
-/// part), in training (its forward and backward) or in inference, or `None` where the unit cut
+/// part), in training (its forward and backward) as in inference, or `None` where the unit cut
 /// is kept. On Zen 4 (likely because its 512-bit FMAs take two 256-bit halves, so that a step's
 /// GEMM takes twice the time per byte of W_hh that it takes on Zen 5 or the Intel Xeon, which
-/// hides the longer stream; not measured apart), 8 in inference and 4 in training (`ab.sh`, 2 threads, 4-6 pairs each, 2026-12-04): with 8 rows or more the
-/// rows cut took 0.90-0.93x the training time of LSTM 100, 16 to 64, 512 and GRU 100, 64, 512
-/// and 0.92-0.99x their inference time; with 4 to 7, 0.94-0.99x the training time of every
-/// case measured (H = 512 to 1024), but 1.28x the inference time of LSTM 100, 8, 256, 1024
-/// (each thread streaming a 16 MiB W_hh at 2 FLOPs a byte); 2 rows a thread, 1.13x. `None`
-/// elsewhere: on Zen 5, B = 64's steps by rows took 1.009x the training time (21 pairs,
-/// 2026-12-01); not measured on Intel.
-pub(crate) fn rows_past_l2(training: bool) -> Option<usize> {
+/// hides the longer stream; not measured apart), 4 (`ab.sh`, 2 threads, 4-8 pairs each,
+/// 2026-12-04). With 8 rows or more the rows cut took 0.90-0.93x the training time of LSTM
+/// 100, 16 to 64, 512 and GRU 100, 64, 512 and 0.92-0.99x their inference time. With 4 to 7:
+/// training 0.94-0.99x on every case measured (H = 512 to 1024); inference 0.90-0.98x with
+/// W_hh at 3-6 MiB (LSTM 100, 8 to 11, 512 and 100, 8, 640; GRU 100, 9 and 10, 512; RNN 100,
+/// 8, 1024), 0.99-1.01x at 9-16 MiB (LSTM 100, 8, 768 and 100, 8, 256, 1024; an earlier 1.28x
+/// on the latter did not come back in 8 pairs). 3 rows a thread: 0.91-0.97x on an even split
+/// with H = 512, but 1.05x at H = 1024 and 1.04-1.06x split 4:3 (B = 7); 2 rows, 1.07-1.13x.
+/// `None` elsewhere: on Zen 5, B = 64's steps by rows took 1.009x the training time (21
+/// pairs, 2026-12-01); not measured on Intel.
+pub(crate) fn rows_past_l2() -> Option<usize> {
     static ZEN4: OnceLock<bool> = OnceLock::new();
-    ZEN4.get_or_init(is_zen4)
-        .then_some(if training { 4 } else { 8 })
+    ZEN4.get_or_init(is_zen4).then_some(4)
 }
 
 /// AMD family 19h (Zen 3 and Zen 4) with AVX-512, which Zen 3 lacks.
@@ -127,8 +129,7 @@ mod tests {
             && field("cpu family").as_deref() == Some("25")
             && field("flags").is_some_and(|f| f.split(' ').any(|x| x == "avx512f"));
         assert_eq!(is_zen4(), zen4, "{:?}", field("model name"));
-        assert_eq!(rows_past_l2(false), zen4.then_some(8));
-        assert_eq!(rows_past_l2(true), zen4.then_some(4));
+        assert_eq!(rows_past_l2(), zen4.then_some(4));
     }
 
     #[test]

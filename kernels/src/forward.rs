@@ -127,7 +127,7 @@ impl UnitBlocks {
     /// own cache (with one slice for the training forward only, LSTM 100,1,96 training took
     /// 1.26x the time at 2 threads; with one for the backward too, 1.31x).
     pub(crate) fn inference(mut self, desc: &RnnDesc, batch: usize) -> Self {
-        if !batch_split(desc, batch, self.slices, false) {
+        if !batch_split(desc, batch, self.slices) {
             let work = batch.saturating_mul(desc.gates() * self.h * self.h);
             self.slices = self.slices.min((work / MIN_SLICE_WORK).max(1));
         }
@@ -196,17 +196,16 @@ fn l2_resident(desc: &RnnDesc) -> bool {
 /// resident in each thread's L2, a thread that owns some rows runs them through a whole chunk
 /// of steps with no wait (rows never interact), where cut by units every step waits for every
 /// unit of the new state (20% of LSTM 400,8,128's time at 2 threads); past L2, where the CPU is
-/// one on which that still pays with enough rows a thread (see `cache::rows_past_l2`; fewer in
-/// `training`, its forward and backward, than in inference), each thread streams all of W_hh
-/// each step instead of its part. The input projection of
+/// one on which that still pays with enough rows a thread (see `cache::rows_past_l2`), each
+/// thread streams all of W_hh each step instead of its part. The input projection of
 /// each chunk has a round of its own before the chunk's steps (cut by units, or by rows where
 /// the units do not cut evenly).
-pub(crate) fn batch_split(desc: &RnnDesc, batch: usize, slices: usize, training: bool) -> bool {
+pub(crate) fn batch_split(desc: &RnnDesc, batch: usize, slices: usize) -> bool {
     rows_cut(
         batch,
         slices,
         l2_resident(desc),
-        crate::cache::rows_past_l2(training),
+        crate::cache::rows_past_l2(),
     )
 }
 
@@ -345,7 +344,7 @@ fn run(
                     cut.inference(&desc, batch)
                 };
                 let chunk = chunk_steps(t_len, batch);
-                let by = match batch_split(&desc, batch, cut.slices, training) {
+                let by = match batch_split(&desc, batch, cut.slices) {
                     true => StepCut::Rows,
                     false => StepCut::Units,
                 };

@@ -97,13 +97,13 @@ fn bit_identical_at_1_2_3_4_threads() {
 #[test]
 fn bit_identical_cut_by_units_over_several_chunks() {
     // A W_hh past the core's L2: the steps are cut by units (each slice projecting its units'
-    // columns of every chunk), but on Zen 4 by rows all the same for 8 rows a thread or more in
-    // inference, 4 in training (see `cache::rows_past_l2`). Past 2 MiB (LSTM 370, GRU 430, RNN
-    // 750) on the CPUs this crate is tuned on (1 MiB of L2 on Zen 4 and Zen 5, 2 MiB on the
-    // Intel Xeon); between 1 and 2 MiB (LSTM 300, GRU 300, RNN 520) by units on Zen 5, by rows
-    // on the Xeon. Batch 40: chunks of 7 steps, so 23 steps are 4 chunks (by rows on Zen 4);
-    // batch 15: 2 chunks (on Zen 4 by units in inference, by rows in training); batch 7 over
-    // 40 steps: 2 chunks, by units at 2 and 3 threads on every CPU; batch 3: one chunk.
+    // columns of every chunk), but on Zen 4 by rows all the same for 4 rows a thread or more
+    // (see `cache::rows_past_l2`). Past 2 MiB (LSTM 370, GRU 430, RNN 750) on the CPUs this
+    // crate is tuned on (1 MiB of L2 on Zen 4 and Zen 5, 2 MiB on the Intel Xeon); between 1
+    // and 2 MiB (LSTM 300, GRU 300, RNN 520) by units on Zen 5, by rows on the Xeon. Batch 40:
+    // chunks of 7 steps, so 23 steps are 4 chunks (by rows on Zen 4); batch 15: 2 chunks (on
+    // Zen 4 by rows at 2 and 3 threads); batch 7 over 40 steps: 2 chunks, by units at 2 and 3
+    // threads on every CPU; batch 3: one chunk.
     for (cell, hidden) in [
         (CellKind::Lstm, 300),
         (CellKind::Gru, 300),
