@@ -66,6 +66,19 @@ pub(crate) const PREFETCH_ROWS: usize = 2;
 /// W_ih over many rows, few enough for a chunk of gates to stay in L2.
 const PROJECTION_ROWS: usize = 256;
 
+/// Steps per chunk of the input projection where the projection rides the steps (see
+/// [`rides_steps`]): one rider's rows.
+const RIDE_CHUNK: usize = microkernel::RIDER_ROWS;
+
+/// Whether the input projection of each chunk of steps (but the first) is computed by tiles
+/// that ride the one-row step GEMMs of the chunk before (see [`microkernel::ride`]), where
+/// alone it would be one GEMM over the whole sequence before the steps: at batch 1, on an ISA
+/// with the riding kernel, over two chunks or more. The step streams W_hh from L2 or L3 with
+/// most FMA slots idle, which the projection's tiles take.
+fn rides_steps(isa: crate::isa::Isa, t_len: usize, batch: usize) -> bool {
+    batch == 1 && microkernel::rides(isa) && t_len >= 2 * RIDE_CHUNK
+}
+
 /// Steps per chunk of the input projection (see `direction`).
 pub(crate) fn chunk_steps(seq_len: usize, batch: usize) -> usize {
     PROJECTION_ROWS.div_ceil(batch).clamp(1, seq_len.max(1))
@@ -348,10 +361,14 @@ fn run(
                     true => StepCut::Rows,
                     false => StepCut::Units,
                 };
-                let run = make(l, d, (cut.slices, by), chunk);
                 if by == StepCut::Units {
+                    let ride = rides_steps(weights.isa(), t_len, batch);
+                    let chunk = if ride { RIDE_CHUNK } else { chunk };
+                    let mut run = make(l, d, (cut.slices, by), chunk);
+                    run.ride = ride;
                     return team::rounds(t_len, cut.slices, &|step, i| run.step(step, i));
                 }
+                let run = make(l, d, (cut.slices, by), chunk);
                 // Round 2c: chunk c's projection, by units where that cuts it evenly (each
                 // thread streams half of W_ih; by rows, all of it: LSTM 100,9,512,256 2T 1.023x
                 // the time), else by rows (LSTM 37,5,300,200 2T 0.982x, GRU 100,7,333,129 0.944x);
@@ -461,6 +478,9 @@ struct DirStep<'a> {
     sliced_gates: bool,
     /// State slots in `states` (and `cells`): T + 1 in a training workspace, else 2 in turn.
     ring: usize,
+    /// Whether the next chunk's projection rides this chunk's steps (see [`rides_steps`]);
+    /// unless the gates are kept, two chunks of them then take turns in `gates`.
+    ride: bool,
 }
 
 impl<'a> DirStep<'a> {
@@ -509,6 +529,7 @@ impl<'a> DirStep<'a> {
             // every slice's cells read whole rows.
             sliced_gates: !keep_gates && slices > 1 && by == StepCut::Units,
             ring,
+            ride: false,
         }
     }
 
@@ -524,11 +545,13 @@ impl<'a> DirStep<'a> {
     }
 
     /// The row of `gates` holding time `t`: all of them when kept for the backward, else one
-    /// chunk's.
+    /// chunk's (two in turn where the projection rides the steps: the next chunk's rows are
+    /// written while the current one's are read).
     fn gate_row(&self, t: usize, step: usize) -> usize {
-        match self.keep_gates {
-            true => t,
-            false => t - self.chunk_times(step).0,
+        match (self.keep_gates, self.ride) {
+            (true, _) => t,
+            (false, false) => t - self.chunk_times(step).0,
+            (false, true) => t - self.chunk_times(step).0 + step / self.chunk % 2 * self.chunk,
         }
     }
 
@@ -586,6 +609,49 @@ impl<'a> DirStep<'a> {
         self.advance(step, self.cut.slice(i), 0..self.batch);
     }
 
+    /// The riders of processing step `step` for gates `gates` of unit blocks `units`: this
+    /// step's share (one of `chunk`) of each gate's whole panels of the next chunk's input
+    /// projection. None in the last chunk, or without `ride`.
+    fn riders(
+        &self,
+        step: usize,
+        units: &std::ops::Range<usize>,
+        gates: std::ops::Range<usize>,
+    ) -> StepRiders<'_, 'a> {
+        let next = (step / self.chunk + 1) * self.chunk;
+        let mut share = StepRiders {
+            step: self,
+            x: std::ptr::null(),
+            rows: 0,
+            base: 0,
+            place: self.gate_place(0, 0),
+            gates: std::array::from_fn(|_| (0, 0..0, 0, 0, 0)),
+            count: 0,
+        };
+        if !self.ride || next >= self.t_len {
+            return share;
+        }
+        let (batch, i_l) = (self.batch, self.i_l);
+        let (t0, t1) = self.chunk_times(next);
+        share.rows = (t1 - t0) * batch;
+        // SAFETY: rows of X within the layer's input (T*B rows of I floats), which nothing
+        // writes during the forward of this layer.
+        share.x = unsafe { self.io.x.part(t0 * batch * i_l, share.rows * i_l) }.as_ptr();
+        let (u0, n_units) = self.cut.units(units);
+        share.place = self.gate_place(u0, n_units);
+        share.base = share.place.base + self.gate_row(t0, next) * batch * share.place.row;
+        let part = step % self.chunk;
+        for k in gates {
+            let (panels, j0, n) = self.lay.whole_panels(k, units);
+            let all = panels.len();
+            let mine = panels.start + part * all / self.chunk
+                ..panels.start + (part + 1) * all / self.chunk;
+            share.gates[k] = (k, mine.clone(), panels.start, j0, n);
+            share.count += mine.len();
+        }
+        share
+    }
+
     /// The input projection of the chunk that starts at processing step `step`: the columns
     /// of unit blocks `units`, in part `part.0` of the chunk's rows cut into `part.1`
     /// near-equal runs of row tiles.
@@ -616,7 +682,12 @@ impl<'a> DirStep<'a> {
         let (u0, n_units) = self.cut.units(&units);
         let place = self.gate_place(u0, n_units);
         let (base, ldo) = (place.base + row0 * place.row, place.row);
-        for k in 0..gate_count {
+        // Riding, the chunk's whole panels were computed by the steps of the one before.
+        let whole_gates = match self.ride && step > 0 {
+            true => 0,
+            false => gate_count,
+        };
+        for k in 0..whole_gates {
             let (panels, j0, n) = lay.whole_panels(k, &units);
             if n == 0 {
                 continue;
@@ -703,8 +774,12 @@ impl<'a> DirStep<'a> {
         // The slot's rows hold H floats and `gh`'s region rows `at.row` floats, as the GEMM needs.
         unsafe {
             let h_prev = states.part((p * batch + r0) * h, nrows * h);
-            let call = |panels: std::ops::Range<usize>, col: usize, width: usize| {
-                packed::gemm_block(
+            // The riders of gates `g` (see `riders`), with the call of W_hh's same panels.
+            let call = |panels: std::ops::Range<usize>, col: usize, width: usize, g| {
+                let riders = self.riders(step, &units, g);
+                // The riders write rows of the next chunk's gates, which nothing reads or
+                // writes before that chunk (a slot of their own, or rows past the current).
+                packed::gemm_block_riding(
                     &self.pw.w_hh,
                     h_prev.as_ptr(),
                     h,
@@ -715,6 +790,7 @@ impl<'a> DirStep<'a> {
                     panels,
                     width,
                     order,
+                    (riders.count, &|i| riders.get(i)),
                 )
             };
             if units == (0..blocks) {
@@ -722,21 +798,21 @@ impl<'a> DirStep<'a> {
                 // columns are, walked in the same order as gate by gate, so one call does all
                 // the gates; with a few rows it lets the few-rows kernel take several panels at
                 // a time across gates (H = 64 has 2 a gate: LSTM 100,1,64 0.109 -> 0.102 ms).
-                call(0..self.pw.w_hh.panels(), 0, at.row);
+                call(0..self.pw.w_hh.panels(), 0, at.row, 0..gate_count);
             } else {
                 // The gates (then the tail) in the panels' order too.
                 let tail = lay.tail(&units);
                 if order == PanelOrder::Backward && !tail.is_empty() {
-                    call(tail.clone(), at.tail(gate_count), lay.tail_cols);
+                    call(tail.clone(), at.tail(gate_count), lay.tail_cols, 0..0);
                 }
                 for k in order.walk(0..gate_count) {
                     let (panels, _, n) = lay.whole_panels(k, &units);
                     if n > 0 {
-                        call(panels, k * at.gate, n);
+                        call(panels, k * at.gate, n, k..k + 1);
                     }
                 }
                 if order == PanelOrder::Forward && !tail.is_empty() {
-                    call(tail, at.tail(gate_count), lay.tail_cols);
+                    call(tail, at.tail(gate_count), lay.tail_cols, 0..0);
                 }
             }
         }
@@ -788,6 +864,54 @@ impl<'a> DirStep<'a> {
             gh_stride,
             n,
         }
+    }
+}
+
+/// One step's riders (see `DirStep::riders`): per gate, the panels of W_ih it projects this
+/// step, and where the next chunk's rows of that gate's gates are.
+struct StepRiders<'s, 'a> {
+    step: &'s DirStep<'a>,
+    /// The next chunk's rows of X.
+    x: *const f32,
+    rows: usize,
+    /// Where those rows start in `gates`, laid out as `place` says.
+    base: usize,
+    place: GatePlace,
+    /// Per gate of the call: (gate, its panels to project this step, the first of its whole
+    /// panels among the slice's units, and those units: the first, how many).
+    gates: [(usize, std::ops::Range<usize>, usize, usize, usize); 4],
+    count: usize,
+}
+
+impl StepRiders<'_, '_> {
+    /// Rider `i` of `count`, in gate order.
+    fn get(&self, mut i: usize) -> microkernel::Rider {
+        let s = self.step;
+        for (k, mine, first, j0, n) in &self.gates {
+            if i >= mine.len() {
+                i -= mine.len();
+                continue;
+            }
+            // Panel p's columns within the gate's block of the slice's units.
+            let p = mine.start + i;
+            let off = (p - first) * s.lay.nr;
+            let cols = s.lay.nr.min(n - off);
+            let (b, bias) = s.pw.w_ih.panel_and_bias(p);
+            let at = self.base + self.place.unit(*k, *j0) + off;
+            let c = s.bufs.gates.out_block(at, self.rows, self.place.row, cols);
+            return microkernel::Rider {
+                rows: self.rows,
+                k: s.pw.w_ih.k(),
+                a: self.x,
+                lda: s.i_l,
+                b,
+                bias,
+                c: c.at(0),
+                ldc: self.place.row,
+                cols,
+            };
+        }
+        unreachable!("a rider past the step's count")
     }
 }
 

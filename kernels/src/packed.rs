@@ -266,6 +266,21 @@ impl PackedB {
     pub(crate) fn width(&self, p: usize) -> usize {
         self.starts[p + 1] - self.starts[p]
     }
+
+    /// Panel `p`'s packed floats (`k` steps of its width) and its bias, for a kernel called on
+    /// it alone (a [`microkernel::Rider`]).
+    pub(crate) fn panel_and_bias(&self, p: usize) -> (*const f32, *const f32) {
+        let col = self.col_start(p);
+        (
+            self.data[col * self.k..].as_ptr(),
+            self.bias[col..].as_ptr(),
+        )
+    }
+
+    /// The steps of k each panel holds.
+    pub(crate) fn k(&self) -> usize {
+        self.k
+    }
 }
 
 /// `n` columns rounded up to panels, the last one half-width where that covers it (16 columns
@@ -416,6 +431,105 @@ pub(crate) unsafe fn gemm_block(
     width: usize,
     order: PanelOrder,
 ) {
+    // SAFETY: forwarded from this function's contract; no riders.
+    unsafe {
+        gemm_block_riding(
+            b,
+            a,
+            lda,
+            c,
+            ldc,
+            accumulate,
+            rows,
+            panels,
+            width,
+            order,
+            (0, &|_| unreachable!("no riders")),
+        )
+    }
+}
+
+/// Riders made on demand: how many, and the `i`th (so a step builds no array of them).
+pub(crate) type Riders<'r> = (usize, &'r dyn Fn(usize) -> microkernel::Rider);
+
+/// [`gemm_block`] with `riders`, tiles of other work (the input projection of the next chunk
+/// of steps) that a one-row GEMM runs in its calls' k loops, spread evenly over its calls (see
+/// [`microkernel::ride`]); every rider is computed, in a call or after the last one, and the
+/// results are those of running them alone.
+///
+/// # Safety
+/// As [`gemm_block`]; each rider's operands as [`microkernel::Rider`] says, its block of C
+/// disjoint from this call's and from the other riders'.
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn gemm_block_riding(
+    b: &PackedB,
+    a: *const f32,
+    lda: usize,
+    c: OutPtr,
+    ldc: usize,
+    accumulate: bool,
+    rows: std::ops::Range<usize>,
+    panels: std::ops::Range<usize>,
+    width: usize,
+    order: PanelOrder,
+    riders: Riders<'_>,
+) {
+    let mut rider = 0;
+    // SAFETY: forwarded from this function's contract.
+    unsafe {
+        gemm_block_inner(
+            b,
+            a,
+            lda,
+            c,
+            ldc,
+            accumulate,
+            rows,
+            panels,
+            width,
+            order,
+            (riders, &mut rider),
+        );
+        // Those no call took (none took any if this was not a one-row GEMM), in tiles of
+        // this ISA's rows.
+        let mr = shape(b.isa).mr;
+        for r in (rider..riders.0).map(riders.1) {
+            for r0 in (0..r.rows).step_by(mr) {
+                microkernel::tile(
+                    b.isa,
+                    mr.min(r.rows - r0),
+                    r.k,
+                    r.a.add(r0 * r.lda),
+                    r.lda,
+                    r.b,
+                    b.nr,
+                    r.bias,
+                    r.c.add(r0 * r.ldc),
+                    r.ldc,
+                    r.cols,
+                    false,
+                    std::ptr::null(),
+                );
+            }
+        }
+    }
+}
+
+/// [`gemm_block_riding`]'s GEMM; `riders.1` counts the riders its calls took.
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_block_inner(
+    b: &PackedB,
+    a: *const f32,
+    lda: usize,
+    c: OutPtr,
+    ldc: usize,
+    accumulate: bool,
+    rows: std::ops::Range<usize>,
+    panels: std::ops::Range<usize>,
+    width: usize,
+    order: PanelOrder,
+    (riders, taken): (Riders<'_>, &mut usize),
+) {
     let (k, nr) = (b.k, b.nr);
     let first = b.col_start(panels.start);
     let col = |p: usize| b.col_start(p) - first;
@@ -433,7 +547,14 @@ pub(crate) unsafe fn gemm_block(
     let bias = |p: usize| b.bias[b.col_start(p)..].as_ptr();
     // The bytes of B this call streams: its panels' (whole, for a half-width last one).
     let streamed = 4 * k * nr * panels.len();
-    let wide = microkernel::wide_panels(b.isa, rows.len(), streamed);
+    let mut wide = microkernel::wide_panels(b.isa, rows.len(), streamed);
+    let riding = riders.0 > 0 && rows.len() == 1 && microkernel::rides(b.isa);
+    if riding {
+        wide = wide.min(microkernel::RIDE_PANELS);
+    }
+    // The calls (about: a half-width panel may make one more) over which the riders spread.
+    let calls = panels.len().div_ceil(wide.max(1));
+    let mut call = 0;
     if wide > 0 {
         // With so few rows a panel is used once: no k-blocking, several panels per call (a run
         // of whole panels, each `k * nr` floats after the one before, and a half-width last
@@ -470,6 +591,31 @@ pub(crate) unsafe fn gemm_block(
                 }
             };
             let half = !whole_from(p + count - 1);
+            call += 1;
+            // The riders due by the end of this call, one of them in it.
+            let due = (call * riders.0 / calls).min(riders.0);
+            if riding && !half && *taken < due {
+                // SAFETY: as below, one row, `count` whole panels within RIDE_PANELS; the
+                // rider is the caller's (this function's contract).
+                unsafe {
+                    let (a, c) = (a.add(rows.start * lda), c.at(rows.start * ldc + col(p)));
+                    microkernel::ride(
+                        b.isa,
+                        count,
+                        k,
+                        a,
+                        panel(p),
+                        k * nr,
+                        bias(p),
+                        c,
+                        cols_of(p + count - 1),
+                        accumulate,
+                        &(riders.1)(*taken),
+                    );
+                }
+                *taken += 1;
+                continue;
+            }
             // SAFETY: the rows and panels p..p+count are the caller's, `k * nr` floats apart
             // with their bias, all whole but maybe the last (`half`); the row count and `count`
             // are within `wide_panels`; the ISA was checked when the weights were packed.
@@ -843,6 +989,107 @@ mod tests {
                         (got - want).abs() < 1e-4 * (1.0 + want.abs()),
                         "{m}x{n}x{k}"
                     );
+                }
+            }
+        }
+    }
+
+    /// Tiles riding a one-row GEMM (`gemm_block_riding`) change no bit of it nor of
+    /// themselves: the row's GEMM and the riders' tiles (every whole panel of a second operand,
+    /// 1 to 8 rows, a k shorter, equal or longer, a partial last panel) against each run
+    /// alone, walked forward and backward, overwriting and accumulating; more riders than the
+    /// row's calls run after them.
+    #[test]
+    fn riders_change_no_bits() {
+        let mut rng = SplitMix64(13);
+        for isa in Isa::available() {
+            for &(k, n, ki, ni, rows) in &[
+                (512, 2048, 512, 1024, 8),
+                (100, 400, 37, 116, 5),
+                (17, 64, 600, 64, 3),
+                (7, 33, 1, 40, 1),
+                (64, 96, 64, 320, 8),
+            ] {
+                let (lda, ldx) = (k + 3, ki + 5);
+                let mut a = vec![0.0f32; lda];
+                let mut x = vec![0.0f32; (rows - 1) * ldx + ki];
+                let (mut w, mut wi) = (vec![0.0f32; n * k], vec![0.0f32; ni * ki]);
+                let (mut bias, mut bias_i) = (vec![0.0f32; n], vec![0.0f32; ni]);
+                for v in [&mut a, &mut x, &mut w, &mut wi, &mut bias, &mut bias_i] {
+                    rng.fill_uniform(v, 1.0);
+                }
+                let pb = PackedB::from_weight(isa, &w, n, k, Some(&bias));
+                let pi = PackedB::from_weight(isa, &wi, ni, ki, Some(&bias_i));
+                let whole = (0..pi.panels()).filter(|&q| pi.width(q) == pi.nr).count();
+                for (order, accumulate) in
+                    [(PanelOrder::Forward, false), (PanelOrder::Backward, true)]
+                {
+                    let mut start = vec![0.0f32; n];
+                    rng.fill_uniform(&mut start, 1.0);
+                    let (mut c, mut c_alone) = (start.clone(), start);
+                    let (mut ci, mut ci_alone) = (vec![7.0f32; rows * ni], vec![7.0f32; rows * ni]);
+                    let out_i = OutPtr(ci.as_mut_ptr());
+                    let rider = |q: usize| {
+                        let (b, bias) = pi.panel_and_bias(q);
+                        let col = pi.col_start(q);
+                        microkernel::Rider {
+                            rows,
+                            k: ki,
+                            a: x.as_ptr(),
+                            lda: ldx,
+                            b,
+                            bias,
+                            c: out_i.at(col),
+                            ldc: ni,
+                            cols: pi.nr.min(ni - col),
+                        }
+                    };
+                    // SAFETY: A holds one row of k floats, X `rows` rows of ki floats ldx
+                    // apart; C one row of n floats, C_i `rows` rows of ni; every rider writes
+                    // its own panel's columns of C_i.
+                    unsafe {
+                        gemm_block_riding(
+                            &pb,
+                            a.as_ptr(),
+                            lda,
+                            OutPtr(c.as_mut_ptr()),
+                            n,
+                            accumulate,
+                            0..1,
+                            0..pb.panels(),
+                            n,
+                            order,
+                            (whole, &rider),
+                        );
+                        gemm_block(
+                            &pb,
+                            a.as_ptr(),
+                            lda,
+                            OutPtr(c_alone.as_mut_ptr()),
+                            n,
+                            accumulate,
+                            0..1,
+                            0..pb.panels(),
+                            n,
+                            order,
+                        );
+                        gemm_block(
+                            &pi,
+                            x.as_ptr(),
+                            ldx,
+                            OutPtr(ci_alone.as_mut_ptr()),
+                            ni,
+                            false,
+                            0..rows,
+                            0..whole,
+                            ni.min(pi.col_start(whole)),
+                            PanelOrder::Forward,
+                        );
+                    }
+                    let what = format!("{isa:?} {k} {n} {ki} {ni} {rows} {order:?}");
+                    assert_eq!(c, c_alone, "{what}");
+                    assert_eq!(ci, ci_alone, "{what}");
+                    assert!(ci.iter().any(|&v| v != 7.0), "{what}");
                 }
             }
         }

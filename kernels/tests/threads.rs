@@ -91,6 +91,14 @@ fn bit_identical_at_1_2_3_4_threads() {
             let what = format!("{cell:?} batch {batch} layers {layers}");
             assert_bit_identical(&case, &[2, 3, 4], &what);
         }
+        // Batch 1 over 27 steps: each chunk of 8 steps projects the next one in its steps'
+        // GEMMs (`forward::rides_steps`, AVX-512), every slice its own units.
+        for bidirectional in [false, true] {
+            let desc = RnnDesc::new(cell, 45, hidden).bidirectional(bidirectional);
+            let case = Case::new(desc, 27, 1, 50 + n as u64, true, true, true);
+            let what = format!("{cell:?} batch 1 over 27 steps, bidirectional {bidirectional}");
+            assert_bit_identical(&case, &[2, 3, 4], &what);
+        }
     }
 }
 

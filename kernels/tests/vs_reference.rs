@@ -126,6 +126,45 @@ fn projection_in_chunks_with_a_partial_last_chunk() {
 }
 
 #[test]
+fn projection_riding_the_steps_at_batch_1() {
+    // At batch 1 (AVX-512) each chunk of 8 steps computes the next chunk's input projection in
+    // its step GEMMs' k loops (`forward::rides_steps`, `microkernel::ride`), over two chunks
+    // or more: T = 16 is two whole chunks, 23 and 41 end in a partial one, and the reverse
+    // direction starts mid-chunk. I below, equal to and past H (the two k loops of unequal
+    // length); H = 100 and 17 leave a tail (projected at each chunk's start instead), H = 70
+    // three whole blocks a gate, 136 (LSTM: 17 panels a gate) shares that don't divide by 8.
+    // One thread (one call over every gate) and three (a call a gate, a slice's riders with
+    // it), each against the reference; varlen gives the one row a length under T.
+    let shapes = [
+        (16, 40, 70, false),
+        (23, 100, 33, true),
+        (41, 17, 100, false),
+        (17, 5, 17, true),
+        (40, 64, 136, false),
+    ];
+    for threads in [1, 3] {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .expect("a pool");
+        pool.install(|| {
+            for isa in Isa::available() {
+                for (n, &cell) in CELLS.iter().enumerate() {
+                    for (s, &(t, i, h, bidir)) in shapes.iter().enumerate() {
+                        let desc = RnnDesc::new(cell, i, h).bidirectional(bidir);
+                        let seed = 400 + 10 * n as u64 + s as u64;
+                        let case = Case::new(desc, t, 1, seed, s % 2 == 1, true, true);
+                        compare_all(&case, isa, 2e-5).unwrap_or_else(|e| {
+                            panic!("{threads} threads {isa:?} {cell:?} T {t} I {i} H {h}: {e}")
+                        });
+                    }
+                }
+            }
+        });
+    }
+}
+
+#[test]
 fn gate_gemms_wide_enough_to_copy_a() {
     // The AVX-512 GEMMs of 1024 columns or more, or of 512 whose A rows are a multiple of 4 KiB
     // apart, read a copy of A (`packed::ACopy`): LSTM H = 260 has 1040 gate columns (the

@@ -424,3 +424,142 @@ unsafe fn tile_kmajor_r<const R: usize, const HALF: bool>(
         }
     }
 }
+
+/// The one-row kernel over `panels` (1..=4) whole panels with a tile of the input projection
+/// riding in its k loop (see [`super::ride`]): the row streams W_hh from L3 or L2 and leaves
+/// most FMA slots idle, which the rider's tile takes (`benches/compare/overlap.c`).
+///
+/// # Safety
+/// See [`super::ride`]; the CPU must have AVX-512 F.
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx512f")]
+pub(crate) unsafe fn ride(
+    panels: usize,
+    k: usize,
+    a: *const f32,
+    b: *const f32,
+    stride: usize,
+    bias: *const f32,
+    c: *mut f32,
+    cols: usize,
+    acc_in: bool,
+    rider: &super::Rider,
+) {
+    let args = (k, a, b, stride, bias, c, cols, acc_in, rider);
+    // SAFETY: forwarded; each instance touches only its P panels and the rider's rows.
+    unsafe {
+        macro_rules! by_rider_rows {
+            ($p:literal) => {
+                match rider.rows {
+                    1 => ride_pr::<$p, 1>(args),
+                    2 => ride_pr::<$p, 2>(args),
+                    3 => ride_pr::<$p, 3>(args),
+                    4 => ride_pr::<$p, 4>(args),
+                    5 => ride_pr::<$p, 5>(args),
+                    6 => ride_pr::<$p, 6>(args),
+                    7 => ride_pr::<$p, 7>(args),
+                    8 => ride_pr::<$p, 8>(args),
+                    r => panic!("a rider of {r} rows, expected 1..=8"),
+                }
+            };
+        }
+        match panels {
+            1 => by_rider_rows!(1),
+            2 => by_rider_rows!(2),
+            3 => by_rider_rows!(3),
+            4 => by_rider_rows!(4),
+            p => panic!("a riding run of {p} panels, expected 1..=4"),
+        }
+    }
+}
+
+/// The arguments of [`ride_pr`].
+type RideArgs<'r> = (
+    usize,
+    *const f32,
+    *const f32,
+    usize,
+    *const f32,
+    *mut f32,
+    usize,
+    bool,
+    &'r super::Rider,
+);
+
+/// One row by `P` whole panels, and the rider's `T` rows by one whole panel, in one k loop:
+/// `2 P + 2 T` accumulators (24 at most), the same FMA chains as [`wide_rp`] and [`tile_rw`].
+#[inline]
+#[target_feature(enable = "avx512f")]
+unsafe fn ride_pr<const P: usize, const T: usize>(
+    (k, a, b, stride, bias, c, cols, acc_in, r): RideArgs<'_>,
+) {
+    // SAFETY: the caller guarantees k floats of A, P whole panels of k*NR floats at `stride`
+    // and their P*NR floats of bias, and the row of C up to (P-1)*NR + cols; the rider's T rows
+    // of r.k floats at r.lda, its whole panel of r.k*NR floats and NR of bias, and its T x
+    // r.cols block of C at r.ldc. The masks keep C's accesses inside `cols` and `r.cols` (a
+    // masked-off half's address formed with wrapping_add, never dereferenced).
+    unsafe {
+        let (m0, m1) = masks(cols);
+        let mask = |j: usize, h: usize| match (j + 1 == P, h) {
+            (false, _) => u16::MAX,
+            (true, 0) => m0,
+            (true, _) => m1,
+        };
+        let mut acc = [[_mm512_setzero_ps(); 2]; P];
+        for (j, acc) in acc.iter_mut().enumerate() {
+            for (h, acc) in acc.iter_mut().enumerate() {
+                *acc = match acc_in {
+                    true => _mm512_maskz_loadu_ps(mask(j, h), c.wrapping_add(j * NR + h * 16)),
+                    false => _mm512_loadu_ps(bias.add(j * NR + h * 16)),
+                };
+            }
+        }
+        let (t0, t1) = masks(r.cols);
+        let tmask = [t0, t1];
+        let mut tacc = [[_mm512_loadu_ps(r.bias), _mm512_loadu_ps(r.bias.add(16))]; T];
+        let panels: [*const f32; P] = std::array::from_fn(|j| b.add(j * stride));
+        let rows: [*const f32; T] = std::array::from_fn(|i| r.a.add(i * r.lda));
+        macro_rules! row_step {
+            ($p:expr) => {{
+                let x = _mm512_set1_ps(*a.add($p));
+                for (acc, panel) in acc.iter_mut().zip(&panels) {
+                    let w = panel.add($p * NR);
+                    acc[0] = _mm512_fmadd_ps(x, _mm512_loadu_ps(w), acc[0]);
+                    acc[1] = _mm512_fmadd_ps(x, _mm512_loadu_ps(w.add(16)), acc[1]);
+                }
+            }};
+        }
+        macro_rules! tile_step {
+            ($p:expr) => {{
+                let w = r.b.add($p * NR);
+                let (w0, w1) = (_mm512_loadu_ps(w), _mm512_loadu_ps(w.add(16)));
+                for (acc, row) in tacc.iter_mut().zip(&rows) {
+                    let x = _mm512_set1_ps(*row.add($p));
+                    acc[0] = _mm512_fmadd_ps(x, w0, acc[0]);
+                    acc[1] = _mm512_fmadd_ps(x, w1, acc[1]);
+                }
+            }};
+        }
+        let both = k.min(r.k);
+        for p in 0..both {
+            row_step!(p);
+            tile_step!(p);
+        }
+        for p in both..k {
+            row_step!(p);
+        }
+        for p in both..r.k {
+            tile_step!(p);
+        }
+        for (j, acc) in acc.iter().enumerate() {
+            for (h, acc) in acc.iter().enumerate() {
+                _mm512_mask_storeu_ps(c.wrapping_add(j * NR + h * 16), mask(j, h), *acc);
+            }
+        }
+        for (i, acc) in tacc.iter().enumerate() {
+            for (h, acc) in acc.iter().enumerate() {
+                _mm512_mask_storeu_ps(r.c.wrapping_add(i * r.ldc + h * 16), tmask[h], *acc);
+            }
+        }
+    }
+}

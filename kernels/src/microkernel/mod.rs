@@ -294,6 +294,74 @@ pub(crate) unsafe fn wide(
     }
 }
 
+/// A tile of the input projection that rides a one-row step GEMM (see [`ride`]): `rows`
+/// (1..=[`RIDER_ROWS`]) rows of A, `k` floats each at `lda`, by one whole packed panel `b`
+/// (`k * NR` floats) and its `NR` floats of `bias`, written to the `rows x cols` block of C at
+/// `c` (`cols <= NR`), rows `ldc` apart.
+#[derive(Clone, Copy)]
+pub(crate) struct Rider {
+    pub rows: usize,
+    pub k: usize,
+    pub a: *const f32,
+    pub lda: usize,
+    pub b: *const f32,
+    pub bias: *const f32,
+    pub c: *mut f32,
+    pub ldc: usize,
+    pub cols: usize,
+}
+
+/// The most rows a rider has: a projection tile of 8 rows and one row of the step over 4
+/// panels take 24 accumulators.
+pub(crate) const RIDER_ROWS: usize = 8;
+
+/// The most panels a one-row call carries with a rider.
+pub(crate) const RIDE_PANELS: usize = 4;
+
+/// Whether `isa` has the kernel that runs a rider in a one-row step's k loop (AVX-512 only:
+/// the panel of 32 columns its riders are packed in).
+pub(crate) fn rides(isa: Isa) -> bool {
+    isa == Isa::Avx512
+}
+
+/// The one-row step GEMM of [`wide`] over `panels` (1..=[`RIDE_PANELS`]) whole panels, with
+/// the rider's tile computed in the same k loop: the row streams its panels from L2 or L3,
+/// which leaves the FMA units mostly idle, and the rider's tile fills them (a C prototype,
+/// `benches/compare/overlap.c`: 0.83-0.89x the time of the two in turn on Zen 4). Every
+/// element of both is the same FMA chain as in [`wide`] and [`tile`], so the same results.
+///
+/// # Safety
+/// `rides(isa)`; A holds `k` floats, each panel `k * NR` floats `panel_stride` apart with
+/// `NR` floats of bias each, and C's row is ours up to `(panels - 1) * NR + cols`; the rider's
+/// fields as [`Rider`] says, its block of C disjoint from the row's.
+#[allow(clippy::too_many_arguments)]
+#[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables, unused_unsafe))]
+#[inline]
+pub(crate) unsafe fn ride(
+    isa: Isa,
+    panels: usize,
+    k: usize,
+    a: *const f32,
+    b: *const f32,
+    panel_stride: usize,
+    bias: *const f32,
+    c: *mut f32,
+    cols: usize,
+    acc_in: bool,
+    rider: &Rider,
+) {
+    // SAFETY: forwarded from this function's contract.
+    unsafe {
+        match isa {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => {
+                avx512::ride(panels, k, a, b, panel_stride, bias, c, cols, acc_in, rider)
+            }
+            _ => unreachable!("no riding kernel for {isa:?}"),
+        }
+    }
+}
+
 /// The arguments of every ISA's few-rows kernel instance (see [`wide`]) past `rows` and
 /// `panels`: `(k, a, lda, b, panel_stride, bias, c, ldc, cols, acc_in)`.
 #[cfg(target_arch = "x86_64")]
