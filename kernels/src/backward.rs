@@ -168,12 +168,20 @@ pub fn backward(
                 recompute_dir(&desc, pw, layer, &mut *dx_l, dirs, w);
             }
         } else {
+            // The rows of d loss / d x_l that the recurrence computes itself (see `RideDx`).
+            let dx_rides = RideDx::rides(isa, nd, t_len, batch);
+            let dx_shared = Shared::new(&mut *dx_l);
             let run_dir = |d: usize, mut w: DirWork<'_>| {
                 init(d, &mut w);
                 let k = s0 + d;
                 let dirs = (t_len, batch, d);
                 let w_hh = &weights.packed(l, d).back().w_hh;
                 let (states, cells) = (&states[k][..], &cells[k][..]);
+                let ride = dx_rides.then(|| RideDx {
+                    w_ih: &weights.packed(l, d).back().w_ih,
+                    dx: dx_shared,
+                    i_l,
+                });
                 recurrence(
                     &desc,
                     w_hh,
@@ -185,6 +193,7 @@ pub fn backward(
                     0..t_len,
                     (0, UnitBlocks::new(&desc, isa).slices),
                     &mut w,
+                    ride,
                 );
                 let DirWork {
                     gates, hn, pg, tn, ..
@@ -209,9 +218,15 @@ pub fn backward(
             let k = s0 + d;
             finish_carried(&mut grads.h0, &mut grads.c0, k, &dh[d], &dc[d]);
             if !recompute {
-                // d loss / d x_l = sum over directions of dG_in W_ih, in direction order.
+                // d loss / d x_l = sum over directions of dG_in W_ih, in direction order; the
+                // rows the recurrence left, where it computed the others (one direction).
                 let w_ih = &weights.packed(l, d).back().w_ih;
-                packed::gemm(t_len * batch, &gates[k], gate_w, w_ih, dx_l, i_l, d > 0);
+                let rows = match RideDx::rides(isa, nd, t_len, batch) {
+                    true => RideDx::rest(t_len) * batch,
+                    false => t_len * batch,
+                };
+                let (dg, dx) = (&gates[k][..rows * gate_w], &mut dx_l[..rows * i_l]);
+                packed::gemm(rows, dg, gate_w, w_ih, dx, i_l, d > 0);
             }
         }
     }
@@ -311,6 +326,7 @@ fn wavefront(
                 rounds,
                 (0, 1),
                 &mut work,
+                None,
             );
             let (i_l, rows) = (desc.layer_input_size(l), (t1 - t0) * batch);
             let dx = if l == 0 { dx_input } else { dys[(l - 1) % 2] };
@@ -418,6 +434,7 @@ fn recompute_dir(
             r0..r1,
             (ta, UnitBlocks::new(desc, isa).slices),
             &mut w,
+            None,
         );
         let rows = WeightGradRows {
             times: (ta, tb),
@@ -608,6 +625,7 @@ fn recurrence(
     rounds: std::ops::Range<usize>,
     (t_base, slices): (usize, usize),
     w: &mut DirWork<'_>,
+    dx: Option<RideDx<'_>>,
 ) {
     let (h, g) = (desc.hidden_size, desc.gates() * desc.hidden_size);
     let (bh, out_w) = (batch * h, desc.output_size());
@@ -661,9 +679,12 @@ fn recurrence(
             // nothing now (this step's cells write the other parity or another step); this
             // slice adds into its units' columns of those rows of d h, which only it touches.
             // dG_h's rows hold G*H floats and d h's H, as the GEMM needs.
+            // The riders (with `dx`): this round's share of the input gradient of a chunk of
+            // steps whose gate gradients are final (see `RideDx`).
+            let riders = DxRiders::new(dx.as_ref(), &gates, (round, t_len, d), &units, &cut);
             unsafe {
                 let dg_h = buf.part(at + rows.start * g, rows.len() * g);
-                packed::gemm_block(
+                packed::gemm_block_riding(
                     w_hh,
                     dg_h.as_ptr(),
                     g,
@@ -674,6 +695,7 @@ fn recurrence(
                     units.clone(),
                     n,
                     PanelOrder::of_step(round),
+                    (riders.count, &|i| riders.get(i)),
                 );
             }
         }
@@ -752,6 +774,124 @@ fn recurrence(
         team::rounds(all_rounds, cut.slices, &|local, i| {
             round_of(local, cut.slice(i), 0..batch, i % 2 == 1)
         });
+    }
+}
+
+/// The input gradient (dG_in W_ih, one direction at batch 1) computed by tiles that ride the
+/// backward's one-row step GEMMs (see `microkernel::ride`), as the forward's projection rides
+/// its steps: in the rounds of chunk `c + 1` of [`RIDE_CHUNK`] processing steps, chunk `c`'s
+/// rows (whose gate gradients its rounds finished), each round one share of the slice's
+/// panels of W_ih. The first [`RideDx::chunks`] chunks ride; the rows of the rest are one GEMM
+/// after the recurrence. The same FMA chains either way, so the same bits.
+pub(crate) struct RideDx<'r> {
+    pub w_ih: &'r PackedB,
+    pub dx: Shared<'r>,
+    pub i_l: usize,
+}
+
+/// Processing steps per chunk of the ridden input gradient: one rider's rows.
+const RIDE_CHUNK: usize = microkernel::RIDER_ROWS;
+
+impl RideDx<'_> {
+    /// Chunks that ride over `t_len` steps: those whose `RIDE_CHUNK` rounds all come after
+    /// them (the last round is `t_len`).
+    fn chunks(t_len: usize) -> usize {
+        (t_len / RIDE_CHUNK).saturating_sub(1)
+    }
+
+    /// Whether the input gradient rides the recurrence: one direction at batch 1 over two
+    /// chunks or more, on an ISA with the riding kernel.
+    pub(crate) fn rides(isa: Isa, directions: usize, t_len: usize, batch: usize) -> bool {
+        directions == 1 && batch == 1 && microkernel::rides(isa) && Self::chunks(t_len) > 0
+    }
+
+    /// Times `0..` this of the sequence (direction 0 processes from the end) are left to the
+    /// GEMM after the recurrence.
+    pub(crate) fn rest(t_len: usize) -> usize {
+        t_len - RIDE_CHUNK * Self::chunks(t_len)
+    }
+}
+
+/// One round's riders of the input gradient (see [`RideDx`]): panels `panels` of W_ih, over the
+/// rows of times `t0..t0 + rows` (batch 1).
+struct DxRiders<'r> {
+    ride: Option<&'r RideDx<'r>>,
+    gates: *const f32,
+    g: usize,
+    t0: usize,
+    rows: usize,
+    panels: std::ops::Range<usize>,
+    count: usize,
+}
+
+impl<'r> DxRiders<'r> {
+    fn new(
+        ride: Option<&'r RideDx<'r>>,
+        gates: &Shared<'_>,
+        (round, t_len, d): (usize, usize, usize),
+        units: &std::ops::Range<usize>,
+        cut: &UnitBlocks,
+    ) -> Self {
+        let mut me = DxRiders {
+            ride: None,
+            gates: std::ptr::null(),
+            g: 0,
+            t0: 0,
+            rows: 0,
+            panels: 0..0,
+            count: 0,
+        };
+        let Some(r) = ride else { return me };
+        // Round `round` (1..=T) runs the GEMM of step round - 1: chunk (round - 1) / CHUNK's
+        // rounds, which ride the chunk before.
+        let c = (round - 1) / RIDE_CHUNK;
+        if c == 0 || c > RideDx::chunks(t_len) {
+            return me;
+        }
+        let (s0, s1) = ((c - 1) * RIDE_CHUNK, c * RIDE_CHUNK);
+        let (ta, tb) = (
+            time_of(d, t_len - s1, t_len),
+            time_of(d, t_len - 1 - s0, t_len),
+        );
+        me.t0 = ta.min(tb);
+        me.rows = RIDE_CHUNK;
+        me.g = r.w_ih.k();
+        // SAFETY: rows of this direction's gate gradients of steps s0..s1, which every slice
+        // finished in rounds before this one and nothing writes again in the recurrence.
+        me.gates = unsafe { gates.part(me.t0 * me.g, me.rows * me.g) }.as_ptr();
+        // The slice's panels of W_ih (as many, near enough, as its unit blocks are of all),
+        // and this round's share of them.
+        let all = r.w_ih.panels();
+        let blocks = cut.blocks();
+        let (q0, q1) = (units.start * all / blocks, units.end * all / blocks);
+        let part = (round - 1) % RIDE_CHUNK;
+        let len = q1 - q0;
+        me.panels = q0 + part * len / RIDE_CHUNK..q0 + (part + 1) * len / RIDE_CHUNK;
+        me.count = me.panels.len();
+        me.ride = Some(r);
+        me
+    }
+
+    fn get(&self, i: usize) -> microkernel::Rider {
+        let r = self.ride.expect("riders only with a RideDx");
+        let q = self.panels.start + i;
+        let (b, bias) = r.w_ih.panel_and_bias(q);
+        let (col, width) = (r.w_ih.col_start(q), r.w_ih.width(q));
+        let cols = width.min(r.i_l - col);
+        let c =
+            r.dx.out_block(self.t0 * r.i_l + col, self.rows, r.i_l, cols);
+        microkernel::Rider {
+            rows: self.rows,
+            k: self.g,
+            a: self.gates,
+            lda: self.g,
+            b,
+            width,
+            bias,
+            c: c.at(0),
+            ldc: r.i_l,
+            cols,
+        }
     }
 }
 

@@ -905,6 +905,7 @@ impl StepRiders<'_, '_> {
                 a: self.x,
                 lda: s.i_l,
                 b,
+                width: s.lay.nr,
                 bias,
                 c: c.at(0),
                 ldc: self.place.row,

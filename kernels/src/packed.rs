@@ -502,7 +502,7 @@ pub(crate) unsafe fn gemm_block_riding(
                     r.a.add(r0 * r.lda),
                     r.lda,
                     r.b,
-                    b.nr,
+                    r.width,
                     r.bias,
                     r.c.add(r0 * r.ldc),
                     r.ldc,
@@ -594,7 +594,7 @@ unsafe fn gemm_block_inner(
             call += 1;
             // The riders due by the end of this call, one of them in it.
             let due = (call * riders.0 / calls).min(riders.0);
-            if riding && !half && *taken < due {
+            if riding && !half && *taken < due && (riders.1)(*taken).width == nr {
                 // SAFETY: as below, one row, `count` whole panels within RIDE_PANELS; the
                 // rider is the caller's (this function's contract).
                 unsafe {
@@ -995,8 +995,8 @@ mod tests {
     }
 
     /// Tiles riding a one-row GEMM (`gemm_block_riding`) change no bit of it nor of
-    /// themselves: the row's GEMM and the riders' tiles (every whole panel of a second operand,
-    /// 1 to 8 rows, a k shorter, equal or longer, a partial last panel) against each run
+    /// themselves: the row's GEMM and the riders' tiles (every panel of a second operand, 1 to
+    /// 8 rows, a k shorter, equal or longer, a partial or half-width last panel) against each run
     /// alone, walked forward and backward, overwriting and accumulating; more riders than the
     /// row's calls run after them.
     #[test]
@@ -1009,6 +1009,7 @@ mod tests {
                 (17, 64, 600, 64, 3),
                 (7, 33, 1, 40, 1),
                 (64, 96, 64, 320, 8),
+                (9, 50, 30, 80, 7),
             ] {
                 let (lda, ldx) = (k + 3, ki + 5);
                 let mut a = vec![0.0f32; lda];
@@ -1020,7 +1021,8 @@ mod tests {
                 }
                 let pb = PackedB::from_weight(isa, &w, n, k, Some(&bias));
                 let pi = PackedB::from_weight(isa, &wi, ni, ki, Some(&bias_i));
-                let whole = (0..pi.panels()).filter(|&q| pi.width(q) == pi.nr).count();
+                // Every panel rides but a half-width last one (ni = 80 on AVX-512), run alone.
+                let whole = pi.panels();
                 for (order, accumulate) in
                     [(PanelOrder::Forward, false), (PanelOrder::Backward, true)]
                 {
@@ -1038,6 +1040,7 @@ mod tests {
                             a: x.as_ptr(),
                             lda: ldx,
                             b,
+                            width: pi.width(q),
                             bias,
                             c: out_i.at(col),
                             ldc: ni,

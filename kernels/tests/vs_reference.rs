@@ -133,14 +133,18 @@ fn projection_riding_the_steps_at_batch_1() {
     // direction starts mid-chunk. I below, equal to and past H (the two k loops of unequal
     // length); H = 100 and 17 leave a tail (projected at each chunk's start instead), H = 70
     // three whole blocks a gate, 136 (LSTM: 17 panels a gate) shares that don't divide by 8.
+    // One direction, the backward's input gradient rides its steps likewise
+    // (`backward::RideDx`: T = 16 one chunk of 8, 41 four, the rest after the recurrence),
+    // also below a second layer (layer by layer at 1 thread, a wavefront at 3).
     // One thread (one call over every gate) and three (a call a gate, a slice's riders with
     // it), each against the reference; varlen gives the one row a length under T.
     let shapes = [
-        (16, 40, 70, false),
-        (23, 100, 33, true),
-        (41, 17, 100, false),
-        (17, 5, 17, true),
-        (40, 64, 136, false),
+        (16, 40, 70, false, 1),
+        (23, 100, 33, true, 1),
+        (41, 17, 100, false, 1),
+        (17, 5, 17, true, 1),
+        (40, 64, 136, false, 1),
+        (30, 20, 48, false, 2),
     ];
     for threads in [1, 3] {
         let pool = rayon::ThreadPoolBuilder::new()
@@ -150,8 +154,8 @@ fn projection_riding_the_steps_at_batch_1() {
         pool.install(|| {
             for isa in Isa::available() {
                 for (n, &cell) in CELLS.iter().enumerate() {
-                    for (s, &(t, i, h, bidir)) in shapes.iter().enumerate() {
-                        let desc = RnnDesc::new(cell, i, h).bidirectional(bidir);
+                    for (s, &(t, i, h, bidir, layers)) in shapes.iter().enumerate() {
+                        let desc = RnnDesc::new(cell, i, h).bidirectional(bidir).layers(layers);
                         let seed = 400 + 10 * n as u64 + s as u64;
                         let case = Case::new(desc, t, 1, seed, s % 2 == 1, true, true);
                         compare_all(&case, isa, 2e-5).unwrap_or_else(|e| {

@@ -294,10 +294,11 @@ pub(crate) unsafe fn wide(
     }
 }
 
-/// A tile of the input projection that rides a one-row step GEMM (see [`ride`]): `rows`
-/// (1..=[`RIDER_ROWS`]) rows of A, `k` floats each at `lda`, by one whole packed panel `b`
-/// (`k * NR` floats) and its `NR` floats of `bias`, written to the `rows x cols` block of C at
-/// `c` (`cols <= NR`), rows `ldc` apart.
+/// A tile of other work (the input projection, or the input gradient) that rides a one-row
+/// step GEMM (see [`ride`]): `rows` (1..=[`RIDER_ROWS`]) rows of A, `k` floats each at `lda`,
+/// by one packed panel `b` of `width` columns (`k * width` floats) and its `width` floats of
+/// `bias`, written to the `rows x cols` block of C at `c` (`cols <= width`), rows `ldc` apart.
+/// Only a whole panel rides; a half-width one runs alone.
 #[derive(Clone, Copy)]
 pub(crate) struct Rider {
     pub rows: usize,
@@ -305,6 +306,7 @@ pub(crate) struct Rider {
     pub a: *const f32,
     pub lda: usize,
     pub b: *const f32,
+    pub width: usize,
     pub bias: *const f32,
     pub c: *mut f32,
     pub ldc: usize,
