@@ -474,26 +474,205 @@ pub(crate) unsafe fn gemm_block_riding(
     order: PanelOrder,
     riders: Riders<'_>,
 ) {
-    let mut rider = 0;
-    // SAFETY: forwarded from this function's contract.
+    let mut taken = 0;
+    'gemm: {
+        let (k, nr) = (b.k, b.nr);
+        let first = b.col_start(panels.start);
+        let col = |p: usize| b.col_start(p) - first;
+        let width = width.min(col(panels.end));
+        if width == 0 || rows.is_empty() {
+            break 'gemm;
+        }
+        // Past `width`, no panel is touched at all.
+        let panels = panels.start
+            ..(panels.start..panels.end)
+                .find(|&p| col(p) >= width)
+                .unwrap_or(panels.end);
+        let cols_of = |p: usize| b.width(p).min(width - col(p));
+        let panel = |p: usize| b.data[b.col_start(p) * k..].as_ptr();
+        let bias = |p: usize| b.bias[b.col_start(p)..].as_ptr();
+        // The bytes of B this call streams: its panels' (whole, for a half-width last one).
+        let streamed = 4 * k * nr * panels.len();
+        let mut wide = microkernel::wide_panels(b.isa, rows.len(), streamed);
+        let riding = riders.0 > 0 && rows.len() == 1 && microkernel::rides(b.isa);
+        if riding {
+            wide = wide.min(microkernel::RIDE_PANELS);
+        }
+        // The calls (about: a half-width panel may make one more) over which the riders spread.
+        let calls = panels.len().div_ceil(wide.max(1));
+        let mut call = 0;
+        if wide > 0 {
+            // With so few rows a panel is used once: no k-blocking, several panels per call (a run
+            // of whole panels, each `k * nr` floats after the one before, and a half-width last
+            // one in the run's last slot, as alone its 1-zmm tile had too few FMA chains: `rows`
+            // of them). Groups cut from the end when going backwards: which panels share a call
+            // does not change any element's sum.
+            let whole_from = |q: usize| b.width(q) == nr;
+            let (mut lo, mut hi) = (panels.start, panels.end);
+            while lo < hi {
+                let (p, count) = match order {
+                    PanelOrder::Forward => {
+                        // The calls that going backwards makes, in the other order: with a
+                        // half-width last panel, the short call first, so that the half shares the
+                        // last one with a run (in runs of `wide` from the start, a whole number of
+                        // runs left it alone: 12 of H = 100's 12.5 panels).
+                        let left = hi - lo;
+                        let count = match !whole_from(hi - 1) && !left.is_multiple_of(wide) {
+                            true => left % wide,
+                            false => wide.min(left),
+                        };
+                        lo += count;
+                        (lo - count, count)
+                    }
+                    PanelOrder::Backward => {
+                        // A half-width panel is the last of the operand: first when going back.
+                        let half = usize::from(!whole_from(hi - 1));
+                        let whole = (lo..hi - half)
+                            .rev()
+                            .take(wide - half)
+                            .take_while(|&q| whole_from(q))
+                            .count();
+                        hi -= whole + half;
+                        (hi, whole + half)
+                    }
+                };
+                let half = !whole_from(p + count - 1);
+                call += 1;
+                // The riders due by the end of this call, one of them in it.
+                let due = (call * riders.0 / calls).min(riders.0);
+                if riding && !half && taken < due && (riders.1)(taken).width == nr {
+                    // SAFETY: as below, one row, `count` whole panels within RIDE_PANELS; the
+                    // rider is the caller's (this function's contract).
+                    unsafe {
+                        let (a, c) = (a.add(rows.start * lda), c.at(rows.start * ldc + col(p)));
+                        microkernel::ride(
+                            b.isa,
+                            count,
+                            k,
+                            a,
+                            panel(p),
+                            k * nr,
+                            bias(p),
+                            c,
+                            cols_of(p + count - 1),
+                            accumulate,
+                            &(riders.1)(taken),
+                        );
+                    }
+                    taken += 1;
+                    continue;
+                }
+                // SAFETY: the rows and panels p..p+count are the caller's, `k * nr` floats apart
+                // with their bias, all whole but maybe the last (`half`); the row count and `count`
+                // are within `wide_panels`; the ISA was checked when the weights were packed.
+                unsafe {
+                    let (a, c) = (a.add(rows.start * lda), c.at(rows.start * ldc + col(p)));
+                    microkernel::wide(
+                        b.isa,
+                        rows.len(),
+                        count,
+                        k,
+                        a,
+                        lda,
+                        panel(p),
+                        k * nr,
+                        bias(p),
+                        c,
+                        ldc,
+                        cols_of(p + count - 1),
+                        accumulate,
+                        half,
+                    )
+                };
+            }
+            break 'gemm;
+        }
+        let mr = shape(b.isa).mr;
+        let kc_l1 = (PANEL_BLOCK_BYTES / (4 * nr)).max(1);
+        let mut block_rows = mr * (ROW_BLOCK_BYTES / (4 * mr * k)).max(1);
+        let copy = ACopy::new(b.isa, (k, lda, width), kc_l1, mr);
+        if let Some(copy) = &copy {
+            block_rows = block_rows.min(copy.max_rows);
+        }
+        let mut r1 = rows.start;
+        while r1 < rows.end {
+            let r0 = r1;
+            // A last block up to a quarter over the budget is taken whole: each block streams all
+            // of B once more (the 256-row projection chunk of H = 512 was 252 + 4 rows, two passes
+            // over a 4 MiB W_ih for 4 rows; LSTM 100,64,512 1T 177 -> 174 ms with one).
+            r1 = match rows.end - r0 <= block_rows + block_rows / 4 {
+                true => rows.end,
+                false => r0 + block_rows,
+            };
+            let kc = k_block(k, kc_l1, (r1 - r0) / mr);
+            // SAFETY: rows r0..r1 of A, k floats each, are the caller's.
+            let copied = copy
+                .as_ref()
+                .and_then(|copy| unsafe { copy.fill(a, lda, r0..r1, k, kc) });
+            let tiles = row_tiles(r0..r1, mr, kc > kc_l1).count();
+            let mut walk = order.walk(panels.clone()).peekable();
+            while let Some(p) = walk.next() {
+                let after = walk.peek().copied();
+                let w = b.width(p);
+                for k0 in (0..k).step_by(kc) {
+                    let kl = kc.min(k - k0);
+                    // The block after this one in the walk (the panel's next k-block, or the next
+                    // panel's first): with two tiles or more, the last two prefetch a half of it
+                    // each into L2 (see `microkernel::tile`), where the first tile of each block
+                    // streamed it from L3 alone (W_hh past L2) with one or a few tiles' reuse. On an
+                    // Intel Xeon (2026-12-03, `ab.sh`, 6-8 pairs), the last tile prefetching the
+                    // first half: LSTM 100,16,512 infer 1T 0.960x the time, 2T 0.991x, train 1T
+                    // 0.975x; GRU 100,16,512 0.971x; LSTM 100,64,512 0.987x, 2T 0.993x; LSTM
+                    // 50,64,1024 0.987x; on its AVX2 path LSTM 100,16,512 0.982x, 100,64,512
+                    // 0.993x. Then the two last tiles a half each, against that: LSTM 100,16,512
+                    // 0.971x (train 0.984x), GRU 100,16,512 0.982x, LSTM 50,64,1024 0.989x, B = 64
+                    // 1.00x; 16x2048x512 alone 129.5 -> 138.4 GFLOP/s, 160 with W_hh in L2.
+                    let next = match (k0 + kl < k, after) {
+                        (true, _) => panel(p).wrapping_add((k0 + kl) * w),
+                        (false, Some(q)) => panel(q),
+                        (false, None) => std::ptr::null(),
+                    };
+                    for (ti, (i0, tile_rows)) in row_tiles(r0..r1, mr, kc > kc_l1).enumerate() {
+                        let far = microkernel::far_half(next, kl * w, ti, tiles);
+                        let (a_tile, lda_tile) = match copied {
+                            Some(at) => (
+                                at.wrapping_add(at_copy(r1 - r0, k0 / kc, i0 - r0)),
+                                A_STRIDE,
+                            ),
+                            None => (a.wrapping_add(i0 * lda + k0), lda),
+                        };
+                        // SAFETY: rows i0..i0+tile_rows (within r1), columns k0..k0+kl of A (or
+                        // of its copy, `A_STRIDE` floats a row) and the panel's columns of C are
+                        // the caller's; the panel holds `kl` steps of `w` floats from step k0, its
+                        // bias `w` floats; the ISA was checked when the weights were packed.
+                        unsafe {
+                            microkernel::tile(
+                                b.isa,
+                                tile_rows,
+                                kl,
+                                a_tile,
+                                lda_tile,
+                                panel(p).add(k0 * w),
+                                w,
+                                bias(p),
+                                c.at(i0 * ldc + col(p)),
+                                ldc,
+                                cols_of(p),
+                                accumulate || k0 > 0,
+                                far,
+                            )
+                        };
+                    }
+                }
+            }
+        }
+    }
+    // SAFETY: the riders' operands are the caller's (this function's contract).
     unsafe {
-        gemm_block_inner(
-            b,
-            a,
-            lda,
-            c,
-            ldc,
-            accumulate,
-            rows,
-            panels,
-            width,
-            order,
-            (riders, &mut rider),
-        );
         // Those no call took (none took any if this was not a one-row GEMM), in tiles of
         // this ISA's rows.
         let mr = shape(b.isa).mr;
-        for r in (rider..riders.0).map(riders.1) {
+        for r in (taken..riders.0).map(riders.1) {
             for r0 in (0..r.rows).step_by(mr) {
                 microkernel::tile(
                     b.isa,
@@ -510,213 +689,6 @@ pub(crate) unsafe fn gemm_block_riding(
                     false,
                     std::ptr::null(),
                 );
-            }
-        }
-    }
-}
-
-/// [`gemm_block_riding`]'s GEMM; `riders.1` counts the riders its calls took.
-#[allow(clippy::too_many_arguments)]
-unsafe fn gemm_block_inner(
-    b: &PackedB,
-    a: *const f32,
-    lda: usize,
-    c: OutPtr,
-    ldc: usize,
-    accumulate: bool,
-    rows: std::ops::Range<usize>,
-    panels: std::ops::Range<usize>,
-    width: usize,
-    order: PanelOrder,
-    (riders, taken): (Riders<'_>, &mut usize),
-) {
-    let (k, nr) = (b.k, b.nr);
-    let first = b.col_start(panels.start);
-    let col = |p: usize| b.col_start(p) - first;
-    let width = width.min(col(panels.end));
-    if width == 0 || rows.is_empty() {
-        return;
-    }
-    // Past `width`, no panel is touched at all.
-    let panels = panels.start
-        ..(panels.start..panels.end)
-            .find(|&p| col(p) >= width)
-            .unwrap_or(panels.end);
-    let cols_of = |p: usize| b.width(p).min(width - col(p));
-    let panel = |p: usize| b.data[b.col_start(p) * k..].as_ptr();
-    let bias = |p: usize| b.bias[b.col_start(p)..].as_ptr();
-    // The bytes of B this call streams: its panels' (whole, for a half-width last one).
-    let streamed = 4 * k * nr * panels.len();
-    let mut wide = microkernel::wide_panels(b.isa, rows.len(), streamed);
-    let riding = riders.0 > 0 && rows.len() == 1 && microkernel::rides(b.isa);
-    if riding {
-        wide = wide.min(microkernel::RIDE_PANELS);
-    }
-    // The calls (about: a half-width panel may make one more) over which the riders spread.
-    let calls = panels.len().div_ceil(wide.max(1));
-    let mut call = 0;
-    if wide > 0 {
-        // With so few rows a panel is used once: no k-blocking, several panels per call (a run
-        // of whole panels, each `k * nr` floats after the one before, and a half-width last
-        // one in the run's last slot, as alone its 1-zmm tile had too few FMA chains: `rows`
-        // of them). Groups cut from the end when going backwards: which panels share a call
-        // does not change any element's sum.
-        let whole_from = |q: usize| b.width(q) == nr;
-        let (mut lo, mut hi) = (panels.start, panels.end);
-        while lo < hi {
-            let (p, count) = match order {
-                PanelOrder::Forward => {
-                    // The calls that going backwards makes, in the other order: with a
-                    // half-width last panel, the short call first, so that the half shares the
-                    // last one with a run (in runs of `wide` from the start, a whole number of
-                    // runs left it alone: 12 of H = 100's 12.5 panels).
-                    let left = hi - lo;
-                    let count = match !whole_from(hi - 1) && !left.is_multiple_of(wide) {
-                        true => left % wide,
-                        false => wide.min(left),
-                    };
-                    lo += count;
-                    (lo - count, count)
-                }
-                PanelOrder::Backward => {
-                    // A half-width panel is the last of the operand: first when going back.
-                    let half = usize::from(!whole_from(hi - 1));
-                    let whole = (lo..hi - half)
-                        .rev()
-                        .take(wide - half)
-                        .take_while(|&q| whole_from(q))
-                        .count();
-                    hi -= whole + half;
-                    (hi, whole + half)
-                }
-            };
-            let half = !whole_from(p + count - 1);
-            call += 1;
-            // The riders due by the end of this call, one of them in it.
-            let due = (call * riders.0 / calls).min(riders.0);
-            if riding && !half && *taken < due && (riders.1)(*taken).width == nr {
-                // SAFETY: as below, one row, `count` whole panels within RIDE_PANELS; the
-                // rider is the caller's (this function's contract).
-                unsafe {
-                    let (a, c) = (a.add(rows.start * lda), c.at(rows.start * ldc + col(p)));
-                    microkernel::ride(
-                        b.isa,
-                        count,
-                        k,
-                        a,
-                        panel(p),
-                        k * nr,
-                        bias(p),
-                        c,
-                        cols_of(p + count - 1),
-                        accumulate,
-                        &(riders.1)(*taken),
-                    );
-                }
-                *taken += 1;
-                continue;
-            }
-            // SAFETY: the rows and panels p..p+count are the caller's, `k * nr` floats apart
-            // with their bias, all whole but maybe the last (`half`); the row count and `count`
-            // are within `wide_panels`; the ISA was checked when the weights were packed.
-            unsafe {
-                let (a, c) = (a.add(rows.start * lda), c.at(rows.start * ldc + col(p)));
-                microkernel::wide(
-                    b.isa,
-                    rows.len(),
-                    count,
-                    k,
-                    a,
-                    lda,
-                    panel(p),
-                    k * nr,
-                    bias(p),
-                    c,
-                    ldc,
-                    cols_of(p + count - 1),
-                    accumulate,
-                    half,
-                )
-            };
-        }
-        return;
-    }
-    let mr = shape(b.isa).mr;
-    let kc_l1 = (PANEL_BLOCK_BYTES / (4 * nr)).max(1);
-    let mut block_rows = mr * (ROW_BLOCK_BYTES / (4 * mr * k)).max(1);
-    let copy = ACopy::new(b.isa, (k, lda, width), kc_l1, mr);
-    if let Some(copy) = &copy {
-        block_rows = block_rows.min(copy.max_rows);
-    }
-    let mut r1 = rows.start;
-    while r1 < rows.end {
-        let r0 = r1;
-        // A last block up to a quarter over the budget is taken whole: each block streams all
-        // of B once more (the 256-row projection chunk of H = 512 was 252 + 4 rows, two passes
-        // over a 4 MiB W_ih for 4 rows; LSTM 100,64,512 1T 177 -> 174 ms with one).
-        r1 = match rows.end - r0 <= block_rows + block_rows / 4 {
-            true => rows.end,
-            false => r0 + block_rows,
-        };
-        let kc = k_block(k, kc_l1, (r1 - r0) / mr);
-        // SAFETY: rows r0..r1 of A, k floats each, are the caller's.
-        let copied = copy
-            .as_ref()
-            .and_then(|copy| unsafe { copy.fill(a, lda, r0..r1, k, kc) });
-        let tiles = row_tiles(r0..r1, mr, kc > kc_l1).count();
-        let mut walk = order.walk(panels.clone()).peekable();
-        while let Some(p) = walk.next() {
-            let after = walk.peek().copied();
-            let w = b.width(p);
-            for k0 in (0..k).step_by(kc) {
-                let kl = kc.min(k - k0);
-                // The block after this one in the walk (the panel's next k-block, or the next
-                // panel's first): with two tiles or more, the last two prefetch a half of it
-                // each into L2 (see `microkernel::tile`), where the first tile of each block
-                // streamed it from L3 alone (W_hh past L2) with one or a few tiles' reuse. On an
-                // Intel Xeon (2026-12-03, `ab.sh`, 6-8 pairs), the last tile prefetching the
-                // first half: LSTM 100,16,512 infer 1T 0.960x the time, 2T 0.991x, train 1T
-                // 0.975x; GRU 100,16,512 0.971x; LSTM 100,64,512 0.987x, 2T 0.993x; LSTM
-                // 50,64,1024 0.987x; on its AVX2 path LSTM 100,16,512 0.982x, 100,64,512
-                // 0.993x. Then the two last tiles a half each, against that: LSTM 100,16,512
-                // 0.971x (train 0.984x), GRU 100,16,512 0.982x, LSTM 50,64,1024 0.989x, B = 64
-                // 1.00x; 16x2048x512 alone 129.5 -> 138.4 GFLOP/s, 160 with W_hh in L2.
-                let next = match (k0 + kl < k, after) {
-                    (true, _) => panel(p).wrapping_add((k0 + kl) * w),
-                    (false, Some(q)) => panel(q),
-                    (false, None) => std::ptr::null(),
-                };
-                for (ti, (i0, tile_rows)) in row_tiles(r0..r1, mr, kc > kc_l1).enumerate() {
-                    let far = microkernel::far_half(next, kl * w, ti, tiles);
-                    let (a_tile, lda_tile) = match copied {
-                        Some(at) => (
-                            at.wrapping_add(at_copy(r1 - r0, k0 / kc, i0 - r0)),
-                            A_STRIDE,
-                        ),
-                        None => (a.wrapping_add(i0 * lda + k0), lda),
-                    };
-                    // SAFETY: rows i0..i0+tile_rows (within r1), columns k0..k0+kl of A (or
-                    // of its copy, `A_STRIDE` floats a row) and the panel's columns of C are
-                    // the caller's; the panel holds `kl` steps of `w` floats from step k0, its
-                    // bias `w` floats; the ISA was checked when the weights were packed.
-                    unsafe {
-                        microkernel::tile(
-                            b.isa,
-                            tile_rows,
-                            kl,
-                            a_tile,
-                            lda_tile,
-                            panel(p).add(k0 * w),
-                            w,
-                            bias(p),
-                            c.at(i0 * ldc + col(p)),
-                            ldc,
-                            cols_of(p),
-                            accumulate || k0 > 0,
-                            far,
-                        )
-                    };
-                }
             }
         }
     }
