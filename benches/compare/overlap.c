@@ -6,6 +6,7 @@
 // alone, both one after the other, and both fused (one tile inside the k loop of every other
 // group of 4 GEMV panels). Not needed by the tests; see RESULTS.md (Zen 4, 2026-12-04).
 //   gcc -O3 -mavx512f -mfma benches/compare/overlap.c -o target/overlap && target/overlap 8
+// (-O3: at -O2 gcc keeps the tile's accumulators in memory, and the tile runs at half speed.)
 #include <immintrin.h>
 #include <stdio.h>
 #include <stdlib.h>
