@@ -135,7 +135,9 @@ fn projection_riding_the_steps_at_batch_1() {
     // three whole blocks a gate, 136 (LSTM: 17 panels a gate) shares that don't divide by 8.
     // One direction, the backward's input gradient rides its steps likewise
     // (`backward::RideDx`: T = 16 one chunk of 8, 41 four, the rest after the recurrence),
-    // also below a second layer (layer by layer at 1 thread, a wavefront at 3).
+    // also below a second layer (layer by layer at 1 thread, a wavefront at 3); T = 40 in two
+    // directions, whose sum rides nothing (a reverse direction's chunks would cover the rows
+    // direction 0's rode: 32 of them).
     // One thread (one call over every gate) and three (a call a gate, a slice's riders with
     // it), each against the reference; varlen gives the one row a length under T.
     let shapes = [
@@ -145,6 +147,7 @@ fn projection_riding_the_steps_at_batch_1() {
         (17, 5, 17, true, 1),
         (40, 64, 136, false, 1),
         (30, 20, 48, false, 2),
+        (40, 30, 50, true, 1),
     ];
     for threads in [1, 3] {
         let pool = rayon::ThreadPoolBuilder::new()
