@@ -17,7 +17,7 @@ use crate::desc::{CellKind, RnnDesc};
 use crate::error::{Error, Result};
 use crate::forward::{
     batch_split, chunk_steps, slots, time_of, wave_chunk_steps, wavefront_shape, UnitBlocks,
-    PREFETCH_ROWS,
+    PREFETCH_ROWS, RIDE_CHUNK,
 };
 use crate::gemm_tn::{gemm_tn, Product, TnScratch};
 use crate::isa::Isa;
@@ -156,6 +156,8 @@ pub fn backward(
             );
         let init = |d: usize, w: &mut DirWork<'_>| start_carried(out_grads, s0 + d, w.dh, w.dc);
         let isa = weights.isa();
+        // The rows of d loss / d x_l that the recurrence computes itself (see `RideDx`).
+        let dx_rides = !recompute && RideDx::rides(isa, nd, t_len, batch);
         if recompute {
             // Directions one after the other: each adds its chunks' share of d loss / d x_l.
             for (d, mut w) in work.enumerate() {
@@ -168,8 +170,6 @@ pub fn backward(
                 recompute_dir(&desc, pw, layer, &mut *dx_l, dirs, w);
             }
         } else {
-            // The rows of d loss / d x_l that the recurrence computes itself (see `RideDx`).
-            let dx_rides = RideDx::rides(isa, nd, t_len, batch);
             let dx_shared = Shared::new(&mut *dx_l);
             let run_dir = |d: usize, mut w: DirWork<'_>| {
                 init(d, &mut w);
@@ -221,7 +221,7 @@ pub fn backward(
                 // d loss / d x_l = sum over directions of dG_in W_ih, in direction order; the
                 // rows the recurrence left, where it computed the others (one direction).
                 let w_ih = &weights.packed(l, d).back().w_ih;
-                let rows = match RideDx::rides(isa, nd, t_len, batch) {
+                let rows = match dx_rides {
                     true => RideDx::rest(t_len) * batch,
                     false => t_len * batch,
                 };
@@ -789,9 +789,6 @@ pub(crate) struct RideDx<'r> {
     pub i_l: usize,
 }
 
-/// Processing steps per chunk of the ridden input gradient: one rider's rows.
-const RIDE_CHUNK: usize = microkernel::RIDER_ROWS;
-
 impl RideDx<'_> {
     /// Chunks that ride over `t_len` steps: those whose `RIDE_CHUNK` rounds all come after
     /// them (the last round is `t_len`).
@@ -864,9 +861,8 @@ impl<'r> DxRiders<'r> {
         let all = r.w_ih.panels();
         let blocks = cut.blocks();
         let (q0, q1) = (units.start * all / blocks, units.end * all / blocks);
-        let part = (round - 1) % RIDE_CHUNK;
-        let len = q1 - q0;
-        me.panels = q0 + part * len / RIDE_CHUNK..q0 + (part + 1) * len / RIDE_CHUNK;
+        let (m0, m1) = split(q1 - q0, RIDE_CHUNK, (round - 1) % RIDE_CHUNK);
+        me.panels = q0 + m0..q0 + m1;
         me.count = me.panels.len();
         me.ride = Some(r);
         me

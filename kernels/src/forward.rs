@@ -67,8 +67,8 @@ pub(crate) const PREFETCH_ROWS: usize = 2;
 const PROJECTION_ROWS: usize = 256;
 
 /// Steps per chunk of the input projection where the projection rides the steps (see
-/// [`rides_steps`]): one rider's rows.
-const RIDE_CHUNK: usize = microkernel::RIDER_ROWS;
+/// [`rides_steps`]), and of the backward's ridden input gradient: one rider's rows.
+pub(crate) const RIDE_CHUNK: usize = microkernel::RIDER_ROWS;
 
 /// Whether the input projection of each chunk of steps (but the first) is computed by tiles
 /// that ride the one-row step GEMMs of the chunk before (see [`microkernel::ride`]), where
@@ -643,9 +643,8 @@ impl<'a> DirStep<'a> {
         let part = step % self.chunk;
         for k in gates {
             let (panels, j0, n) = self.lay.whole_panels(k, units);
-            let all = panels.len();
-            let mine = panels.start + part * all / self.chunk
-                ..panels.start + (part + 1) * all / self.chunk;
+            let (m0, m1) = split(panels.len(), self.chunk, part);
+            let mine = panels.start + m0..panels.start + m1;
             share.gates[k] = (k, mine.clone(), panels.start, j0, n);
             share.count += mine.len();
         }

@@ -540,7 +540,10 @@ pub(crate) unsafe fn gemm_block_riding(
                 call += 1;
                 // The riders due by the end of this call, one of them in it.
                 let due = (call * riders.0 / calls).min(riders.0);
-                if riding && !half && taken < due && (riders.1)(taken).width == nr {
+                let rider = (riding && !half && taken < due)
+                    .then(|| (riders.1)(taken))
+                    .filter(|r| r.width == nr);
+                if let Some(rider) = rider {
                     // SAFETY: as below, one row, `count` whole panels within RIDE_PANELS; the
                     // rider is the caller's (this function's contract).
                     unsafe {
@@ -556,7 +559,7 @@ pub(crate) unsafe fn gemm_block_riding(
                             c,
                             cols_of(p + count - 1),
                             accumulate,
-                            &(riders.1)(taken),
+                            &rider,
                         );
                     }
                     taken += 1;
