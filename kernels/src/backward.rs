@@ -299,7 +299,7 @@ fn wavefront(
             .collect();
         let dys: Vec<Shared<'_>> = dy.iter_mut().map(|b| Shared::new(b)).collect();
         let dx_input = Shared::new(&mut grads.input);
-        let chunk = wave_chunk_steps(t_len, batch, layers);
+        let chunk = wave_chunk_steps(t_len, batch);
         let chunks = t_len.div_ceil(chunk);
         team::rounds(chunks + layers - 1, layers, &|w, slice| {
             let l = layers - 1 - slice;

@@ -71,23 +71,24 @@ fn bit_identical_at_1_2_3_4_threads() {
         // one direction, so that every thread joins the step's team; few rows, so that the
         // few-rows kernels run; batch 40, so that the input projection runs in chunks of 7 steps.
         let hidden = [100, 70, 100, 70][n];
-        // One direction and several layers run as a wavefront at 2 threads or more: 4 layers
-        // (more than the threads), with a batch of 5, chunks of 2 steps. One layer with a
-        // batch of 2 rows a thread or more: its steps are cut by rows, not units.
-        for (batch, bidirectional, layers) in [
-            (13, false, 1),
-            (5, false, 1),
-            (13, true, 2),
-            (13, false, 2),
-            (1, false, 2),
-            (3, false, 2),
-            (40, false, 2),
-            (5, false, 4),
+        // One direction and several layers run as a wavefront at 2 threads or more: over 11
+        // steps in chunks of 1 step; 4 layers (more than the threads) with a batch of 5 over 37
+        // steps, chunks of 3 steps and a last one of 1 (`forward::wave_chunk_steps`). One layer
+        // with a batch of 2 rows a thread or more: its steps are cut by rows, not units.
+        for (batch, bidirectional, layers, steps) in [
+            (13, false, 1, 11),
+            (5, false, 1, 11),
+            (13, true, 2, 11),
+            (13, false, 2, 11),
+            (1, false, 2, 11),
+            (3, false, 2, 11),
+            (40, false, 2, 11),
+            (5, false, 4, 37),
         ] {
             let desc = RnnDesc::new(cell, 19, hidden)
                 .layers(layers)
                 .bidirectional(bidirectional);
-            let case = Case::new(desc, 11, batch, 40 + n as u64, true, true, true);
+            let case = Case::new(desc, steps, batch, 40 + n as u64, true, true, true);
             let what = format!("{cell:?} batch {batch} layers {layers}");
             assert_bit_identical(&case, &[2, 3, 4], &what);
         }
