@@ -755,7 +755,7 @@ fn recurrence(
         });
     };
     let all_rounds = rounds.len() + 1;
-    if batch_split(desc, batch, cut.slices) {
+    if batch_split(desc, batch, &cut) {
         // Rows never interact: each slice runs its rows through every round, with no wait.
         let all = (0..cut.blocks(), 0, h);
         team::rounds(1, cut.slices, &|_, i| {

@@ -140,7 +140,7 @@ impl UnitBlocks {
     /// own cache (with one slice for the training forward only, LSTM 100,1,96 training took
     /// 1.26x the time at 2 threads; with one for the backward too, 1.31x).
     pub(crate) fn inference(mut self, desc: &RnnDesc, batch: usize) -> Self {
-        if !batch_split(desc, batch, self.slices) {
+        if !batch_split(desc, batch, &self) {
             let work = batch.saturating_mul(desc.gates() * self.h * self.h);
             self.slices = self.slices.min((work / MIN_SLICE_WORK).max(1));
         }
@@ -213,13 +213,47 @@ fn l2_resident(desc: &RnnDesc) -> bool {
 /// thread streams all of W_hh each step instead of its part. The input projection of
 /// each chunk has a round of its own before the chunk's steps (cut by units, or by rows where
 /// the units do not cut evenly).
-pub(crate) fn batch_split(desc: &RnnDesc, batch: usize, slices: usize) -> bool {
-    rows_cut(
-        batch,
-        slices,
-        l2_resident(desc),
-        crate::cache::rows_past_l2(),
-    )
+///
+/// With fewer rows than two a slice (B = 3 at 2 threads), by rows still where the layer's
+/// weights are small and the rows' larger share costs less than the units' wait (see
+/// [`few_rows_pay`]).
+pub(crate) fn batch_split(desc: &RnnDesc, batch: usize, cut: &UnitBlocks) -> bool {
+    let resident = l2_resident(desc);
+    rows_cut(batch, cut.slices, resident, crate::cache::rows_past_l2())
+        || resident && small_weights(desc) && few_rows_pay(batch, cut, desc.gates())
+}
+
+/// Whether every layer's W_ih and W_hh together take no more than half of a core's L2: cut by
+/// rows, each thread streams all of both.
+fn small_weights(desc: &RnnDesc) -> bool {
+    let input = desc.input_size.max(desc.output_size());
+    (input + desc.hidden_size)
+        .checked_mul(desc.gates() * desc.hidden_size * 4)
+        .is_some_and(|bytes| bytes <= crate::cache::l2_bytes() / 2)
+}
+
+/// Whether a batch of fewer than two rows a slice, but two in the largest, runs faster cut by
+/// rows than by units: where the largest slice's extra share of a step's multiply-adds, cut
+/// by rows against cut by units, is less than [`MIN_SLICE_WORK`], about the price of the wait
+/// each step cut by units. `ab.sh`, 2 threads, B = 3, 6-8 pairs, inference / training
+/// (2026-12-04): LSTM 200,3,96 (blocks cut 2:1, so no extra share) 0.846x / 0.769x the time,
+/// 0.881x / 0.910x in a faster hour; LSTM 100,3,64 (8.2K) 0.988x / 0.970x. Past it: GRU
+/// 100,3,128 (24.6K) 0.960x / 0.890x in a slow hour, 1.068-1.078x / 1.017x in a fast one;
+/// LSTM 100,3,128 and RNN 100,3,256 (32.8K) 1.008x / 1.024x and 1.094x / 1.063x. Over half the
+/// L2 of weights (see `small_weights`) rows lost where this rule would take them: LSTM
+/// 100,3,256,200 (1.4 MiB, 12.8K) 1.130x / 1.062x. One row a slice (B = 2) lost everywhere:
+/// 1.007-1.334x.
+fn few_rows_pay(batch: usize, cut: &UnitBlocks, gates: usize) -> bool {
+    let (s, h) = (cut.slices, cut.h);
+    if s < 2 || batch <= s || batch.div_ceil(s) < 2 || batch >= 2 * s {
+        return false;
+    }
+    // The largest slice's units cut by units; its rows cut by rows.
+    let units = (0..s).map(|i| cut.slice(i).2).max().unwrap_or(h);
+    let rows = batch.div_ceil(s);
+    // (rows / B - units / H) of the step's B * G * H * H multiply-adds.
+    let extra = (gates * h) as i128 * ((rows * h) as i128 - (units * batch) as i128);
+    extra < MIN_SLICE_WORK as i128
 }
 
 /// [`batch_split`]'s rule: two rows a slice or more where W_hh is resident in L2, `past_l2`
@@ -362,7 +396,7 @@ fn run(
                     cut.inference(&desc, batch)
                 };
                 let chunk = chunk_steps(t_len, batch);
-                let by = match batch_split(&desc, batch, cut.slices) {
+                let by = match batch_split(&desc, batch, &cut) {
                     true => StepCut::Rows,
                     false => StepCut::Units,
                 };
@@ -1042,7 +1076,7 @@ impl<'a> cell::Rows<FwdUnits<'a>> for StepRows<'_, 'a> {
 
 #[cfg(test)]
 mod tests {
-    use super::rows_cut;
+    use super::{few_rows_pay, rows_cut, UnitBlocks};
 
     /// Two rows a slice where W_hh stays in L2, the CPU's number past it (none: never), and
     /// never with one slice.
@@ -1056,5 +1090,28 @@ mod tests {
         assert!(rows_cut(16, 2, false, Some(8)));
         assert!(!rows_cut(15, 2, false, Some(8)));
         assert!(rows_cut(24, 3, false, Some(8)));
+    }
+
+    /// Three rows at 2 slices, by rows where the largest slice's extra share of a step is small.
+    #[test]
+    fn few_rows_pay_where_the_units_cut_no_better() {
+        let cut = |h: usize, slices: usize| UnitBlocks {
+            nr: 32,
+            h,
+            blocks: h.div_ceil(32),
+            slices,
+        };
+        // H = 96: 3 blocks cut 2:1, as the rows are.
+        assert!(few_rows_pay(3, &cut(96, 2), 4));
+        // H = 64, LSTM: 2:1 rows against 1:1 blocks, 8K multiply-adds more.
+        assert!(few_rows_pay(3, &cut(64, 2), 4));
+        // H = 128: 24.6K (GRU) and 32.8K (LSTM) more.
+        assert!(!few_rows_pay(3, &cut(128, 2), 3));
+        assert!(!few_rows_pay(3, &cut(128, 2), 4));
+        // One row a slice, two rows a slice (`rows_cut`'s), one slice.
+        assert!(!few_rows_pay(2, &cut(96, 2), 4));
+        assert!(!few_rows_pay(4, &cut(96, 2), 4));
+        assert!(!few_rows_pay(3, &cut(96, 1), 4));
+        assert!(!few_rows_pay(3, &cut(96, 3), 4));
     }
 }

@@ -74,10 +74,12 @@ fn bit_identical_at_1_2_3_4_threads() {
         // One direction and several layers run as a wavefront at 2 threads or more: over 11
         // steps in chunks of 1 step; 4 layers (more than the threads) with a batch of 5 over 37
         // steps, chunks of 3 steps and a last one of 1 (`forward::wave_chunk_steps`). One layer
-        // with a batch of 2 rows a thread or more: its steps are cut by rows, not units.
+        // with a batch of 2 rows a thread or more, or of 3 at 2 threads (`forward::few_rows_pay`):
+        // its steps are cut by rows, not units.
         for (batch, bidirectional, layers, steps) in [
             (13, false, 1, 11),
             (5, false, 1, 11),
+            (3, false, 1, 11),
             (13, true, 2, 11),
             (13, false, 2, 11),
             (1, false, 2, 11),
