@@ -256,6 +256,19 @@ fn few_rows_pay(batch: usize, cut: &UnitBlocks, gates: usize) -> bool {
     extra < MIN_SLICE_WORK as i128
 }
 
+/// Whether, in inference, each slice of a team cut by rows projects its own rows of layer
+/// `l`'s input, a chunk's in the round of its steps, rather than every slice a part of every
+/// row in a round of its own, from whose rows the other slice's steps then read half their
+/// gates across cores: with 8 rows a slice or more, and W_ih and W_hh together in half of a
+/// core's L2, since the own rows' projection is one GEMM a step, each streaming all of W_ih.
+fn own_projection(desc: &RnnDesc, l: usize, batch: usize, slices: usize) -> bool {
+    let g = desc.gates() * desc.hidden_size * 4;
+    batch >= 8 * slices
+        && (desc.layer_input_size(l) + desc.hidden_size)
+            .checked_mul(g)
+            .is_some_and(|bytes| bytes <= crate::cache::l2_bytes() / 2)
+}
+
 /// [`batch_split`]'s rule: two rows a slice or more where W_hh is resident in L2, `past_l2`
 /// rows a slice where it is not (if this CPU has such a number, see `cache::rows_past_l2`).
 fn rows_cut(batch: usize, slices: usize, resident: bool, past_l2: Option<usize>) -> bool {
@@ -408,11 +421,22 @@ fn run(
                     return team::rounds(t_len, cut.slices, &|step, i| run.step(step, i));
                 }
                 let run = make(l, d, (cut.slices, by), chunk);
+                let all = (0..cut.blocks(), 0, desc.hidden_size);
+                if !training && own_projection(&desc, l, batch, cut.slices) {
+                    // Chunk c's projection and steps in round c, each slice its own rows.
+                    return team::rounds(t_len.div_ceil(chunk), cut.slices, &|c, i| {
+                        let (b0, b1) = split(batch, cut.slices, i);
+                        let s0 = c * chunk;
+                        run.project_own(s0, b0..b1);
+                        for step in s0..(s0 + chunk).min(t_len) {
+                            run.advance(step, all.clone(), b0..b1);
+                        }
+                    });
+                }
                 // Round 2c: chunk c's projection, by units where that cuts it evenly (each
                 // thread streams half of W_ih; by rows, all of it: LSTM 100,9,512,256 2T 1.023x
                 // the time), else by rows (LSTM 37,5,300,200 2T 0.982x, GRU 100,7,333,129 0.944x);
                 // round 2c + 1: its steps by rows.
-                let all = (0..cut.blocks(), 0, desc.hidden_size);
                 team::rounds(2 * t_len.div_ceil(chunk), cut.slices, &|r, i| {
                     let s0 = r / 2 * chunk;
                     if r % 2 == 0 {
@@ -700,13 +724,41 @@ impl<'a> DirStep<'a> {
     /// share is its blocks' panels, uneven where H is not a multiple of two blocks (LSTM
     /// 37,5,300,200: 3 blocks and 3.5 blocks' worth of columns at 2 threads).
     fn project(&self, step: usize, units: std::ops::Range<usize>, (part, parts): (usize, usize)) {
-        let desc = &self.desc;
-        let (gate_count, batch, i_l) = (desc.gates(), self.batch, self.i_l);
         let (t0, t1) = self.chunk_times(step);
-        let all_rows = (t1 - t0) * batch;
+        let all_rows = (t1 - t0) * self.batch;
         let mr = microkernel::shape(self.isa).mr;
         let (r0, r1) = split(all_rows.div_ceil(mr), parts, part);
-        let (r0, r1) = (r0 * mr, (r1 * mr).min(all_rows));
+        self.project_rows(step, units, r0 * mr..(r1 * mr).min(all_rows));
+    }
+
+    /// The input projection of batch rows `rows` at every step of the chunk that starts at
+    /// processing step `step`, every unit: the rows a slice of a team cut by rows runs through
+    /// the chunk's steps, so that it reads its gates from its own cache (see
+    /// [`own_projection`]). One GEMM a step: the rows are a run of their own in each.
+    fn project_own(&self, step: usize, rows: std::ops::Range<usize>) {
+        let (t0, t1) = self.chunk_times(step);
+        let (batch, all) = (self.batch, 0..self.cut.blocks());
+        for t in 0..t1 - t0 {
+            self.project_rows(
+                step,
+                all.clone(),
+                t * batch + rows.start..t * batch + rows.end,
+            );
+        }
+    }
+
+    /// The input projection of rows `r0..r1` (time-major, `t * B + b` from the chunk's first
+    /// time) of the chunk that starts at processing step `step`, the columns of unit blocks
+    /// `units`.
+    fn project_rows(
+        &self,
+        step: usize,
+        units: std::ops::Range<usize>,
+        std::ops::Range { start: r0, end: r1 }: std::ops::Range<usize>,
+    ) {
+        let desc = &self.desc;
+        let (gate_count, batch, i_l) = (desc.gates(), self.batch, self.i_l);
+        let (t0, _) = self.chunk_times(step);
         if r0 >= r1 {
             return;
         }
