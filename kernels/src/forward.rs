@@ -218,15 +218,19 @@ fn l2_resident(desc: &RnnDesc) -> bool {
 /// weights are small and the rows' larger share costs less than the units' wait (see
 /// [`few_rows_pay`]).
 pub(crate) fn batch_split(desc: &RnnDesc, batch: usize, cut: &UnitBlocks) -> bool {
-    let resident = l2_resident(desc);
-    rows_cut(batch, cut.slices, resident, crate::cache::rows_past_l2())
-        || resident && small_weights(desc) && few_rows_pay(batch, cut, desc.gates())
+    // Weights in half the L2 are a W_hh resident in it.
+    let every_layer = desc.input_size.max(desc.output_size());
+    rows_cut(
+        batch,
+        cut.slices,
+        l2_resident(desc),
+        crate::cache::rows_past_l2(),
+    ) || in_half_l2(desc, every_layer) && few_rows_pay(batch, cut, desc.gates())
 }
 
-/// Whether every layer's W_ih and W_hh together take no more than half of a core's L2: cut by
-/// rows, each thread streams all of both.
-fn small_weights(desc: &RnnDesc) -> bool {
-    let input = desc.input_size.max(desc.output_size());
+/// Whether W_ih and W_hh of a layer whose input has `input` features take no more than half of
+/// a core's L2 together: cut by rows, each thread streams all of both.
+fn in_half_l2(desc: &RnnDesc, input: usize) -> bool {
     (input + desc.hidden_size)
         .checked_mul(desc.gates() * desc.hidden_size * 4)
         .is_some_and(|bytes| bytes <= crate::cache::l2_bytes() / 2)
@@ -245,7 +249,8 @@ fn small_weights(desc: &RnnDesc) -> bool {
 /// 1.007-1.334x.
 fn few_rows_pay(batch: usize, cut: &UnitBlocks, gates: usize) -> bool {
     let (s, h) = (cut.slices, cut.h);
-    if s < 2 || batch <= s || batch.div_ceil(s) < 2 || batch >= 2 * s {
+    // More rows than slices: two in the largest.
+    if s < 2 || batch <= s || batch >= 2 * s {
         return false;
     }
     // The largest slice's units cut by units; its rows cut by rows.
@@ -257,16 +262,13 @@ fn few_rows_pay(batch: usize, cut: &UnitBlocks, gates: usize) -> bool {
 }
 
 /// Whether, in inference, each slice of a team cut by rows projects its own rows of layer
-/// `l`'s input, a chunk's in the round of its steps, rather than every slice a part of every
-/// row in a round of its own, from whose rows the other slice's steps then read half their
-/// gates across cores: with 8 rows a slice or more, and W_ih and W_hh together in half of a
-/// core's L2, since the own rows' projection is one GEMM a step, each streaming all of W_ih.
+/// `l`'s input, chunk by chunk before the chunk's steps, all in one round, rather than every
+/// slice a part of every row in a round of its own, from whose rows the other slice's steps
+/// then read half their gates across cores: with 8 rows a slice or more, and W_ih and W_hh
+/// together in half of a core's L2, since the own rows' projection is one GEMM a step, each
+/// streaming all of W_ih.
 fn own_projection(desc: &RnnDesc, l: usize, batch: usize, slices: usize) -> bool {
-    let g = desc.gates() * desc.hidden_size * 4;
-    batch >= 8 * slices
-        && (desc.layer_input_size(l) + desc.hidden_size)
-            .checked_mul(g)
-            .is_some_and(|bytes| bytes <= crate::cache::l2_bytes() / 2)
+    batch >= 8 * slices && in_half_l2(desc, desc.layer_input_size(l))
 }
 
 /// [`batch_split`]'s rule: two rows a slice or more where W_hh is resident in L2, `past_l2`
@@ -423,13 +425,15 @@ fn run(
                 let run = make(l, d, (cut.slices, by), chunk);
                 let all = (0..cut.blocks(), 0, desc.hidden_size);
                 if !training && own_projection(&desc, l, batch, cut.slices) {
-                    // Chunk c's projection and steps in round c, each slice its own rows.
-                    return team::rounds(t_len.div_ceil(chunk), cut.slices, &|c, i| {
+                    // Rows never interact: one round, each slice its own rows' projection and
+                    // steps, chunk by chunk, with no wait.
+                    return team::rounds(1, cut.slices, &|_, i| {
                         let (b0, b1) = split(batch, cut.slices, i);
-                        let s0 = c * chunk;
-                        run.project_own(s0, b0..b1);
-                        for step in s0..(s0 + chunk).min(t_len) {
-                            run.advance(step, all.clone(), b0..b1);
+                        for s0 in (0..t_len).step_by(chunk) {
+                            run.project_own(s0, b0..b1);
+                            for step in s0..(s0 + chunk).min(t_len) {
+                                run.advance(step, all.clone(), b0..b1);
+                            }
                         }
                     });
                 }
