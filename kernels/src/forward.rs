@@ -6,8 +6,9 @@
 //! output. Directions run in parallel; within a direction the steps run in one team
 //! (`team.rs`), each thread owning a block of hidden units: their columns of the projection and
 //! of the step GEMM, then their cells, one wait per step. With a W_hh small enough to stay in
-//! each thread's L2, the steps are cut by batch rows instead, no wait within a chunk
-//! ([`batch_split`]), and the layers of a one-direction network run as a wavefront, a thread
+//! each thread's L2, the steps are cut by batch rows instead, no wait within a chunk, the next
+//! chunk's projection shared by whoever is done with its steps ([`batch_split`],
+//! [`pipe_steps`]), and the layers of a one-direction network run as a wavefront, a thread
 //! per layer, one wait per chunk ([`wavefront`]). Rows past their sequence's length hold their
 //! state, so h_n is simply the last slot and the reverse direction starts at each sequence's
 //! own last step.
@@ -79,9 +80,10 @@ fn rides_steps(isa: crate::isa::Isa, t_len: usize, batch: usize) -> bool {
     batch == 1 && microkernel::rides(isa) && t_len >= 2 * RIDE_CHUNK
 }
 
-/// Steps per chunk of the input projection (see `direction`).
+/// Steps per chunk of the input projection (see `direction`): two or more where the sequence
+/// has them, so that a chunk's gates hold two of [`pipe_steps`]'s.
 pub(crate) fn chunk_steps(seq_len: usize, batch: usize) -> usize {
-    PROJECTION_ROWS.div_ceil(batch).clamp(1, seq_len.max(1))
+    PROJECTION_ROWS.div_ceil(batch).max(2).min(seq_len.max(1))
 }
 
 /// How a direction's steps are cut across a team: blocks of `nr` hidden units (one panel of
@@ -146,11 +148,6 @@ impl UnitBlocks {
         }
         self
     }
-
-    /// Whether every slice has the same columns to compute: as many blocks, all whole.
-    pub(crate) fn even(&self) -> bool {
-        self.blocks.is_multiple_of(self.slices) && self.h.is_multiple_of(self.nr)
-    }
 }
 
 /// The buffers one direction of one layer works in.
@@ -210,9 +207,9 @@ fn l2_resident(desc: &RnnDesc) -> bool {
 /// of steps with no wait (rows never interact), where cut by units every step waits for every
 /// unit of the new state (20% of LSTM 400,8,128's time at 2 threads); past L2, where the CPU is
 /// one on which that still pays with enough rows a thread (see `cache::rows_past_l2`), each
-/// thread streams all of W_hh each step instead of its part. The input projection of
-/// each chunk has a round of its own before the chunk's steps (cut by units, or by rows where
-/// the units do not cut evenly).
+/// thread streams all of W_hh each step instead of its part. The input projection of the
+/// next chunk is shared, job by job, by the slices done with this chunk's steps (see
+/// [`pipe_steps`]), or in inference each slice projects its own rows (see [`own_rows`]).
 ///
 /// With fewer rows than two a slice (B = 3 at 2 threads), by rows still where the layer's
 /// weights are small and the rows' larger share costs less than the units' wait (see
@@ -261,13 +258,22 @@ fn few_rows_pay(batch: usize, cut: &UnitBlocks, gates: usize) -> bool {
     extra < MIN_SLICE_WORK as i128
 }
 
-/// Whether, in inference, each slice of a team cut by rows projects its own rows of layer
-/// `l`'s input, chunk by chunk before the chunk's steps, all in one round, rather than every
-/// slice a part of every row in a round of its own, from whose rows the other slice's steps
-/// then read half their gates across cores: with 8 rows a slice or more, and W_ih and W_hh
-/// together in half of a core's L2, since the own rows' projection is one GEMM a step, each
-/// streaming all of W_ih.
-fn own_projection(desc: &RnnDesc, l: usize, batch: usize, slices: usize) -> bool {
+/// Whether each slice of a team cut by rows projects its own rows of layer `l`'s input, one
+/// GEMM a step (the rows are a run of their own in each), so that its steps read gates from
+/// its own cache rather than gates another core wrote: with 8 rows a slice or more, and W_ih
+/// and W_hh together in half of a core's L2, since each of those GEMMs streams all of W_ih
+/// (2 to 4 rows a slice lost 3-5%). In inference with as many rows in every slice, the whole
+/// sequence in one round, chunk by chunk, with no wait at all; else in the pipelined rounds
+/// (see [`pipe_steps`]), where a slice done with its own rows' jobs takes the others'.
+///
+/// At 2 threads (`ab.sh`, 8 pairs, Zen 4, 2026-12-06), inference in one round against the
+/// pipelined rounds whose jobs are panels of every row: LSTM 100,64,128 0.921x the time, GRU
+/// 100,16,128 1.001x; against the pipelined rounds of own rows' jobs, LSTM 100,64,128 0.976x,
+/// GRU 100,16,128 0.991x, LSTM 100,16,100 0.986x. Rows that do not cut evenly: LSTM 100,17,100
+/// in one round 1.077x the time of the panels' jobs, which take 1.047x that of the own rows'
+/// (0.955x); training, own rows' jobs against panels': LSTM 100,16,100 0.988x, GRU 100,16,256
+/// 0.996x.
+fn own_rows(desc: &RnnDesc, l: usize, batch: usize, slices: usize) -> bool {
     batch >= 8 * slices && in_half_l2(desc, desc.layer_input_size(l))
 }
 
@@ -279,6 +285,28 @@ fn rows_cut(batch: usize, slices: usize, resident: bool, past_l2: Option<usize>)
         false => past_l2,
     };
     slices > 1 && need.is_some_and(|rows| batch >= rows.max(2) * slices)
+}
+
+/// Steps per chunk of a team cut by rows outside [`own_rows`], whose rounds are
+/// pipelined: in round `c`, each slice runs its rows through chunk `c - 1`'s steps, then takes
+/// jobs of chunk `c`'s projection until none is left (`DirStep::project_claims`), one wait a
+/// chunk, so the slices with fewer rows (or done first) take more of the projection. The
+/// projection in a round of its own before the steps (cut evenly by units or rows) left a
+/// slice waiting for the others' steps: at 2 threads (`ab.sh`, 6 pairs, Zen 4, 2026-12-06)
+/// LSTM 37,5,300,200 took 0.915x the inference time, GRU 100,7,333,129 0.955x, LSTM
+/// 400,9,128 0.914x, LSTM 200,3,96 0.939x; where the rows cut evenly, no loss: LSTM 100,16,512
+/// 0.998x and 100,64,512 0.997x (10 pairs; 0.957x and 0.980x in 6 an hour before), 100,8,256
+/// 0.988x, 400,8,128 1.004x (training 0.977x), GRU 100,16,256 training 0.995x.
+///
+/// 8 chunks or more, so that the last round, the steps alone, is a small part; 32 rows or
+/// more, for the projection to reuse each panel of W_ih; two chunks in the workspace's one
+/// (`chunk`, which is of two steps or more where the sequence has them).
+fn pipe_steps(seq_len: usize, batch: usize, chunk: usize) -> usize {
+    seq_len
+        .div_ceil(8)
+        .max(32usize.div_ceil(batch))
+        .min(chunk / 2)
+        .max(1)
 }
 
 /// Steps per chunk in the wavefront: few, so that the rounds where fewer than all layers have
@@ -419,14 +447,15 @@ fn run(
                     let ride = rides_steps(weights.isa(), t_len, batch);
                     let chunk = if ride { RIDE_CHUNK } else { chunk };
                     let mut run = make(l, d, (cut.slices, by), chunk);
-                    run.ride = ride;
+                    (run.ride, run.turns) = (ride, ride);
                     return team::rounds(t_len, cut.slices, &|step, i| run.step(step, i));
                 }
-                let run = make(l, d, (cut.slices, by), chunk);
                 let all = (0..cut.blocks(), 0, desc.hidden_size);
-                if !training && own_projection(&desc, l, batch, cut.slices) {
+                let own = own_rows(&desc, l, batch, cut.slices);
+                if !training && own && batch.is_multiple_of(cut.slices) {
                     // Rows never interact: one round, each slice its own rows' projection and
                     // steps, chunk by chunk, with no wait.
+                    let run = make(l, d, (cut.slices, by), chunk);
                     return team::rounds(1, cut.slices, &|_, i| {
                         let (b0, b1) = split(batch, cut.slices, i);
                         for s0 in (0..t_len).step_by(chunk) {
@@ -437,21 +466,23 @@ fn run(
                         }
                     });
                 }
-                // Round 2c: chunk c's projection, by units where that cuts it evenly (each
-                // thread streams half of W_ih; by rows, all of it: LSTM 100,9,512,256 2T 1.023x
-                // the time), else by rows (LSTM 37,5,300,200 2T 0.982x, GRU 100,7,333,129 0.944x);
-                // round 2c + 1: its steps by rows.
-                team::rounds(2 * t_len.div_ceil(chunk), cut.slices, &|r, i| {
-                    let s0 = r / 2 * chunk;
-                    if r % 2 == 0 {
-                        return match cut.even() {
-                            true => run.project(s0, cut.slice(i).0, (0, 1)),
-                            false => run.project(s0, all.0.clone(), (i, cut.slices)),
-                        };
+                let chunk = pipe_steps(t_len, batch, chunk);
+                let mut run = make(l, d, (cut.slices, by), chunk);
+                run.turns = true;
+                run.own_rows = own;
+                let chunks = t_len.div_ceil(chunk);
+                // Round c: chunk c - 1's steps, each slice its rows, then chunk c's
+                // projection, job by job, shared by whoever is done with its steps.
+                team::rounds(chunks + 1, cut.slices, &|c, i| {
+                    if c > 0 {
+                        let (b0, b1) = split(batch, cut.slices, i);
+                        let s0 = (c - 1) * chunk;
+                        for step in s0..(s0 + chunk).min(t_len) {
+                            run.advance(step, all.clone(), b0..b1);
+                        }
                     }
-                    let (b0, b1) = split(batch, cut.slices, i);
-                    for step in s0..(s0 + chunk).min(t_len) {
-                        run.advance(step, all.clone(), b0..b1);
+                    if c < chunks {
+                        run.project_claims(c, i);
                     }
                 });
             };
@@ -545,9 +576,18 @@ struct DirStep<'a> {
     sliced_gates: bool,
     /// State slots in `states` (and `cells`): T + 1 in a training workspace, else 2 in turn.
     ring: usize,
-    /// Whether the next chunk's projection rides this chunk's steps (see [`rides_steps`]);
-    /// unless the gates are kept, two chunks of them then take turns in `gates`.
+    /// Whether the next chunk's projection rides this chunk's steps (see [`rides_steps`]).
     ride: bool,
+    /// Whether, unless the gates are kept, two chunks of them take turns in `gates`: the next
+    /// chunk's rows are written while the current one's are read (riding, or the pipelined cut
+    /// by rows, see [`DirStep::project_claims`]).
+    turns: bool,
+    /// Whether the jobs of [`DirStep::project_claims`] are a slice's rows at one step (each
+    /// slice first takes its own rows'), not a panel of every row.
+    own_rows: bool,
+    /// The projection jobs claimed so far (see [`DirStep::project_claims`]): one count, or
+    /// with `own_rows` one per slice.
+    claimed: [std::sync::atomic::AtomicUsize; team::MAX_SLICES],
 }
 
 impl<'a> DirStep<'a> {
@@ -597,6 +637,9 @@ impl<'a> DirStep<'a> {
             sliced_gates: !keep_gates && slices > 1 && by == StepCut::Units,
             ring,
             ride: false,
+            turns: false,
+            own_rows: false,
+            claimed: std::array::from_fn(|_| std::sync::atomic::AtomicUsize::new(0)),
         }
     }
 
@@ -612,10 +655,9 @@ impl<'a> DirStep<'a> {
     }
 
     /// The row of `gates` holding time `t`: all of them when kept for the backward, else one
-    /// chunk's (two in turn where the projection rides the steps: the next chunk's rows are
-    /// written while the current one's are read).
+    /// chunk's (two in turn with `turns`).
     fn gate_row(&self, t: usize, step: usize) -> usize {
-        match (self.keep_gates, self.ride) {
+        match (self.keep_gates, self.turns) {
             (true, _) => t,
             (false, false) => t - self.chunk_times(step).0,
             (false, true) => t - self.chunk_times(step).0 + step / self.chunk % 2 * self.chunk,
@@ -671,7 +713,7 @@ impl<'a> DirStep<'a> {
     /// memory, and inference keeps one chunk of it instead of the whole sequence.
     fn step(&self, step: usize, i: usize) {
         if step.is_multiple_of(self.chunk) {
-            self.project(step, self.cut.slice(i).0, (0, 1));
+            self.project(step, self.cut.slice(i).0);
         }
         self.advance(step, self.cut.slice(i), 0..self.batch);
     }
@@ -718,27 +760,66 @@ impl<'a> DirStep<'a> {
         share
     }
 
-    /// The input projection of the chunk that starts at processing step `step`: the columns
-    /// of unit blocks `units`, in part `part.0` of the chunk's rows cut into `part.1`
-    /// near-equal runs of row tiles.
-    ///
-    /// A slice of a team cut by units projects its own units, all rows, in the round of the
-    /// chunk's first step (its cells then read them, with no wait between). Cut by batch rows,
-    /// the projection has a round of its own, so it is cut by rows instead: by units, a slice's
-    /// share is its blocks' panels, uneven where H is not a multiple of two blocks (LSTM
-    /// 37,5,300,200: 3 blocks and 3.5 blocks' worth of columns at 2 threads).
-    fn project(&self, step: usize, units: std::ops::Range<usize>, (part, parts): (usize, usize)) {
+    /// The input projection of the chunk that starts at processing step `step`, every row: the
+    /// columns of unit blocks `units`. A slice of a team cut by units projects its own units in
+    /// the round of the chunk's first step (its cells then read them, with no wait between).
+    fn project(&self, step: usize, units: std::ops::Range<usize>) {
         let (t0, t1) = self.chunk_times(step);
-        let all_rows = (t1 - t0) * self.batch;
-        let mr = microkernel::shape(self.isa).mr;
-        let (r0, r1) = split(all_rows.div_ceil(mr), parts, part);
-        self.project_rows(step, units, r0 * mr..(r1 * mr).min(all_rows));
+        self.project_rows(step, units, 0..(t1 - t0) * self.batch);
+    }
+
+    /// Claims and computes jobs of chunk `chunk`'s input projection until none is left, slice
+    /// `i` first its own, so that the slices that finish their steps first take more of them
+    /// (see [`pipe_steps`]). A job is one gate's panel (or the tail's panels) of every row of
+    /// the chunk, or with `own_rows` one slice's rows at one step, every column: those are
+    /// slice `i`'s own first, then the others', so that a slice mostly reads gates it wrote.
+    /// Whoever computes a job, each element is the same FMA chain, so the claims change no
+    /// bit. Every job of a chunk is claimed before the round ends, so round `c` counts from
+    /// `c * jobs` (with `own_rows`, each slice's count from `c * chunk` steps).
+    fn project_claims(&self, chunk: usize, i: usize) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let step = chunk * self.chunk;
+        let (t0, t1) = self.chunk_times(step);
+        let claim = |count: &std::sync::atomic::AtomicUsize, end: usize| {
+            // The claims' order is the barrier's to publish (the round's end), not theirs.
+            count
+                .fetch_update(Relaxed, Relaxed, |c| (c < end).then_some(c + 1))
+                .ok()
+        };
+        if self.own_rows {
+            let (slices, batch) = (self.cut.slices, self.batch);
+            let (end, all) = (step + t1 - t0, 0..self.cut.blocks());
+            for j in (0..slices).map(|k| (i + k) % slices) {
+                let (b0, b1) = split(batch, slices, j);
+                while let Some(c) = claim(&self.claimed[j], end) {
+                    let t = c - step;
+                    self.project_rows(step, all.clone(), t * batch + b0..t * batch + b1);
+                }
+            }
+            return;
+        }
+        let lay = self.lay;
+        let whole_jobs = lay.gates * lay.whole;
+        let jobs = whole_jobs + usize::from(lay.rem > 0);
+        let rows = 0..(t1 - t0) * self.batch;
+        while let Some(c) = claim(&self.claimed[0], (chunk + 1) * jobs) {
+            let j = c - chunk * jobs;
+            match j < whole_jobs {
+                true => {
+                    let (u, k) = (j / lay.gates, j % lay.gates);
+                    self.project_part(step, u..u + 1, rows.clone(), k..k + 1, false);
+                }
+                false => {
+                    self.project_part(step, lay.whole..lay.whole + 1, rows.clone(), 0..0, true)
+                }
+            }
+        }
     }
 
     /// The input projection of batch rows `rows` at every step of the chunk that starts at
     /// processing step `step`, every unit: the rows a slice of a team cut by rows runs through
     /// the chunk's steps, so that it reads its gates from its own cache (see
-    /// [`own_projection`]). One GEMM a step: the rows are a run of their own in each.
+    /// [`own_rows`]). One GEMM a step: the rows are a run of their own in each.
     fn project_own(&self, step: usize, rows: std::ops::Range<usize>) {
         let (t0, t1) = self.chunk_times(step);
         let (batch, all) = (self.batch, 0..self.cut.blocks());
@@ -758,10 +839,27 @@ impl<'a> DirStep<'a> {
         &self,
         step: usize,
         units: std::ops::Range<usize>,
-        std::ops::Range { start: r0, end: r1 }: std::ops::Range<usize>,
+        rows: std::ops::Range<usize>,
     ) {
-        let desc = &self.desc;
-        let (gate_count, batch, i_l) = (desc.gates(), self.batch, self.i_l);
+        // Riding, the chunk's whole panels were computed by the steps of the one before.
+        let whole_gates = match self.ride && step > 0 {
+            true => 0,
+            false => self.desc.gates(),
+        };
+        self.project_part(step, units, rows, 0..whole_gates, true);
+    }
+
+    /// [`DirStep::project_rows`] for the whole panels of gates `gates` only, and the tail's
+    /// panels if `with_tail`.
+    fn project_part(
+        &self,
+        step: usize,
+        units: std::ops::Range<usize>,
+        std::ops::Range { start: r0, end: r1 }: std::ops::Range<usize>,
+        gates_of: std::ops::Range<usize>,
+        with_tail: bool,
+    ) {
+        let (batch, i_l) = (self.batch, self.i_l);
         let (t0, _) = self.chunk_times(step);
         if r0 >= r1 {
             return;
@@ -776,12 +874,7 @@ impl<'a> DirStep<'a> {
         let (u0, n_units) = self.cut.units(&units);
         let place = self.gate_place(u0, n_units);
         let (base, ldo) = (place.base + row0 * place.row, place.row);
-        // Riding, the chunk's whole panels were computed by the steps of the one before.
-        let whole_gates = match self.ride && step > 0 {
-            true => 0,
-            false => gate_count,
-        };
-        for k in 0..whole_gates {
+        for k in gates_of {
             let (panels, j0, n) = lay.whole_panels(k, &units);
             if n == 0 {
                 continue;
@@ -806,7 +899,7 @@ impl<'a> DirStep<'a> {
             }
         }
         let tail = lay.tail(&units);
-        if tail.is_empty() {
+        if tail.is_empty() || !with_tail {
             return;
         }
         // The tail's panels hold every gate's last units: computed into scratch rows of their

@@ -75,13 +75,17 @@ fn bit_identical_at_1_2_3_4_threads() {
         // steps in chunks of 1 step; 4 layers (more than the threads) with a batch of 5 over 37
         // steps, chunks of 3 steps and a last one of 1 (`forward::wave_chunk_steps`). One layer
         // with a batch of 2 rows a thread or more, or of 3 at 2 threads (`forward::few_rows_pay`):
-        // its steps are cut by rows, not units; with 8 rows a thread (17 at 2 threads), each
-        // thread projects its own rows in inference (`forward::own_projection`).
+        // its steps are cut by rows, not units, in chunks of 3 to 5 steps whose projection is
+        // shared by claims (`forward::pipe_steps`; B = 260: of 1 step); with 8 rows a thread
+        // (16 and 17 at 2 threads), each thread projects its own rows, then takes the others'
+        // (`forward::own_rows`), in inference in one round where the rows cut evenly (16).
         for (batch, bidirectional, layers, steps) in [
             (13, false, 1, 11),
             (5, false, 1, 11),
             (3, false, 1, 11),
+            (16, false, 1, 11),
             (17, false, 1, 11),
+            (260, false, 1, 5),
             (13, true, 2, 11),
             (13, false, 2, 11),
             (1, false, 2, 11),
