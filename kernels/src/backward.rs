@@ -16,8 +16,8 @@ use crate::cell::{self, BwdUnits};
 use crate::desc::{CellKind, RnnDesc};
 use crate::error::{Error, Result};
 use crate::forward::{
-    batch_split, chunk_steps, slots, time_of, wave_chunk_steps, wavefront_shape, UnitBlocks,
-    PREFETCH_ROWS, RIDE_CHUNK,
+    batch_split, chunk_steps, l2_resident, slots, time_of, wave_chunk_steps, wavefront_shape,
+    UnitBlocks, PREFETCH_ROWS, RIDE_CHUNK,
 };
 use crate::gemm_tn::{gemm_tn, Product, TnScratch};
 use crate::isa::Isa;
@@ -158,6 +158,8 @@ pub fn backward(
         let isa = weights.isa();
         // The rows of d loss / d x_l that the recurrence computes itself (see `RideDx`).
         let dx_rides = !recompute && RideDx::rides(isa, nd, t_len, batch);
+        // Or the rows of the recurrence's team, cut by batch rows, claim it chunk by chunk.
+        let dx_pipes = !recompute && !dx_rides && PipeDx::pipes(&desc, isa, nd, batch);
         if recompute {
             // Directions one after the other: each adds its chunks' share of d loss / d x_l.
             for (d, mut w) in work.enumerate() {
@@ -182,6 +184,12 @@ pub fn backward(
                     dx: dx_shared,
                     i_l,
                 });
+                let pipe = dx_pipes.then(|| PipeDx {
+                    w_ih: &weights.packed(l, d).back().w_ih,
+                    dx: dx_shared,
+                    i_l,
+                    claimed: std::sync::atomic::AtomicUsize::new(0),
+                });
                 recurrence(
                     &desc,
                     w_hh,
@@ -193,7 +201,7 @@ pub fn backward(
                     0..t_len,
                     (0, UnitBlocks::new(&desc, isa).slices),
                     &mut w,
-                    ride,
+                    (ride, pipe),
                 );
                 let DirWork {
                     gates, hn, pg, tn, ..
@@ -221,9 +229,10 @@ pub fn backward(
                 // d loss / d x_l = sum over directions of dG_in W_ih, in direction order; the
                 // rows the recurrence left, where it computed the others (one direction).
                 let w_ih = &weights.packed(l, d).back().w_ih;
-                let rows = match dx_rides {
-                    true => RideDx::rest(t_len) * batch,
-                    false => t_len * batch,
+                let rows = match (dx_rides, dx_pipes) {
+                    (true, _) => RideDx::rest(t_len) * batch,
+                    (false, true) => 0,
+                    (false, false) => t_len * batch,
                 };
                 let (dg, dx) = (&gates[k][..rows * gate_w], &mut dx_l[..rows * i_l]);
                 packed::gemm(rows, dg, gate_w, w_ih, dx, i_l, d > 0);
@@ -326,7 +335,7 @@ fn wavefront(
                 rounds,
                 (0, 1),
                 &mut work,
-                None,
+                (None, None),
             );
             let (i_l, rows) = (desc.layer_input_size(l), (t1 - t0) * batch);
             let dx = if l == 0 { dx_input } else { dys[(l - 1) % 2] };
@@ -434,7 +443,7 @@ fn recompute_dir(
             r0..r1,
             (ta, UnitBlocks::new(desc, isa).slices),
             &mut w,
-            None,
+            (None, None),
         );
         let rows = WeightGradRows {
             times: (ta, tb),
@@ -625,7 +634,7 @@ fn recurrence(
     rounds: std::ops::Range<usize>,
     (t_base, slices): (usize, usize),
     w: &mut DirWork<'_>,
-    dx: Option<RideDx<'_>>,
+    (dx, pipe): (Option<RideDx<'_>>, Option<PipeDx<'_>>),
 ) {
     let (h, g) = (desc.hidden_size, desc.gates() * desc.hidden_size);
     let (bh, out_w) = (batch * h, desc.output_size());
@@ -755,7 +764,26 @@ fn recurrence(
         });
     };
     let all_rounds = rounds.len() + 1;
-    if batch_split(desc, batch, &cut) {
+    if let Some(pipe) = &pipe {
+        // Cut by rows (see `PipeDx`): round c runs each slice's rows through chunk c's rounds,
+        // then the slice claims jobs of the input gradient of chunk c - 1's steps, final since
+        // the round before, until none is left.
+        let all = (0..cut.blocks(), 0, h);
+        let chunk = PipeDx::chunk_steps(t_len, batch);
+        let chunks = all_rounds.div_ceil(chunk);
+        team::rounds(chunks + 1, cut.slices, &|c, i| {
+            if c < chunks {
+                let (b0, b1) = split(batch, cut.slices, i);
+                for local in c * chunk..((c + 1) * chunk).min(all_rounds) {
+                    round_of(local, all.clone(), b0..b1, false);
+                }
+            }
+            if c > 0 {
+                let steps = (c - 1) * chunk..(c * chunk).min(t_len);
+                pipe.claim(&gates, g, (t_len, batch), steps, (c - 1, chunk * batch));
+            }
+        });
+    } else if batch_split(desc, batch, &cut) {
         // Rows never interact: each slice runs its rows through every round, with no wait.
         let all = (0..cut.blocks(), 0, h);
         team::rounds(1, cut.slices, &|_, i| {
@@ -806,6 +834,100 @@ impl RideDx<'_> {
     /// GEMM after the recurrence.
     pub(crate) fn rest(t_len: usize) -> usize {
         t_len - RIDE_CHUNK * Self::chunks(t_len)
+    }
+}
+
+/// Rows of a job of [`PipeDx`] at least: two row tiles.
+const JOB_ROWS: usize = 24;
+
+/// The input gradient (dG_in W_ih, one direction) computed in the recurrence's team where it
+/// is cut by batch rows: in round `c` of [`PipeDx::chunk_steps`]-step chunks, after its rows'
+/// steps of chunk `c`, each slice claims jobs (one panel of W_ih, every row of the times of
+/// chunk `c - 1`, whose gate gradients are final) from a shared count until none is left, so
+/// the slice with fewer rows (or done first) takes more; in one round, the slices' rows
+/// through every step, then the input gradient after, the slice with fewer rows waited for
+/// the others at the end of the steps. The same FMA chains, so the same bits.
+pub(crate) struct PipeDx<'r> {
+    pub w_ih: &'r PackedB,
+    pub dx: Shared<'r>,
+    pub i_l: usize,
+    /// The jobs claimed so far: every job of a chunk is claimed before its round ends, so
+    /// round `c + 1` counts from `c` whole chunks' jobs.
+    pub claimed: std::sync::atomic::AtomicUsize,
+}
+
+impl PipeDx<'_> {
+    /// Whether the input gradient is computed in the recurrence's rounds: one direction (two
+    /// sum theirs into the same rows, in order, after both recurrences), cut by batch rows
+    /// with W_hh resident in L2 (past it, each step streams W_hh from L3, and the jobs' panels
+    /// of W_ih beside it cost more than the wait they save: LSTM 100,16,512 training 1.026x
+    /// the time).
+    pub(crate) fn pipes(desc: &RnnDesc, isa: Isa, directions: usize, batch: usize) -> bool {
+        let cut = UnitBlocks::new(desc, isa);
+        directions == 1 && cut.slices > 1 && l2_resident(desc) && batch_split(desc, batch, &cut)
+    }
+
+    /// Steps per chunk: 8 chunks or more, so that the last round, the input gradient alone,
+    /// is a small part, with 32 rows or more for each job's GEMM.
+    fn chunk_steps(t_len: usize, batch: usize) -> usize {
+        t_len.div_ceil(8).max(32usize.div_ceil(batch)).max(1)
+    }
+
+    /// Claims and computes jobs of the input gradient of processing steps `steps` (chunk
+    /// `chunk` of whole chunks of `chunk_rows` rows, direction 0) from the gate gradients in
+    /// `gates` (rows of `g`), until none is left.
+    fn claim(
+        &self,
+        gates: &Shared<'_>,
+        g: usize,
+        (t_len, batch): (usize, usize),
+        steps: std::ops::Range<usize>,
+        (chunk, chunk_rows): (usize, usize),
+    ) {
+        use std::sync::atomic::Ordering::Relaxed;
+        if steps.is_empty() {
+            return;
+        }
+        // Processing steps s0..s1 are times t_len - s1..t_len - s0.
+        let (t0, rows) = (t_len - steps.end, steps.len() * batch);
+        // Jobs of a panel by runs of `JOB_ROWS` rows or more: a panel or two a slice left the
+        // claims too coarse to even the slices out (LSTM 200,3,96: 3 panels). Every chunk
+        // before this one is whole: the count starts at theirs.
+        let panels = self.w_ih.panels();
+        let runs_of = |rows: usize| (rows / JOB_ROWS).max(1);
+        let (runs, whole) = (runs_of(rows), panels * runs_of(chunk_rows));
+        let (first, end) = (chunk * whole, chunk * whole + panels * runs);
+        // The claims' order is the barrier's to publish (the round's end), not theirs.
+        while let Ok(c) = self
+            .claimed
+            .fetch_update(Relaxed, Relaxed, |c| (c < end).then_some(c + 1))
+        {
+            let (q, run) = ((c - first) % panels, (c - first) / panels);
+            let (r0, r1) = split(rows, runs, run);
+            let col = self.w_ih.col_start(q);
+            let cols = self.w_ih.width(q).min(self.i_l - col);
+            // SAFETY: rows of this direction's gate gradients of steps s0..s1, which every
+            // slice finished a round before and nothing writes in this one (the recurrence
+            // reads the rows of its own steps' dG_h only); this job's columns of those rows of
+            // d loss / d x, which no other job touches (other panels, or other rows) and
+            // nothing else reads or writes during the recurrence.
+            unsafe {
+                let dg = gates.part((t0 * batch + r0) * g, (r1 - r0) * g);
+                let at = (t0 * batch + r0) * self.i_l + col;
+                packed::gemm_block(
+                    self.w_ih,
+                    dg.as_ptr(),
+                    g,
+                    self.dx.out_block(at, r1 - r0, self.i_l, cols),
+                    self.i_l,
+                    false,
+                    0..r1 - r0,
+                    q..q + 1,
+                    cols,
+                    PanelOrder::Forward,
+                );
+            }
+        }
     }
 }
 

@@ -196,7 +196,7 @@ pub(crate) fn wavefront_shape(desc: &RnnDesc) -> bool {
 /// Whether a thread's L2 can keep a layer's whole W_hh from step to step: no bigger than the
 /// core's L2 (read at start-up; 1 MiB on Zen 5, where LSTM H = 256's 1 MiB was measured
 /// resident, 2 MiB on the Intel Xeon VM).
-fn l2_resident(desc: &RnnDesc) -> bool {
+pub(crate) fn l2_resident(desc: &RnnDesc) -> bool {
     (desc.gates() * desc.hidden_size)
         .checked_mul(desc.hidden_size * 4)
         .is_some_and(|bytes| bytes <= crate::cache::l2_bytes())
