@@ -67,6 +67,9 @@ pub(crate) const PREFETCH_ROWS: usize = 2;
 /// W_ih over many rows, few enough for a chunk of gates to stay in L2.
 const PROJECTION_ROWS: usize = 256;
 
+/// Rows of a job of `DirStep::project_claims` at least (by a panel of W_ih): two row tiles.
+const JOB_ROWS: usize = 24;
+
 /// Steps per chunk of the input projection where the projection rides the steps (see
 /// [`rides_steps`]), and of the backward's ridden input gradient: one rider's rows.
 pub(crate) const RIDE_CHUNK: usize = microkernel::RIDER_ROWS;
@@ -770,8 +773,8 @@ impl<'a> DirStep<'a> {
 
     /// Claims and computes jobs of chunk `chunk`'s input projection until none is left, slice
     /// `i` first its own, so that the slices that finish their steps first take more of them
-    /// (see [`pipe_steps`]). A job is one gate's panel (or the tail's panels) of every row of
-    /// the chunk, or with `own_rows` one slice's rows at one step, every column: those are
+    /// (see [`pipe_steps`]). A job is one gate's panel (or the tail's panels) of a run of the
+    /// chunk's rows, or with `own_rows` one slice's rows at one step, every column: those are
     /// slice `i`'s own first, then the others', so that a slice mostly reads gates it wrote.
     /// Whoever computes a job, each element is the same FMA chain, so the claims change no
     /// bit. Every job of a chunk is claimed before the round ends, so round `c` counts from
@@ -801,17 +804,28 @@ impl<'a> DirStep<'a> {
         let lay = self.lay;
         let whole_jobs = lay.gates * lay.whole;
         let jobs = whole_jobs + usize::from(lay.rem > 0);
-        let rows = 0..(t1 - t0) * self.batch;
-        while let Some(c) = claim(&self.claimed[0], (chunk + 1) * jobs) {
-            let j = c - chunk * jobs;
+        // Where the panels are few, each one's jobs by runs of `JOB_ROWS` rows or more, so that
+        // the claims are fine enough to even the slices out: 8 jobs a slice or more. (H = 50
+        // has 5 jobs a chunk: LSTM 200,4,50 at 2 threads, 4 runs, 0.939-0.962x the inference
+        // time, `ab.sh` 8-10 pairs; H = 96, 2 runs, 1.009x; runs of every panel, 3 at H = 96
+        // and 5 at 128, lost 1.032x and 1.019x.) Every chunk
+        // before this one is whole: the count starts at theirs.
+        let rows = (t1 - t0) * self.batch;
+        let few = (8 * self.cut.slices).div_ceil(jobs);
+        let runs_of = |rows: usize| (rows / JOB_ROWS).clamp(1, few.max(1));
+        let (runs, first) = (
+            runs_of(rows),
+            chunk * jobs * runs_of(self.chunk * self.batch),
+        );
+        while let Some(c) = claim(&self.claimed[0], first + jobs * runs) {
+            let (j, run) = ((c - first) % jobs, (c - first) / jobs);
+            let (r0, r1) = split(rows, runs, run);
             match j < whole_jobs {
                 true => {
                     let (u, k) = (j / lay.gates, j % lay.gates);
-                    self.project_part(step, u..u + 1, rows.clone(), k..k + 1, false);
+                    self.project_part(step, u..u + 1, r0..r1, k..k + 1, false);
                 }
-                false => {
-                    self.project_part(step, lay.whole..lay.whole + 1, rows.clone(), 0..0, true)
-                }
+                false => self.project_part(step, lay.whole..lay.whole + 1, r0..r1, 0..0, true),
             }
         }
     }
