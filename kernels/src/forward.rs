@@ -151,6 +151,11 @@ impl UnitBlocks {
         }
         self
     }
+
+    /// Whether every slice has the same columns to compute: as many blocks, all whole.
+    pub(crate) fn even(&self) -> bool {
+        self.blocks.is_multiple_of(self.slices) && self.h.is_multiple_of(self.nr)
+    }
 }
 
 /// The buffers one direction of one layer works in.
@@ -297,9 +302,10 @@ fn rows_cut(batch: usize, slices: usize, resident: bool, past_l2: Option<usize>)
 /// projection in a round of its own before the steps (cut evenly by units or rows) left a
 /// slice waiting for the others' steps: at 2 threads (`ab.sh`, 6 pairs, Zen 4, 2026-12-06)
 /// LSTM 37,5,300,200 took 0.915x the inference time, GRU 100,7,333,129 0.955x, LSTM
-/// 400,9,128 0.914x, LSTM 200,3,96 0.939x; where the rows cut evenly, no loss: LSTM 100,16,512
-/// 0.998x and 100,64,512 0.997x (10 pairs; 0.957x and 0.980x in 6 an hour before), 100,8,256
-/// 0.988x, 400,8,128 1.004x (training 0.977x), GRU 100,16,256 training 0.995x.
+/// 400,9,128 0.914x, LSTM 200,3,96 0.939x; where the rows cut evenly, no loss: LSTM 100,8,256
+/// 0.988x, 400,8,128 1.004x (training 0.977x), GRU 100,16,256 training 0.995x. With W_hh past
+/// L2 (cut by rows on Zen 4, see `cache::rows_past_l2`), the projection keeps a round of its
+/// own (see `run`).
 ///
 /// 8 chunks or more, so that the last round, the steps alone, is a small part; 32 rows or
 /// more, for the projection to reuse each panel of W_ih; two chunks in the workspace's one
@@ -466,6 +472,28 @@ fn run(
                             for step in s0..(s0 + chunk).min(t_len) {
                                 run.advance(step, all.clone(), b0..b1);
                             }
+                        }
+                    });
+                }
+                if !l2_resident(&desc) {
+                    // Past L2 (each step streams W_hh from L3), chunk c's projection in round
+                    // 2c, by units where that cuts it evenly (each thread streams half of W_ih;
+                    // by rows, all of it: LSTM 100,9,512,256 2T 1.023x the time), else by rows;
+                    // round 2c + 1: its steps by rows. The pipelined rounds' chunks, half as
+                    // long (two take turns in the workspace's gates), stream W_ih twice as
+                    // often: LSTM 50,64,1024 2T 1.057x the inference time, 1.019x training.
+                    let run = make(l, d, (cut.slices, by), chunk);
+                    return team::rounds(2 * t_len.div_ceil(chunk), cut.slices, &|r, i| {
+                        let s0 = r / 2 * chunk;
+                        if r % 2 == 0 {
+                            return match cut.even() {
+                                true => run.project(s0, cut.slice(i).0, (0, 1)),
+                                false => run.project(s0, all.0.clone(), (i, cut.slices)),
+                            };
+                        }
+                        let (b0, b1) = split(batch, cut.slices, i);
+                        for step in s0..(s0 + chunk).min(t_len) {
+                            run.advance(step, all.clone(), b0..b1);
                         }
                     });
                 }
@@ -716,7 +744,7 @@ impl<'a> DirStep<'a> {
     /// memory, and inference keeps one chunk of it instead of the whole sequence.
     fn step(&self, step: usize, i: usize) {
         if step.is_multiple_of(self.chunk) {
-            self.project(step, self.cut.slice(i).0);
+            self.project(step, self.cut.slice(i).0, (0, 1));
         }
         self.advance(step, self.cut.slice(i), 0..self.batch);
     }
@@ -763,12 +791,20 @@ impl<'a> DirStep<'a> {
         share
     }
 
-    /// The input projection of the chunk that starts at processing step `step`, every row: the
-    /// columns of unit blocks `units`. A slice of a team cut by units projects its own units in
-    /// the round of the chunk's first step (its cells then read them, with no wait between).
-    fn project(&self, step: usize, units: std::ops::Range<usize>) {
+    /// The input projection of the chunk that starts at processing step `step`: the columns
+    /// of unit blocks `units`, in part `part.0` of the chunk's rows cut into `part.1`
+    /// near-equal runs of row tiles.
+    ///
+    /// A slice of a team cut by units projects its own units, all rows, in the round of the
+    /// chunk's first step (its cells then read them, with no wait between). Cut by batch rows
+    /// past L2, the projection has a round of its own, cut by units where they cut evenly, else
+    /// by rows.
+    fn project(&self, step: usize, units: std::ops::Range<usize>, (part, parts): (usize, usize)) {
         let (t0, t1) = self.chunk_times(step);
-        self.project_rows(step, units, 0..(t1 - t0) * self.batch);
+        let all_rows = (t1 - t0) * self.batch;
+        let mr = microkernel::shape(self.isa).mr;
+        let (r0, r1) = split(all_rows.div_ceil(mr), parts, part);
+        self.project_rows(step, units, r0 * mr..(r1 * mr).min(all_rows));
     }
 
     /// Claims and computes jobs of chunk `chunk`'s input projection until none is left, slice
