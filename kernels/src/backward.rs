@@ -16,8 +16,8 @@ use crate::cell::{self, BwdUnits};
 use crate::desc::{CellKind, RnnDesc};
 use crate::error::{Error, Result};
 use crate::forward::{
-    batch_split, chunk_steps, l2_resident, slots, time_of, wave_chunk_steps, wavefront_shape,
-    UnitBlocks, PREFETCH_ROWS, RIDE_CHUNK,
+    batch_split, chunk_steps, l2_resident, pipe_chunk_steps, slots, time_of, wave_chunk_steps,
+    wavefront_shape, UnitBlocks, JOB_ROWS, PREFETCH_ROWS, RIDE_CHUNK,
 };
 use crate::gemm_tn::{gemm_tn, Product, TnScratch};
 use crate::isa::Isa;
@@ -769,7 +769,7 @@ fn recurrence(
         // then the slice claims jobs of the input gradient of chunk c - 1's steps, final since
         // the round before, until none is left.
         let all = (0..cut.blocks(), 0, h);
-        let chunk = PipeDx::chunk_steps(t_len, batch);
+        let chunk = pipe_chunk_steps(t_len, batch);
         let chunks = all_rounds.div_ceil(chunk);
         team::rounds(chunks + 1, cut.slices, &|c, i| {
             if c < chunks {
@@ -837,11 +837,8 @@ impl RideDx<'_> {
     }
 }
 
-/// Rows of a job of [`PipeDx`] at least: two row tiles.
-const JOB_ROWS: usize = 24;
-
 /// The input gradient (dG_in W_ih, one direction) computed in the recurrence's team where it
-/// is cut by batch rows: in round `c` of [`PipeDx::chunk_steps`]-step chunks, after its rows'
+/// is cut by batch rows: in round `c` of [`pipe_chunk_steps`]-step chunks, after its rows'
 /// steps of chunk `c`, each slice claims jobs (one panel of W_ih, every row of the times of
 /// chunk `c - 1`, whose gate gradients are final) from a shared count until none is left, so
 /// the slice with fewer rows (or done first) takes more; in one round, the slices' rows
@@ -867,12 +864,6 @@ impl PipeDx<'_> {
         directions == 1 && cut.slices > 1 && l2_resident(desc) && batch_split(desc, batch, &cut)
     }
 
-    /// Steps per chunk: 8 chunks or more, so that the last round, the input gradient alone,
-    /// is a small part, with 32 rows or more for each job's GEMM.
-    fn chunk_steps(t_len: usize, batch: usize) -> usize {
-        t_len.div_ceil(8).max(32usize.div_ceil(batch)).max(1)
-    }
-
     /// Claims and computes jobs of the input gradient of processing steps `steps` (chunk
     /// `chunk` of whole chunks of `chunk_rows` rows, direction 0) from the gate gradients in
     /// `gates` (rows of `g`), until none is left.
@@ -884,7 +875,6 @@ impl PipeDx<'_> {
         steps: std::ops::Range<usize>,
         (chunk, chunk_rows): (usize, usize),
     ) {
-        use std::sync::atomic::Ordering::Relaxed;
         if steps.is_empty() {
             return;
         }
@@ -897,11 +887,7 @@ impl PipeDx<'_> {
         let runs_of = |rows: usize| (rows / JOB_ROWS).max(1);
         let (runs, whole) = (runs_of(rows), panels * runs_of(chunk_rows));
         let (first, end) = (chunk * whole, chunk * whole + panels * runs);
-        // The claims' order is the barrier's to publish (the round's end), not theirs.
-        while let Ok(c) = self
-            .claimed
-            .fetch_update(Relaxed, Relaxed, |c| (c < end).then_some(c + 1))
-        {
+        while let Some(c) = team::claim(&self.claimed, end) {
             let (q, run) = ((c - first) % panels, (c - first) / panels);
             let (r0, r1) = split(rows, runs, run);
             let col = self.w_ih.col_start(q);

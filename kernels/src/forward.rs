@@ -67,8 +67,9 @@ pub(crate) const PREFETCH_ROWS: usize = 2;
 /// W_ih over many rows, few enough for a chunk of gates to stay in L2.
 const PROJECTION_ROWS: usize = 256;
 
-/// Rows of a job of `DirStep::project_claims` at least (by a panel of W_ih): two row tiles.
-const JOB_ROWS: usize = 24;
+/// Rows of a job of `DirStep::project_claims` and `backward::PipeDx` at least (by a panel of
+/// W_ih): two row tiles.
+pub(crate) const JOB_ROWS: usize = 24;
 
 /// Steps per chunk of the input projection where the projection rides the steps (see
 /// [`rides_steps`]), and of the backward's ridden input gradient: one rider's rows.
@@ -307,15 +308,17 @@ fn rows_cut(batch: usize, slices: usize, resident: bool, past_l2: Option<usize>)
 /// L2 (cut by rows on Zen 4, see `cache::rows_past_l2`), the projection keeps a round of its
 /// own (see `run`).
 ///
-/// 8 chunks or more, so that the last round, the steps alone, is a small part; 32 rows or
-/// more, for the projection to reuse each panel of W_ih; two chunks in the workspace's one
-/// (`chunk`, which is of two steps or more where the sequence has them).
+/// [`pipe_chunk_steps`]' chunks, two of which fit in the workspace's one (`chunk`, which is
+/// of two steps or more where the sequence has them).
 fn pipe_steps(seq_len: usize, batch: usize, chunk: usize) -> usize {
-    seq_len
-        .div_ceil(8)
-        .max(32usize.div_ceil(batch))
-        .min(chunk / 2)
-        .max(1)
+    pipe_chunk_steps(seq_len, batch).min(chunk / 2).max(1)
+}
+
+/// Steps per chunk of pipelined rounds (the forward's cut by rows, `backward::PipeDx`): 8
+/// chunks or more, so that the last round, whose work is not shared, is a small part; 32 rows
+/// or more, for a job's GEMM to reuse each panel of W_ih.
+pub(crate) fn pipe_chunk_steps(seq_len: usize, batch: usize) -> usize {
+    seq_len.div_ceil(8).max(32usize.div_ceil(batch)).max(1)
 }
 
 /// Steps per chunk in the wavefront: few, so that the rounds where fewer than all layers have
@@ -814,17 +817,11 @@ impl<'a> DirStep<'a> {
     /// slice `i`'s own first, then the others', so that a slice mostly reads gates it wrote.
     /// Whoever computes a job, each element is the same FMA chain, so the claims change no
     /// bit. Every job of a chunk is claimed before the round ends, so round `c` counts from
-    /// `c * jobs` (with `own_rows`, each slice's count from `c * chunk` steps).
+    /// `c` whole chunks' jobs (with `own_rows`, each slice's count from `c * chunk` steps).
     fn project_claims(&self, chunk: usize, i: usize) {
-        use std::sync::atomic::Ordering::Relaxed;
+        use team::claim;
         let step = chunk * self.chunk;
         let (t0, t1) = self.chunk_times(step);
-        let claim = |count: &std::sync::atomic::AtomicUsize, end: usize| {
-            // The claims' order is the barrier's to publish (the round's end), not theirs.
-            count
-                .fetch_update(Relaxed, Relaxed, |c| (c < end).then_some(c + 1))
-                .ok()
-        };
         if self.own_rows {
             let (slices, batch) = (self.cut.slices, self.batch);
             let (end, all) = (step + t1 - t0, 0..self.cut.blocks());
@@ -844,8 +841,8 @@ impl<'a> DirStep<'a> {
         // the claims are fine enough to even the slices out: 8 jobs a slice or more. (H = 50
         // has 5 jobs a chunk: LSTM 200,4,50 at 2 threads, 4 runs, 0.939-0.962x the inference
         // time, `ab.sh` 8-10 pairs; H = 96, 2 runs, 1.009x; runs of every panel, 3 at H = 96
-        // and 5 at 128, lost 1.032x and 1.019x.) Every chunk
-        // before this one is whole: the count starts at theirs.
+        // and 5 at 128, lost 1.032x and 1.019x.) Every chunk before this one is whole: the
+        // count starts at theirs.
         let rows = (t1 - t0) * self.batch;
         let few = (8 * self.cut.slices).div_ceil(jobs);
         let runs_of = |rows: usize| (rows / JOB_ROWS).clamp(1, few.max(1));

@@ -26,6 +26,17 @@ const PATIENCE: u32 = 256;
 /// it waits for may be the one that needs it.
 const YIELD_AFTER: u32 = 8 * PATIENCE;
 
+/// Claims the next of the jobs counted by `count`, those below `end`: its index, or `None`
+/// when every one is taken. For work shared within a round (the pipelined cut by rows): the
+/// claims' order is the round's end to publish, not theirs, so they are relaxed.
+pub(crate) fn claim(count: &AtomicUsize, end: usize) -> Option<usize> {
+    count
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |c| {
+            (c < end).then_some(c + 1)
+        })
+        .ok()
+}
+
 /// Runs `work(round, slice)` for every round in `0..rounds`, in order, and every slice in
 /// `0..slices` of it on up to `slices` threads of the current pool: every slice of round `r`
 /// happens before any slice of round `r + 1`.
