@@ -347,13 +347,16 @@ mod timing {
     /// KiB each, from L2). On Zen 5 (2026-12-01) both took 19-22 ns, so the cell is bound by
     /// its arithmetic, not by where its operands are: without the two tanh it took 14 ns,
     /// without the three sigmoids 14 ns, and with an approximate reciprocal (rcp14) for the
-    /// sigmoids' division the same 20. `cargo test --release -p recur-kernels --lib cell::timing --
-    /// --ignored --nocapture`
+    /// sigmoids' division the same 20. Short rows cost more a unit: each row's chain (sigmoid
+    /// -> c -> tanh c -> h) is long beside its work, and a partial last block costs a whole
+    /// one; on Zen 4 (2026-12-06, noisy) 4 rows of 48 units took 35-43 ns, 16 rows of 16 units
+    /// 59-80 ns. `cargo test --release -p recur-kernels --lib cell::timing -- --ignored
+    /// --nocapture`
     #[test]
     #[ignore = "a measurement, not a test"]
     fn lstm_forward_ns() {
         for isa in crate::timing::isas() {
-            for &(rows, n) in &[(1usize, 128usize), (64, 512)] {
+            for &(rows, n) in &[(1usize, 128usize), (64, 512), (4, 48), (4, 50), (16, 16)] {
                 let g = 4 * n;
                 let mut gates = vec![0.3f32; rows * g];
                 let gh = vec![0.1f32; rows * g];
