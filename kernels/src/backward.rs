@@ -886,9 +886,7 @@ impl PipeDx<'_> {
         let panels = self.w_ih.panels();
         let runs_of = |rows: usize| (rows / JOB_ROWS).max(1);
         let (runs, whole) = (runs_of(rows), panels * runs_of(chunk_rows));
-        let (first, end) = (chunk * whole, chunk * whole + panels * runs);
-        while let Some(c) = team::claim(&self.claimed, end) {
-            let (q, run) = ((c - first) % panels, (c - first) / panels);
+        team::claim_grid(&self.claimed, chunk * whole, (panels, runs), |q, run| {
             let (r0, r1) = split(rows, runs, run);
             let col = self.w_ih.col_start(q);
             let cols = self.w_ih.width(q).min(self.i_l - col);
@@ -913,7 +911,7 @@ impl PipeDx<'_> {
                     PanelOrder::Forward,
                 );
             }
-        }
+        });
     }
 }
 

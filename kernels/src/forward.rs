@@ -819,7 +819,6 @@ impl<'a> DirStep<'a> {
     /// bit. Every job of a chunk is claimed before the round ends, so round `c` counts from
     /// `c` whole chunks' jobs (with `own_rows`, each slice's count from `c * chunk` steps).
     fn project_claims(&self, chunk: usize, i: usize) {
-        use team::claim;
         let step = chunk * self.chunk;
         let (t0, t1) = self.chunk_times(step);
         if self.own_rows {
@@ -827,7 +826,7 @@ impl<'a> DirStep<'a> {
             let (end, all) = (step + t1 - t0, 0..self.cut.blocks());
             for j in (0..slices).map(|k| (i + k) % slices) {
                 let (b0, b1) = split(batch, slices, j);
-                while let Some(c) = claim(&self.claimed[j], end) {
+                while let Some(c) = team::claim(&self.claimed[j], end) {
                     let t = c - step;
                     self.project_rows(step, all.clone(), t * batch + b0..t * batch + b1);
                 }
@@ -850,8 +849,7 @@ impl<'a> DirStep<'a> {
             runs_of(rows),
             chunk * jobs * runs_of(self.chunk * self.batch),
         );
-        while let Some(c) = claim(&self.claimed[0], first + jobs * runs) {
-            let (j, run) = ((c - first) % jobs, (c - first) / jobs);
+        team::claim_grid(&self.claimed[0], first, (jobs, runs), |j, run| {
             let (r0, r1) = split(rows, runs, run);
             match j < whole_jobs {
                 true => {
@@ -860,7 +858,7 @@ impl<'a> DirStep<'a> {
                 }
                 false => self.project_part(step, lay.whole..lay.whole + 1, r0..r1, 0..0, true),
             }
-        }
+        });
     }
 
     /// The input projection of batch rows `rows` at every step of the chunk that starts at

@@ -37,6 +37,20 @@ pub(crate) fn claim(count: &AtomicUsize, end: usize) -> Option<usize> {
         .ok()
 }
 
+/// Claims (see [`claim`]) the jobs `first..first + jobs * runs` of `count`, a grid of `jobs`
+/// jobs (the index that runs fastest) by `runs` runs of rows, and does `job(j, run)` for each
+/// until none is left.
+pub(crate) fn claim_grid(
+    count: &AtomicUsize,
+    first: usize,
+    (jobs, runs): (usize, usize),
+    mut job: impl FnMut(usize, usize),
+) {
+    while let Some(c) = claim(count, first + jobs * runs) {
+        job((c - first) % jobs, (c - first) / jobs);
+    }
+}
+
 /// Runs `work(round, slice)` for every round in `0..rounds`, in order, and every slice in
 /// `0..slices` of it on up to `slices` threads of the current pool: every slice of round `r`
 /// happens before any slice of round `r + 1`.

@@ -110,6 +110,18 @@ struct Block<L: Lanes> {
 }
 
 impl<L: Lanes> Block<L> {
+    /// The block of units `j..min(j + N, n)` of a row of `n` (`j < n`): whole, or masked.
+    #[inline(always)]
+    fn at(l: L, j: usize, n: usize) -> Self {
+        let left = n - j;
+        Block {
+            l,
+            j,
+            full: left >= L::N,
+            m: l.first(left),
+        }
+    }
+
     /// # Safety
     /// `s` must hold the row's `n` floats.
     #[inline(always)]
@@ -191,12 +203,7 @@ fn split_blocks<L: Lanes>(
         full: true,
         m: all,
     });
-    let tail = (whole < n).then(|| Block {
-        l,
-        j: whole,
-        full: false,
-        m: l.first(n - whole),
-    });
+    let tail = (whole < n).then(|| Block::at(l, whole, n));
     (blocks, tail)
 }
 
@@ -204,14 +211,12 @@ impl<L: Lanes> Iterator for Blocks<L> {
     type Item = Block<L>;
     #[inline(always)]
     fn next(&mut self) -> Option<Block<L>> {
-        let (j, left) = (self.j, self.n.checked_sub(self.j).filter(|&r| r > 0)?);
+        let j = self.j;
+        if j >= self.n {
+            return None;
+        }
         self.j += L::N;
-        Some(Block {
-            l: self.l,
-            j,
-            full: left >= L::N,
-            m: self.l.first(left),
-        })
+        Some(Block::at(self.l, j, self.n))
     }
 }
 
